@@ -1,0 +1,125 @@
+//! What to notify: which lifecycle events become webhook notifications, and
+//! what their bodies hold. How they are delivered is the host's business.
+
+use serde_json::json;
+
+use crate::error::SessionError;
+use crate::model::{Event, Notification, Session, WebhookConfig, event_kind};
+
+/// Every notification kind, in lifecycle order.
+pub const NOTIFICATION_KINDS: [&str; 6] = [
+    "session.started",
+    "session.paused",
+    "session.resumed",
+    "session.completed",
+    "session.failed",
+    "session.timed_out",
+];
+
+/// The notification kind an event raises, if it is a lifecycle event.
+pub fn notification_kind(event_kind: &str) -> Option<&'static str> {
+    let i = match event_kind {
+        event_kind::START => 0,
+        event_kind::PAUSE => 1,
+        event_kind::RESUME => 2,
+        event_kind::COMPLETE => 3,
+        event_kind::ERROR => 4,
+        event_kind::TIMEOUT => 5,
+        _ => return None,
+    };
+    Some(NOTIFICATION_KINDS[i])
+}
+
+/// Check an endpoint configuration.
+pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
+    let invalid = |m: String| Err(SessionError::InvalidInput(m));
+    let rest = c
+        .url
+        .strip_prefix("https://")
+        .or_else(|| c.url.strip_prefix("http://"));
+    match rest {
+        None => return invalid(format!("webhook url {:?} must start with http:// or https://", c.url)),
+        Some(r) if r.is_empty() || r.starts_with('/') => {
+            return invalid("webhook url has no host".into());
+        }
+        Some(_) => {}
+    }
+    if c.url.len() > 2048 || c.url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        return invalid("webhook url must be at most 2048 characters without spaces".into());
+    }
+    let key = c.secret.strip_prefix("whsec_").unwrap_or("");
+    if key.len() < 16
+        || key.len() > 512
+        || !key
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "+/=".contains(ch))
+    {
+        return invalid(
+            "webhook secret must be \"whsec_\" followed by 16 to 512 base64 characters".into(),
+        );
+    }
+    if let Some(k) = c
+        .event_kinds
+        .iter()
+        .find(|k| !NOTIFICATION_KINDS.contains(&k.as_str()))
+    {
+        return invalid(format!(
+            "unknown webhook event kind {k:?}; expected some of {}",
+            NOTIFICATION_KINDS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The notification `event` raises for the endpoint `config`, or `None`
+/// if the endpoint is disabled, does not want this kind, or the event is
+/// not a lifecycle event.
+pub fn notification(
+    config: &WebhookConfig,
+    id: String,
+    session: &Session,
+    event: &Event,
+) -> Option<Notification> {
+    let kind = notification_kind(&event.kind)?;
+    if !config.enabled || !(config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind)) {
+        return None;
+    }
+    // Standard Webhooks body shape: type, timestamp, data.
+    let body = json!({
+        "type": kind,
+        "timestamp": rfc3339(event.timestamp),
+        "data": {
+            "session": {
+                "id": session.id,
+                "task": session.task,
+                "mode": session.mode,
+                "user_id": session.user_id,
+                "channel_id": session.channel_id,
+                "status": session.status,
+                "iteration": session.iteration,
+                "max_iterations": session.max_iterations,
+                "created_at": rfc3339(session.created_at),
+                "updated_at": rfc3339(session.updated_at),
+                "ended_at": session.ended_at.map(rfc3339),
+            },
+            "event": event,
+        },
+    });
+    Some(Notification {
+        id,
+        url: config.url.clone(),
+        secret: config.secret.clone(),
+        kind: kind.to_owned(),
+        timestamp: event.timestamp,
+        body: body.to_string(),
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC text.
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
