@@ -95,7 +95,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         validate::text("task", &options.task, validate::MAX_TASK_BYTES)?;
         let mode = options.mode.unwrap_or_else(|| DEFAULT_MODE.to_owned());
         validate::name("mode", &mode)?;
-        for (what, v) in [("user id", &options.user_id), ("channel id", &options.channel_id)] {
+        for (what, v) in [
+            ("user id", &options.user_id),
+            ("channel id", &options.channel_id),
+        ] {
             if let Some(v) = v {
                 validate::name(what, v)?;
             }
@@ -187,7 +190,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             validate::json_value_size("result", r)?;
         }
         self.update(id, |s, now| {
-            require(s, &[SessionStatus::Active, SessionStatus::Paused], "complete")?;
+            require(
+                s,
+                &[SessionStatus::Active, SessionStatus::Paused],
+                "complete",
+            )?;
             end(s, SessionStatus::Completed, now);
             s.result = result;
             Ok(vec![NewEvent::new(
@@ -242,17 +249,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         validate::name("tool name", &call.name)?;
         validate::json_value_size("tool input", &call.input)?;
         validate::json_value_size("tool output", &call.output)?;
-        self.record(id, &[SessionStatus::Active], "record a tool call on", || {
-            NewEvent::new(
-                event_kind::TOOL_CALL,
-                json!({
-                    "name": call.name,
-                    "input": call.input,
-                    "output": call.output,
-                    "duration_ms": call.duration_ms,
-                }),
-            )
-        })
+        self.record(
+            id,
+            &[SessionStatus::Active],
+            "record a tool call on",
+            || {
+                NewEvent::new(
+                    event_kind::TOOL_CALL,
+                    json!({
+                        "name": call.name,
+                        "input": call.input,
+                        "output": call.output,
+                        "duration_ms": call.duration_ms,
+                    }),
+                )
+            },
+        )
     }
 
     /// Record a learning in an active or paused session's history.
@@ -295,7 +307,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         validate::page_limit(limit)?;
         let session = self.load(id)?;
         let events = self.read_events(&session, from, limit)?;
-        let next = from + events.len() as u64;
+        // Records carry their position; a position lost to a crash between
+        // the document write and the append is skipped, not waited for.
+        let next = events.last().map_or(session.event_count, |e| e.seq + 1);
         Ok(EventPage {
             events,
             next_seq: (next < session.event_count).then_some(next),
@@ -316,7 +330,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     pub fn update_context(&self, id: &str, patch: Value) -> Result<Session, SessionError> {
         let patch = validate::json_object("context patch", patch)?;
         self.update(id, |s, _| {
-            require(s, &[SessionStatus::Active, SessionStatus::Paused], "update the context of")?;
+            require(
+                s,
+                &[SessionStatus::Active, SessionStatus::Paused],
+                "update the context of",
+            )?;
             for (k, v) in &patch {
                 if v.is_null() {
                     s.context.remove(k);
@@ -401,7 +419,8 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             true
         })?;
         let completed = by_status[&SessionStatus::Completed];
-        let ended = completed + by_status[&SessionStatus::Failed] + by_status[&SessionStatus::Timeout];
+        let ended =
+            completed + by_status[&SessionStatus::Failed] + by_status[&SessionStatus::Timeout];
         Ok(SessionStats {
             total,
             by_status,
@@ -490,16 +509,14 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             return Err(bad(format!("\"format\" must be {EXPORT_FORMAT:?}")));
         }
         if doc.get("schema").and_then(Value::as_u64) != Some(u64::from(codec::SCHEMA_VERSION)) {
-            return Err(bad(format!(
-                "\"schema\" must be {}",
-                codec::SCHEMA_VERSION
-            )));
+            return Err(bad(format!("\"schema\" must be {}", codec::SCHEMA_VERSION)));
         }
         let mut session: Session =
             serde_json::from_value(doc.remove("session").unwrap_or(Value::Null))
                 .map_err(|e| bad(format!("\"session\": {e}")))?;
-        let events: Vec<Event> = serde_json::from_value(doc.remove("events").unwrap_or(Value::Null))
-            .map_err(|e| bad(format!("\"events\": {e}")))?;
+        let events: Vec<Event> =
+            serde_json::from_value(doc.remove("events").unwrap_or(Value::Null))
+                .map_err(|e| bad(format!("\"events\": {e}")))?;
         validate_imported(&session, &events).map_err(|e| bad(e.message().to_owned()))?;
         session.version = 0;
         let records = events
@@ -508,7 +525,8 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .collect::<Result<Vec<_>, _>>()?;
         self.put_session(&mut session, 0)?;
         for (event, record) in events.iter().zip(&records) {
-            self.store.append(SESSIONS, &session.id, event.seq, record)?;
+            self.store
+                .append(SESSIONS, &session.id, event.seq, record)?;
         }
         Ok(session)
     }
@@ -518,7 +536,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Set (or replace) the webhook endpoint.
     pub fn set_webhook(&self, config: WebhookConfig) -> Result<WebhookConfig, SessionError> {
         webhook::validate_config(&config)?;
-        let version = self.store.get(CONFIG, WEBHOOK_KEY)?.map_or(0, |v| v.version);
+        let version = self
+            .store
+            .get(CONFIG, WEBHOOK_KEY)?
+            .map_or(0, |v| v.version);
         self.store
             .put(CONFIG, WEBHOOK_KEY, &codec::encode(&config)?, version)
             .map_err(|e| conflict_for("the webhook configuration", e))?;
@@ -700,19 +721,27 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         Ok(())
     }
 
-    fn read_events(&self, session: &Session, from: u64, limit: u32) -> Result<Vec<Event>, SessionError> {
+    fn read_events(
+        &self,
+        session: &Session,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, SessionError> {
         if from >= session.event_count {
             return Ok(Vec::new());
         }
         let what = format!("session {} event log", session.id);
-        // Only positions the document acknowledges are returned: a record
-        // past `event_count` belongs to a writer that has not finished.
         let limit = (session.event_count - from).min(u64::from(limit)) as u32;
-        self.store
-            .read(SESSIONS, &session.id, from, limit)?
-            .iter()
-            .map(|r| codec::decode::<Event>(&what, r))
-            .collect()
+        let mut events = Vec::with_capacity(limit as usize);
+        for record in self.store.read(SESSIONS, &session.id, from, limit)? {
+            let event: Event = codec::decode(&what, &record)?;
+            // Only positions the document acknowledges count: a record past
+            // `event_count` belongs to a writer that has not finished.
+            if event.seq < session.event_count {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 
     fn recent(&self, session: &Session) -> Result<Vec<Event>, SessionError> {
@@ -800,7 +829,9 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
     validate::name("mode", &s.mode)?;
     validate::json_value_size("context", &Value::Object(s.context.clone()))?;
     if s.max_iterations == 0 || s.max_iterations > validate::MAX_ITERATIONS_LIMIT {
-        return Err(SessionError::InvalidInput("max_iterations out of range".into()));
+        return Err(SessionError::InvalidInput(
+            "max_iterations out of range".into(),
+        ));
     }
     if s.iteration > s.max_iterations {
         return Err(SessionError::InvalidInput(

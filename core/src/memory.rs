@@ -12,7 +12,7 @@ use crate::ports::{Environment, Notifier, Store, Versioned};
 #[derive(Default)]
 struct Entry {
     doc: Option<Versioned>,
-    log: Vec<Vec<u8>>,
+    log: BTreeMap<u64, Vec<u8>>,
 }
 
 /// A [`Store`] in a map. Thread-safe; keeps the same contract as a durable
@@ -95,13 +95,12 @@ impl Store for MemoryStore {
     fn append(&self, c: &str, key: &str, seq: u64, record: &[u8]) -> Result<(), StoreError> {
         self.with(|m| {
             let log = &mut m.entry(k(c, key)).or_default().log;
-            if seq != log.len() as u64 {
+            if log.contains_key(&seq) {
                 return Err(StoreError::Conflict(format!(
-                    "log position {seq} requested, next free position is {}",
-                    log.len()
+                    "log position {seq} is already taken"
                 )));
             }
-            log.push(record.to_vec());
+            log.insert(seq, record.to_vec());
             Ok(())
         })
     }
@@ -111,10 +110,9 @@ impl Store for MemoryStore {
             m.get(&k(c, key))
                 .map(|e| {
                     e.log
-                        .iter()
-                        .skip(usize::try_from(from).unwrap_or(usize::MAX))
+                        .range(from..)
                         .take(limit as usize)
-                        .cloned()
+                        .map(|(_, r)| r.clone())
                         .collect()
                 })
                 .unwrap_or_default()
@@ -136,7 +134,10 @@ impl MemoryOutbox {
 
     /// Everything queued so far, oldest first.
     pub fn queued(&self) -> Vec<Notification> {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -127,7 +127,9 @@ impl Session {
 
     /// Milliseconds from creation to the end, or to `now_ms` if not ended.
     pub fn duration_ms(&self, now_ms: u64) -> u64 {
-        self.ended_at.unwrap_or(now_ms).saturating_sub(self.created_at)
+        self.ended_at
+            .unwrap_or(now_ms)
+            .saturating_sub(self.created_at)
     }
 }
 

@@ -39,9 +39,18 @@ pub trait Store {
         start_after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
-    /// Append a record at position `seq` of a key's log, durably.
-    fn append(&self, collection: &str, key: &str, seq: u64, record: &[u8]) -> Result<(), StoreError>;
-    /// Read at most `limit` records of a key's log from position `from`.
+    /// Store a record at position `seq` of a key's log, durably. Positions
+    /// may arrive out of order; a taken position may be reported as a
+    /// conflict.
+    fn append(
+        &self,
+        collection: &str,
+        key: &str,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Read at most `limit` records at positions >= `from`, in position
+    /// order, skipping positions never written.
     fn read(
         &self,
         collection: &str,
@@ -64,25 +73,4 @@ pub trait Environment {
     fn now_ms(&self) -> u64;
     /// Fill `buf` with random bytes (used for ids).
     fn fill_random(&self, buf: &mut [u8]);
-}
-
-impl<T: Store + ?Sized> Store for &T {
-    fn get(&self, c: &str, k: &str) -> Result<Option<Versioned>, StoreError> {
-        (**self).get(c, k)
-    }
-    fn put(&self, c: &str, k: &str, d: &[u8], v: u64) -> Result<u64, StoreError> {
-        (**self).put(c, k, d, v)
-    }
-    fn remove(&self, c: &str, k: &str, v: u64) -> Result<(), StoreError> {
-        (**self).remove(c, k, v)
-    }
-    fn keys(&self, c: &str, s: Option<&str>, l: u32) -> Result<Vec<String>, StoreError> {
-        (**self).keys(c, s, l)
-    }
-    fn append(&self, c: &str, k: &str, s: u64, r: &[u8]) -> Result<(), StoreError> {
-        (**self).append(c, k, s, r)
-    }
-    fn read(&self, c: &str, k: &str, f: u64, l: u32) -> Result<Vec<Vec<u8>>, StoreError> {
-        (**self).read(c, k, f, l)
-    }
 }

@@ -11,7 +11,11 @@ const T0: u64 = 1_700_000_000_000;
 const DAY: u64 = 86_400_000;
 
 fn engine() -> TestEngine {
-    Engine::new(MemoryStore::new(), MemoryOutbox::new(), ManualEnvironment::at(T0))
+    Engine::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        ManualEnvironment::at(T0),
+    )
 }
 
 fn start(e: &TestEngine, task: &str) -> Session {
@@ -109,11 +113,17 @@ fn complete_and_fail_from_paused() {
     let e = engine();
     let a = start(&e, "a");
     e.pause(&a.id, None).unwrap();
-    assert_eq!(e.complete(&a.id, None).unwrap().status, SessionStatus::Completed);
+    assert_eq!(
+        e.complete(&a.id, None).unwrap().status,
+        SessionStatus::Completed
+    );
     let b = start(&e, "b");
     e.pause(&b.id, None).unwrap();
     let f = e.fail(&b.id, "boom".into()).unwrap();
-    assert_eq!((f.status, f.error.as_deref()), (SessionStatus::Failed, Some("boom")));
+    assert_eq!(
+        (f.status, f.error.as_deref()),
+        (SessionStatus::Failed, Some("boom"))
+    );
 }
 
 #[test]
@@ -175,7 +185,11 @@ fn check_terminal(e: &TestEngine, id: &str) {
         }
     )));
     assert!(is_transition(e.record_event(id, "custom", json!({}))));
-    assert_eq!(e.get(id).unwrap(), before, "a refused operation changed nothing");
+    assert_eq!(
+        e.get(id).unwrap(),
+        before,
+        "a refused operation changed nothing"
+    );
 }
 
 #[test]
@@ -206,7 +220,9 @@ fn tool_calls_learnings_and_custom_events() {
         )
         .unwrap();
     assert_eq!((l.seq, l.kind.as_str()), (3, "learning"));
-    let c = e.record_event(&s.id, "deploy.started", json!({"env": "staging"})).unwrap();
+    let c = e
+        .record_event(&s.id, "deploy.started", json!({"env": "staging"}))
+        .unwrap();
     assert_eq!(c.seq, 4);
     assert!(is_input(e.record_event(&s.id, "start", json!({}))));
     assert!(is_input(e.record_event(&s.id, "Bad Kind", json!({}))));
@@ -222,8 +238,13 @@ fn context_merges_and_removes_keys() {
             ..Default::default()
         })
         .unwrap();
-    let u = e.update_context(&s.id, json!({"b": null, "c": {"d": 3}})).unwrap();
-    assert_eq!(serde_json::Value::Object(u.context), json!({"a": 1, "c": {"d": 3}}));
+    let u = e
+        .update_context(&s.id, json!({"b": null, "c": {"d": 3}}))
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(u.context),
+        json!({"a": 1, "c": {"d": 3}})
+    );
     assert!(is_input(e.update_context(&s.id, json!([1, 2]))));
     assert!(is_input(e.update_context(&s.id, json!("x"))));
     let big = "x".repeat(40_000);
@@ -295,8 +316,16 @@ fn list_filters_and_paginates_newest_first() {
     assert_eq!(p1.sessions.len(), 2);
     let p2 = e.list(&dev, p1.next_cursor.as_deref(), 2).unwrap();
     assert_eq!(p2.sessions.len(), 2);
-    assert_eq!(p2.next_cursor, None, "4 developer sessions fill exactly two pages");
-    assert!(p1.sessions.iter().chain(&p2.sessions).all(|s| s.mode == "developer"));
+    assert_eq!(
+        p2.next_cursor, None,
+        "4 developer sessions fill exactly two pages"
+    );
+    assert!(
+        p1.sessions
+            .iter()
+            .chain(&p2.sessions)
+            .all(|s| s.mode == "developer")
+    );
 
     let u0_active = SessionFilter {
         user_id: Some("u0".into()),
@@ -304,9 +333,14 @@ fn list_filters_and_paginates_newest_first() {
         ..Default::default()
     };
     let got = e.list(&u0_active, None, 100).unwrap().sessions;
-    assert_eq!(got.iter().map(|s| &s.id).collect::<Vec<_>>(), [&ids[6], &ids[3]]);
+    assert_eq!(
+        got.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        [&ids[6], &ids[3]]
+    );
 
-    let paused = e.list(&SessionFilter::status(SessionStatus::Paused), None, 10).unwrap();
+    let paused = e
+        .list(&SessionFilter::status(SessionStatus::Paused), None, 10)
+        .unwrap();
     assert_eq!(paused.sessions.len(), 1);
 
     let window = SessionFilter {
@@ -321,7 +355,11 @@ fn list_filters_and_paginates_newest_first() {
         ..Default::default()
     };
     assert!(is_input(e.list(&inverted, None, 10)));
-    assert!(is_input(e.list(&SessionFilter::default(), Some("../x"), 10)));
+    assert!(is_input(e.list(
+        &SessionFilter::default(),
+        Some("../x"),
+        10
+    )));
     assert!(is_input(e.list(&SessionFilter::default(), None, 5000)));
 }
 
@@ -357,7 +395,10 @@ fn stats_count_status_mode_iterations_and_success() {
     assert!((st.average_iterations - 0.75).abs() < 1e-9);
     assert!((st.success_rate - 1.0 / 3.0).abs() < 1e-9);
     let empty = engine().stats(&SessionFilter::default()).unwrap();
-    assert_eq!((empty.total, empty.success_rate, empty.average_iterations), (0, 0.0, 0.0));
+    assert_eq!(
+        (empty.total, empty.success_rate, empty.average_iterations),
+        (0, 0.0, 0.0)
+    );
 }
 
 #[test]
@@ -373,17 +414,26 @@ fn cleanup_keeps_live_sessions_and_supports_dry_run() {
     e.fail(&new_failed.id, "x".into()).unwrap();
 
     let dry = e.cleanup(None, true).unwrap();
-    assert_eq!((dry.dry_run, dry.removed.clone()), (true, vec![old_done.id.clone()]));
+    assert_eq!(
+        (dry.dry_run, dry.removed.clone()),
+        (true, vec![old_done.id.clone()])
+    );
     assert!(e.get(&old_done.id).is_ok(), "dry run removes nothing");
 
     let real = e.cleanup(None, false).unwrap();
     assert_eq!(real.removed, vec![old_done.id.clone()]);
-    assert!(matches!(e.get(&old_done.id), Err(SessionError::NotFound(_))));
+    assert!(matches!(
+        e.get(&old_done.id),
+        Err(SessionError::NotFound(_))
+    ));
     assert!(e.events(&old_done.id, 0, 10).is_err());
     for id in [&old_active.id, &old_paused.id, &new_failed.id] {
         assert!(e.get(id).is_ok());
     }
-    assert_eq!(e.cleanup(Some(0), false).unwrap().removed, vec![new_failed.id]);
+    assert_eq!(
+        e.cleanup(Some(0), false).unwrap().removed,
+        vec![new_failed.id]
+    );
     assert!(is_input(e.cleanup(Some(100_000), true)));
 }
 
@@ -394,7 +444,10 @@ fn delete_export_import_round_trip() {
     e.iterate(&s.id, Some(json!({"n": 1}))).unwrap();
     e.pause(&s.id, Some("later".into())).unwrap();
     let doc = e.export(&s.id).unwrap();
-    assert!(matches!(e.import(doc.clone()), Err(SessionError::Conflict(_))));
+    assert!(matches!(
+        e.import(doc.clone()),
+        Err(SessionError::Conflict(_))
+    ));
 
     let other = engine();
     let imported = other.import(doc.clone()).unwrap();
@@ -437,7 +490,15 @@ fn stale_writes_conflict() {
 #[test]
 fn bad_input_is_rejected_before_storage() {
     let e = engine();
-    for id in ["../../etc/passwd", "", "a/b", "a\0b", &"x".repeat(65), "..", "a.b"] {
+    for id in [
+        "../../etc/passwd",
+        "",
+        "a/b",
+        "a\0b",
+        &"x".repeat(65),
+        "..",
+        "a.b",
+    ] {
         assert!(is_input(e.get(id)), "{id:?}");
         assert!(is_input(e.iterate(id, None)), "{id:?}");
     }
@@ -465,8 +526,16 @@ fn bad_input_is_rejected_before_storage() {
         ..opts("t".into())
     })));
     assert!(is_input(SessionStatus::parse("finished")));
-    assert_eq!(SessionStatus::parse("paused").unwrap(), SessionStatus::Paused);
-    assert!(e.list(&SessionFilter::default(), None, 10).unwrap().sessions.is_empty());
+    assert_eq!(
+        SessionStatus::parse("paused").unwrap(),
+        SessionStatus::Paused
+    );
+    assert!(
+        e.list(&SessionFilter::default(), None, 10)
+            .unwrap()
+            .sessions
+            .is_empty()
+    );
 }
 
 #[test]
@@ -475,7 +544,10 @@ fn webhooks_notify_lifecycle_events_with_filters() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string();
     let s = start(&e, "before webhook");
     assert!(e.store().get(CONFIG, WEBHOOK_KEY).unwrap().is_none());
-    assert!(e.notifier_queued().is_empty(), "no endpoint, no notification");
+    assert!(
+        e.notifier_queued().is_empty(),
+        "no endpoint, no notification"
+    );
 
     e.set_webhook(WebhookConfig {
         url: "https://example.test/hook".into(),
@@ -490,7 +562,10 @@ fn webhooks_notify_lifecycle_events_with_filters() {
     e.resume(&s.id).unwrap();
     e.complete(&s.id, Some(json!("done"))).unwrap();
     let kinds: Vec<_> = e.notifier_queued().into_iter().map(|n| n.kind).collect();
-    assert_eq!(kinds, ["session.paused", "session.resumed", "session.completed"]);
+    assert_eq!(
+        kinds,
+        ["session.paused", "session.resumed", "session.completed"]
+    );
     let n = &e.notifier_queued()[2];
     let body: serde_json::Value = serde_json::from_str(&n.body).unwrap();
     assert_eq!(body["type"], "session.completed");
@@ -508,7 +583,12 @@ fn webhooks_notify_lifecycle_events_with_filters() {
     .unwrap();
     let t = start(&e, "filtered");
     e.fail(&t.id, "x".into()).unwrap();
-    let last: Vec<_> = e.notifier_queued().into_iter().skip(3).map(|n| n.kind).collect();
+    let last: Vec<_> = e
+        .notifier_queued()
+        .into_iter()
+        .skip(3)
+        .map(|n| n.kind)
+        .collect();
     assert_eq!(last, ["session.failed"]);
 
     let bad = |url: &str, secret: &str, kinds: Vec<String>| {
@@ -522,7 +602,11 @@ fn webhooks_notify_lifecycle_events_with_filters() {
     assert!(is_input(bad("ftp://x", &secret, vec![])));
     assert!(is_input(bad("https://", &secret, vec![])));
     assert!(is_input(bad("https://x", "secret", vec![])));
-    assert!(is_input(bad("https://x", &secret, vec!["session.exploded".into()])));
+    assert!(is_input(bad(
+        "https://x",
+        &secret,
+        vec!["session.exploded".into()]
+    )));
     e.clear_webhook().unwrap();
     assert_eq!(e.get_webhook().unwrap(), None);
 }
@@ -550,7 +634,9 @@ fn damaged_or_future_records_are_storage_errors_naming_the_session() {
     }
     let t = start(&e, "u");
     let v = e.store().get(SESSIONS, &t.id).unwrap().unwrap().version;
-    e.store().put(SESSIONS, &t.id, br#"{"schema":99}"#, v).unwrap();
+    e.store()
+        .put(SESSIONS, &t.id, br#"{"schema":99}"#, v)
+        .unwrap();
     assert!(matches!(e.get(&t.id), Err(SessionError::Storage(_))));
 }
 

@@ -38,13 +38,22 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
         .strip_prefix("https://")
         .or_else(|| c.url.strip_prefix("http://"));
     match rest {
-        None => return invalid(format!("webhook url {:?} must start with http:// or https://", c.url)),
+        None => {
+            return invalid(format!(
+                "webhook url {:?} must start with http:// or https://",
+                c.url
+            ));
+        }
         Some(r) if r.is_empty() || r.starts_with('/') => {
             return invalid("webhook url has no host".into());
         }
         Some(_) => {}
     }
-    if c.url.len() > 2048 || c.url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+    if c.url.len() > 2048
+        || c.url
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
         return invalid("webhook url must be at most 2048 characters without spaces".into());
     }
     let key = c.secret.strip_prefix("whsec_").unwrap_or("");
@@ -81,7 +90,9 @@ pub fn notification(
     event: &Event,
 ) -> Option<Notification> {
     let kind = notification_kind(&event.kind)?;
-    if !config.enabled || !(config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind)) {
+    if !config.enabled
+        || !(config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind))
+    {
         return None;
     }
     // Standard Webhooks body shape: type, timestamp, data.

@@ -1,0 +1,76 @@
+//! Builds the session component (`guests/session`) for `wasm32-wasip2` and
+//! hands its path to the host crate, which embeds it. A nested cargo with
+//! its own target directory is used (as wasmtime builds its test programs),
+//! so the outer build's lock is not contended.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ is inside the workspace");
+    for path in [
+        "wit",
+        "core/src",
+        "core/Cargo.toml",
+        "guests/session",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=AGENT_SESSION_COMPONENT");
+
+    // A prebuilt component may be given instead (packagers, offline builds).
+    let wasm = match env::var_os("AGENT_SESSION_COMPONENT") {
+        Some(path) => PathBuf::from(path),
+        None => build_guest(workspace),
+    };
+    println!(
+        "cargo:rustc-env=AGENT_SESSION_COMPONENT_PATH={}",
+        wasm.display()
+    );
+}
+
+fn build_guest(workspace: &std::path::Path) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("wasm-guest");
+    let status = Command::new(&cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "agent-session-guest",
+        ])
+        .args(["--target", TARGET, "--target-dir"])
+        .arg(&target_dir)
+        // The outer build's flags and wrappers (clippy, coverage) are for
+        // the host target, not for the guest.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .status()
+        .expect("could not run cargo to build the session component");
+    if !status.success() {
+        panic!(
+            "building the session component for {TARGET} failed (see above). \
+             If the target is missing, run: rustup target add {TARGET}"
+        );
+    }
+    target_dir
+        .join(TARGET)
+        .join("release")
+        .join("agent_session_guest.wasm")
+}

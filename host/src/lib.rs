@@ -1,0 +1,33 @@
+//! The native host of the agent-session component.
+//!
+//! - [`SessionHost`]: the session component in wasmtime behind a typed Rust
+//!   API (every operation of the `agent:session/sessions` interface).
+//! - [`FsStore`]: the `store` capability on one directory, confined with
+//!   cap-std and crash-safe.
+//! - [`FsOutbox`]: the `notify` capability as a durable outbox in that
+//!   directory.
+//!
+//! The host carries bytes; every session rule is in `agent-session-core`,
+//! compiled into the component.
+//!
+//! ```no_run
+//! use agent_session_host::SessionHost;
+//! use agent_session_core::StartOptions;
+//!
+//! let host = SessionHost::open("./.agent-sessions")?;
+//! let s = host.start(StartOptions { task: "Implement feature X".into(), ..Default::default() })?;
+//! host.iterate(&s.id, Some(&serde_json::json!({"step": "plan"})))?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+mod cache;
+mod fs_store;
+mod outbox;
+mod runtime;
+
+pub use fs_store::FsStore;
+pub use outbox::{FsOutbox, OUTBOX_DIR};
+pub use runtime::{
+    CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,
+    SharedStore,
+};

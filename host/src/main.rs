@@ -1,0 +1,698 @@
+//! `agent-session`: the session API on the command line. Every operation
+//! runs through the session component in wasmtime, on a filesystem store.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_session_core::{
+    Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
+    WebhookConfig, webhook::rfc3339,
+};
+use agent_session_host::{Error, SessionHost};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Durable, sandboxed session state for AI-agent hosts.
+///
+/// Sessions live in a directory (--dir). Every command runs through the
+/// agent:session WebAssembly component; the directory is the only thing
+/// it can touch.
+///
+/// Exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 invalid
+/// input, 5 invalid transition, 6 conflict, 7 limit exceeded, 8 storage.
+#[derive(Parser)]
+#[command(name = "agent-session", version, max_term_width = 100)]
+struct Cli {
+    /// Directory holding the sessions (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENT_SESSION_DIR",
+        default_value = "./.agent-sessions"
+    )]
+    dir: PathBuf,
+    /// Print JSON instead of tables (errors too, on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a new session.
+    Start {
+        /// What the session is for.
+        task: String,
+        /// Mode name, e.g. developer (default: "default").
+        #[arg(long)]
+        mode: Option<String>,
+        /// Owner of the session.
+        #[arg(long)]
+        user: Option<String>,
+        /// Channel the session came from.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Iteration bound; reaching it ends the session with "timeout" (default 100).
+        #[arg(long)]
+        max_iterations: Option<u32>,
+        /// Initial context, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        context: Option<String>,
+    },
+    /// Show a session (status, progress, duration, context).
+    Show { id: String },
+    /// Show a session's history.
+    Events {
+        id: String,
+        /// First position to show.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How many events to show (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Show only the last 10 events.
+        #[arg(long, conflicts_with_all = ["from", "limit"])]
+        recent: bool,
+    },
+    /// Count one iteration of an active session.
+    Iterate {
+        id: String,
+        /// Data about the iteration, JSON.
+        #[arg(long, value_name = "JSON")]
+        data: Option<String>,
+    },
+    /// Record a tool call.
+    ToolCall {
+        id: String,
+        /// Tool name.
+        #[arg(long)]
+        name: String,
+        /// What was passed to the tool, JSON.
+        #[arg(long, value_name = "JSON", default_value = "null")]
+        input: String,
+        /// What the tool returned, JSON.
+        #[arg(long, value_name = "JSON", default_value = "null")]
+        output: String,
+        /// How long the call took.
+        #[arg(long, default_value_t = 0)]
+        duration_ms: u64,
+    },
+    /// Record something the agent learned.
+    Learn {
+        id: String,
+        /// The insight.
+        insight: String,
+        /// Where the insight was written down.
+        #[arg(long)]
+        file: Option<String>,
+    },
+    /// Record a custom event (kind: a-z 0-9 _ - .).
+    Record {
+        id: String,
+        kind: String,
+        /// Event data, JSON.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        data: String,
+    },
+    /// Show the resumption context, or merge into the context with --set.
+    Context {
+        id: String,
+        /// JSON object to merge (a null value removes its key).
+        #[arg(long, value_name = "JSON")]
+        set: Option<String>,
+    },
+    /// Pause an active session.
+    Pause {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused session.
+    Resume { id: String },
+    /// Complete a session.
+    Complete {
+        id: String,
+        /// The result, JSON.
+        #[arg(long, value_name = "JSON")]
+        result: Option<String>,
+    },
+    /// Fail a session.
+    Fail { id: String, error: String },
+    /// List sessions, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Page size (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this cursor (printed by the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Count sessions by status and mode; average iterations; success rate.
+    Stats {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Remove ended sessions older than the retention period.
+    Cleanup {
+        /// Retention in days (default 30).
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u32>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete one session and its history.
+    Delete { id: String },
+    /// Write a session and its history as a portable JSON document.
+    Export {
+        id: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Recreate a session from an exported document ("-" reads stdin).
+    Import { file: PathBuf },
+    /// Configure the webhook endpoint.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Set (or replace) the endpoint.
+    Set {
+        /// http:// or https:// URL.
+        url: String,
+        /// Signing secret, whsec_ + base64.
+        #[arg(long, env = "AGENT_SESSION_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Notification kinds to send, comma-separated (default: all).
+        /// session.started, session.paused, session.resumed,
+        /// session.completed, session.failed, session.timed_out
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Keep the endpoint but send nothing.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Show the endpoint (the secret is masked).
+    Show,
+    /// Remove the endpoint.
+    Clear,
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// Only this owner.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this channel.
+    #[arg(long)]
+    channel: Option<String>,
+    /// Only this mode.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Only this status: active, paused, completed, failed, timeout.
+    #[arg(long)]
+    status: Option<String>,
+    /// Created at or after (RFC 3339, YYYY-MM-DD or epoch ms).
+    #[arg(long, value_name = "TIME")]
+    created_after: Option<String>,
+    /// Created at or before.
+    #[arg(long, value_name = "TIME")]
+    created_before: Option<String>,
+    /// Updated at or after.
+    #[arg(long, value_name = "TIME")]
+    updated_after: Option<String>,
+    /// Updated at or before.
+    #[arg(long, value_name = "TIME")]
+    updated_before: Option<String>,
+}
+
+/// Errors of this command, with their exit codes.
+enum Failure {
+    Session(SessionError),
+    Other(anyhow::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Session(e) => Failure::Session(e),
+            e => Failure::Other(e.into()),
+        }
+    }
+}
+
+impl From<SessionError> for Failure {
+    fn from(e: SessionError) -> Self {
+        Failure::Session(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+fn invalid(msg: String) -> Failure {
+    Failure::Session(SessionError::InvalidInput(msg))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGENT_SESSION_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let (code, kind, message) = match &failure {
+                Failure::Session(e) => (exit_code(e), e.code(), e.message().to_owned()),
+                Failure::Other(e) => (1, "error", format!("{e:#}")),
+            };
+            if json {
+                eprintln!(
+                    "{}",
+                    json!({ "error": { "code": kind, "message": message } })
+                );
+            } else {
+                eprintln!("error ({kind}): {message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(e: &SessionError) -> u8 {
+    match e {
+        SessionError::NotFound(_) => 3,
+        SessionError::InvalidInput(_) => 4,
+        SessionError::InvalidTransition(_) => 5,
+        SessionError::Conflict(_) => 6,
+        SessionError::LimitExceeded(_) => 7,
+        SessionError::Storage(_) => 8,
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let host = SessionHost::open(&cli.dir)?;
+    let out = Output { json: cli.json };
+    match cli.command {
+        Command::Start {
+            task,
+            mode,
+            user,
+            channel,
+            max_iterations,
+            context,
+        } => {
+            let s = host.start(StartOptions {
+                task,
+                mode,
+                user_id: user,
+                channel_id: channel,
+                max_iterations,
+                context: context.map(|c| parse_json("--context", &c)).transpose()?,
+            })?;
+            out.session(&s);
+        }
+        Command::Show { id } => {
+            let s = host.get(&id)?;
+            let duration = host.duration(&id)?;
+            if out.json {
+                let mut v = serde_json::to_value(&s).map_err(anyhow::Error::from)?;
+                v["progress"] = json!(s.progress());
+                v["duration_ms"] = json!(duration);
+                v["resumable"] = json!(s.is_resumable());
+                out.print_json(&v);
+            } else {
+                out.session(&s);
+                println!("progress     {:.1}%", s.progress());
+                println!("duration     {}", human_duration(duration));
+                println!("resumable    {}", s.is_resumable());
+            }
+        }
+        Command::Events {
+            id,
+            from,
+            limit,
+            recent,
+        } => {
+            if recent {
+                let events = host.recent_events(&id)?;
+                out.events(&events, None);
+            } else {
+                let page = host.events(&id, from, limit)?;
+                out.events(&page.events, page.next_seq);
+            }
+        }
+        Command::Iterate { id, data } => {
+            let data = data.map(|d| parse_json("--data", &d)).transpose()?;
+            out.session(&host.iterate(&id, data.as_ref())?);
+        }
+        Command::ToolCall {
+            id,
+            name,
+            input,
+            output,
+            duration_ms,
+        } => {
+            let call = ToolCall {
+                name,
+                input: parse_json("--input", &input)?,
+                output: parse_json("--output", &output)?,
+                duration_ms,
+            };
+            out.events(&[host.record_tool_call(&id, &call)?], None);
+        }
+        Command::Learn { id, insight, file } => {
+            let learning = Learning {
+                insight,
+                expertise_file: file,
+            };
+            out.events(&[host.record_learning(&id, &learning)?], None);
+        }
+        Command::Record { id, kind, data } => {
+            let data = parse_json("--data", &data)?;
+            out.events(&[host.record_event(&id, &kind, &data)?], None);
+        }
+        Command::Context { id, set } => match set {
+            Some(patch) => {
+                let patch = parse_json("--set", &patch)?;
+                out.session(&host.update_context(&id, &patch)?);
+            }
+            None => {
+                let r = host.resumption_context(&id)?;
+                if out.json {
+                    out.print_json(&r);
+                } else {
+                    out.session(&r.session);
+                    println!("resumable    {}", r.resumable);
+                    println!("\nrecent events:");
+                    out.events(&r.recent_events, None);
+                }
+            }
+        },
+        Command::Pause { id, reason } => out.session(&host.pause(&id, reason.as_deref())?),
+        Command::Resume { id } => out.session(&host.resume(&id)?),
+        Command::Complete { id, result } => {
+            let result = result.map(|r| parse_json("--result", &r)).transpose()?;
+            out.session(&host.complete(&id, result.as_ref())?);
+        }
+        Command::Fail { id, error } => out.session(&host.fail(&id, &error)?),
+        Command::List {
+            filter,
+            limit,
+            cursor,
+        } => {
+            let page = host.list(&filter.parse()?, cursor.as_deref(), limit)?;
+            if out.json {
+                out.print_json(&page);
+            } else {
+                print_session_table(&page.sessions);
+                if let Some(c) = page.next_cursor {
+                    println!("\nmore: --cursor {c}");
+                }
+            }
+        }
+        Command::Stats { filter } => {
+            let st = host.stats(&filter.parse()?)?;
+            if out.json {
+                out.print_json(&st);
+            } else {
+                println!("total               {}", st.total);
+                for (status, n) in &st.by_status {
+                    println!("  {:<18}{n}", status.as_str());
+                }
+                println!("by mode");
+                for (mode, n) in &st.by_mode {
+                    println!("  {mode:<18}{n}");
+                }
+                println!("average iterations  {:.2}", st.average_iterations);
+                println!("success rate        {:.1}%", st.success_rate * 100.0);
+            }
+        }
+        Command::Cleanup {
+            older_than,
+            dry_run,
+        } => {
+            let r = host.cleanup(older_than, dry_run)?;
+            if out.json {
+                out.print_json(&r);
+            } else {
+                let verb = if r.dry_run { "would remove" } else { "removed" };
+                println!("{verb} {} session(s)", r.removed.len());
+                for id in &r.removed {
+                    println!("  {id}");
+                }
+            }
+        }
+        Command::Delete { id } => {
+            host.delete(&id)?;
+            if out.json {
+                out.print_json(&json!({ "deleted": id }));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        Command::Export { id, output } => {
+            let doc = host.export(&id)?;
+            let text = serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?;
+            match output {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{text}"),
+            }
+        }
+        Command::Import { file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading stdin")?;
+                s
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let doc = parse_json("the export document", &text)?;
+            out.session(&host.import(&doc)?);
+        }
+        Command::Webhook(cmd) => match cmd {
+            WebhookCommand::Set {
+                url,
+                secret,
+                events,
+                disabled,
+            } => {
+                let c = host.set_webhook(&WebhookConfig {
+                    url,
+                    secret,
+                    event_kinds: events,
+                    enabled: !disabled,
+                })?;
+                out.webhook(Some(&c));
+            }
+            WebhookCommand::Show => out.webhook(host.get_webhook()?.as_ref()),
+            WebhookCommand::Clear => {
+                host.clear_webhook()?;
+                if out.json {
+                    out.print_json(&json!({ "cleared": true }));
+                } else {
+                    println!("webhook endpoint removed");
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
+}
+
+/// RFC 3339, a date (midnight UTC), or milliseconds since the epoch.
+fn parse_time(what: &str, text: &str) -> Result<u64, Failure> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| {
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_millis()
+            })
+        });
+    match parsed {
+        Ok(ms) if ms >= 0 => Ok(ms as u64),
+        _ => Err(invalid(format!(
+            "{what} {text:?} is not a time; use RFC 3339 (2026-11-28T10:00:00Z), a date (2026-11-28) or epoch milliseconds"
+        ))),
+    }
+}
+
+impl FilterArgs {
+    fn parse(self) -> Result<SessionFilter, Failure> {
+        let time = |what: &str, v: Option<String>| v.map(|t| parse_time(what, &t)).transpose();
+        Ok(SessionFilter {
+            status: self
+                .status
+                .as_deref()
+                .map(SessionStatus::parse)
+                .transpose()?,
+            user_id: self.user,
+            channel_id: self.channel,
+            mode: self.mode,
+            created_after: time("--created-after", self.created_after)?,
+            created_before: time("--created-before", self.created_before)?,
+            updated_after: time("--updated-after", self.updated_after)?,
+            updated_before: time("--updated-before", self.updated_before)?,
+        })
+    }
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print_json(&self, v: &impl Serialize) {
+        match serde_json::to_string_pretty(v) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: cannot print JSON: {e}"),
+        }
+    }
+
+    fn session(&self, s: &Session) {
+        if self.json {
+            return self.print_json(s);
+        }
+        println!("id           {}", s.id);
+        println!("task         {}", s.task);
+        println!("status       {}", s.status);
+        println!("mode         {}", s.mode);
+        println!("user         {}", s.user_id.as_deref().unwrap_or("-"));
+        println!("channel      {}", s.channel_id.as_deref().unwrap_or("-"));
+        println!("iteration    {}/{}", s.iteration, s.max_iterations);
+        println!("created      {}", rfc3339(s.created_at));
+        println!("updated      {}", rfc3339(s.updated_at));
+        if let Some(t) = s.ended_at {
+            println!("ended        {}", rfc3339(t));
+        }
+        if let Some(r) = &s.pause_reason {
+            println!("paused for   {r}");
+        }
+        if let Some(r) = &s.result {
+            println!("result       {r}");
+        }
+        if let Some(e) = &s.error {
+            println!("error        {e}");
+        }
+        if !s.context.is_empty() {
+            println!("context      {}", Value::Object(s.context.clone()));
+        }
+        println!("events       {}", s.event_count);
+        println!("version      {}", s.version);
+    }
+
+    fn events(&self, events: &[Event], next: Option<u64>) {
+        if self.json {
+            return self.print_json(&json!({ "events": events, "next_seq": next }));
+        }
+        println!("{:>5}  {:<24}  {:<12}  DATA", "SEQ", "TIME", "KIND");
+        for e in events {
+            println!(
+                "{:>5}  {:<24}  {:<12}  {}",
+                e.seq,
+                rfc3339(e.timestamp),
+                e.kind,
+                clip(&e.data.to_string(), 80)
+            );
+        }
+        if let Some(n) = next {
+            println!("\nmore: --from {n}");
+        }
+    }
+
+    fn webhook(&self, c: Option<&WebhookConfig>) {
+        let masked = c.map(|c| WebhookConfig {
+            secret: format!("whsec_…{}", &c.secret[c.secret.len().saturating_sub(4)..]),
+            ..c.clone()
+        });
+        if self.json {
+            return self.print_json(&masked);
+        }
+        match masked {
+            None => println!("no webhook endpoint is set"),
+            Some(c) => {
+                println!("url      {}", c.url);
+                println!("secret   {}", c.secret);
+                let kinds = if c.event_kinds.is_empty() {
+                    "all".to_owned()
+                } else {
+                    c.event_kinds.join(", ")
+                };
+                println!("events   {kinds}");
+                println!("enabled  {}", c.enabled);
+            }
+        }
+    }
+}
+
+fn print_session_table(sessions: &[Session]) {
+    if sessions.is_empty() {
+        println!("no sessions");
+        return;
+    }
+    println!(
+        "{:<36}  {:<9}  {:<10}  {:>9}  {:<10}  {:<10}  {:<24}  TASK",
+        "ID", "STATUS", "MODE", "ITER", "USER", "CHANNEL", "UPDATED"
+    );
+    for s in sessions {
+        println!(
+            "{:<36}  {:<9}  {:<10}  {:>9}  {:<10}  {:<10}  {:<24}  {}",
+            s.id,
+            s.status.as_str(),
+            clip(&s.mode, 10),
+            format!("{}/{}", s.iteration, s.max_iterations),
+            clip(s.user_id.as_deref().unwrap_or("-"), 10),
+            clip(s.channel_id.as_deref().unwrap_or("-"), 10),
+            rfc3339(s.updated_at),
+            clip(&s.task, 40)
+        );
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{}.{:03}s", s, ms % 1000),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}

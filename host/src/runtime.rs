@@ -1,0 +1,641 @@
+//! The session component in wasmtime, behind a typed Rust API.
+//!
+//! Each call gets a fresh, cheap instance from an [`InstancePre`]-backed
+//! pre-instantiation: the component keeps no state between calls (all of
+//! it is in the store), so a trap can never leave a poisoned instance
+//! behind, and calls from many threads do not contend on one instance.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent_session_core::{
+    self as core, CleanupReport, Event, EventPage, Learning, Notifier, Resumption, Session,
+    SessionError, SessionFilter, SessionPage, SessionStats, StartOptions, Store, ToolCall,
+    WebhookConfig,
+};
+use serde_json::Value;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::cache;
+use crate::fs_store::FsStore;
+use crate::outbox::FsOutbox;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "session-component",
+    });
+}
+
+use bindings::agent::session::{notify, store as wit_store, types as wit};
+use bindings::{SessionComponent, SessionComponentPre};
+
+/// The session component, as built from `guests/session` by this crate's
+/// build script.
+pub static SESSION_COMPONENT: &[u8] = include_bytes!(env!("AGENT_SESSION_COMPONENT_PATH"));
+
+/// A failure of a [`SessionHost`] call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The session API refused or failed the operation.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The component could not be run (trap, instantiation failure). The
+    /// store is unchanged by a call that failed this way before writing.
+    #[error("the session component failed: {0}")]
+    Component(String),
+}
+
+impl Error {
+    fn component(e: impl std::fmt::Display) -> Self {
+        Self::Component(format!("{e:#}"))
+    }
+}
+
+/// What a store implementation must be to serve the component.
+pub type SharedStore = Arc<dyn Store + Send + Sync>;
+/// What a notifier implementation must be to serve the component.
+pub type SharedNotifier = Arc<dyn Notifier + Send + Sync>;
+
+/// Per-call state of a component instance: its (empty) WASI context and
+/// the capabilities it imports.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    store: SharedStore,
+    notifier: SharedNotifier,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl wit_store::Host for HostState {
+    fn get(
+        &mut self,
+        c: String,
+        k: String,
+    ) -> Result<Option<wit_store::Versioned>, wit_store::StoreError> {
+        self.store
+            .get(&c, &k)
+            .map(|o| {
+                o.map(|v| wit_store::Versioned {
+                    version: v.version,
+                    data: v.data,
+                })
+            })
+            .map_err(to_wit_store_error)
+    }
+    fn put(
+        &mut self,
+        c: String,
+        k: String,
+        d: Vec<u8>,
+        v: u64,
+    ) -> Result<u64, wit_store::StoreError> {
+        self.store.put(&c, &k, &d, v).map_err(to_wit_store_error)
+    }
+    fn remove(&mut self, c: String, k: String, v: u64) -> Result<(), wit_store::StoreError> {
+        self.store.remove(&c, &k, v).map_err(to_wit_store_error)
+    }
+    fn keys(
+        &mut self,
+        c: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, wit_store::StoreError> {
+        self.store
+            .keys(&c, after.as_deref(), limit)
+            .map_err(to_wit_store_error)
+    }
+    fn append(
+        &mut self,
+        c: String,
+        k: String,
+        seq: u64,
+        r: Vec<u8>,
+    ) -> Result<(), wit_store::StoreError> {
+        self.store
+            .append(&c, &k, seq, &r)
+            .map_err(to_wit_store_error)
+    }
+    fn read(
+        &mut self,
+        c: String,
+        k: String,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, wit_store::StoreError> {
+        self.store
+            .read(&c, &k, from, limit)
+            .map_err(to_wit_store_error)
+    }
+}
+
+impl notify::Host for HostState {
+    fn enqueue(&mut self, n: notify::Notification) -> Result<(), String> {
+        self.notifier.enqueue(&core::Notification {
+            id: n.id,
+            url: n.url,
+            secret: n.secret,
+            kind: n.kind,
+            timestamp: n.timestamp,
+            body: n.body,
+        })
+    }
+}
+
+fn to_wit_store_error(e: core::StoreError) -> wit_store::StoreError {
+    match e {
+        core::StoreError::Conflict(m) => wit_store::StoreError::Conflict(m),
+        core::StoreError::InvalidKey(m) => wit_store::StoreError::InvalidKey(m),
+        core::StoreError::Full(m) => wit_store::StoreError::Full(m),
+        core::StoreError::Io(m) => wit_store::StoreError::Io(m),
+    }
+}
+
+/// Where compiled components are cached between processes.
+#[derive(Debug, Clone, Default)]
+pub enum CacheDir {
+    /// `$AGENT_SESSION_CACHE_DIR`, else `$XDG_CACHE_HOME/agent-session`, else
+    /// `~/.cache/agent-session`.
+    #[default]
+    Default,
+    /// This directory.
+    At(PathBuf),
+    /// Compile in every process.
+    Disabled,
+}
+
+/// Configures a [`SessionHost`].
+pub struct SessionHostBuilder {
+    store: SharedStore,
+    notifier: SharedNotifier,
+    component: Option<Vec<u8>>,
+    cache: CacheDir,
+}
+
+impl SessionHostBuilder {
+    /// Use another component binary instead of the embedded one.
+    pub fn component(mut self, wasm: Vec<u8>) -> Self {
+        self.component = Some(wasm);
+        self
+    }
+
+    /// Where to cache the compiled component.
+    pub fn cache(mut self, cache: CacheDir) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Compile (or load from the cache) and pre-instantiate the component.
+    pub fn build(self) -> anyhow::Result<SessionHost> {
+        let engine = Engine::new(&Config::new())?;
+        let wasm = self.component.as_deref().unwrap_or(SESSION_COMPONENT);
+        let component: Component = cache::load(&engine, wasm, &self.cache)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        // Rust's std in the guest imports wasi:cli, wasi:io, wasi:clocks,
+        // wasi:random and wasi:filesystem; the context grants no files, no
+        // network, no environment: only clocks and randomness work.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        SessionComponent::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let pre = SessionComponentPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(SessionHost {
+            inner: Arc::new(Inner {
+                engine,
+                pre,
+                store: self.store,
+                notifier: self.notifier,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    pre: SessionComponentPre<HostState>,
+    store: SharedStore,
+    notifier: SharedNotifier,
+}
+
+/// The session API, run through the session component in wasmtime.
+///
+/// Methods block on storage I/O; from async code, use [`SessionHost::run`]
+/// to move a batch of calls onto tokio's blocking pool. Cloning is cheap
+/// and clones share the compiled component.
+#[derive(Clone)]
+pub struct SessionHost {
+    inner: Arc<Inner>,
+}
+
+type Guest = bindings::exports::agent::session::sessions::Guest;
+type CallResult<T> = wasmtime::Result<Result<T, wit::SessionError>>;
+
+impl SessionHost {
+    /// A host on the filesystem store rooted at `dir` (created if needed),
+    /// with notifications queued in `dir/outbox`.
+    pub fn open(dir: impl AsRef<Path>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let dir = dir.as_ref();
+        let store = FsStore::open(dir)
+            .with_context(|| format!("opening the session store at {}", dir.display()))?;
+        let outbox = FsOutbox::new(store.root())
+            .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+        Self::builder(Arc::new(store), Arc::new(outbox)).build()
+    }
+
+    /// A host over any store and notifier.
+    pub fn builder(store: SharedStore, notifier: SharedNotifier) -> SessionHostBuilder {
+        SessionHostBuilder {
+            store,
+            notifier,
+            component: None,
+            cache: CacheDir::Default,
+        }
+    }
+
+    /// Run `f` on tokio's blocking pool, so storage I/O never stalls the
+    /// async runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo(host: agent_session_host::SessionHost) -> Result<(), agent_session_host::Error> {
+    /// let session = host.run(|h| h.start(agent_session_core::StartOptions {
+    ///     task: "triage the inbox".into(),
+    ///     ..Default::default()
+    /// })).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SessionHost) -> Result<T, Error> + Send + 'static,
+    {
+        let host = self.clone();
+        tokio::task::spawn_blocking(move || f(&host))
+            .await
+            .map_err(Error::component)?
+    }
+
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<T, Error> {
+        let state = HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            store: self.inner.store.clone(),
+            notifier: self.inner.notifier.clone(),
+        };
+        let mut store = wasmtime::Store::new(&self.inner.engine, state);
+        let instance = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .map_err(Error::component)?;
+        match f(instance.agent_session_sessions(), &mut store) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::Session(from_wit_error(e))),
+            Err(trap) => Err(Error::component(trap)),
+        }
+    }
+
+    // ----- lifecycle -----
+
+    /// Start a new active session.
+    pub fn start(&self, o: StartOptions) -> Result<Session, Error> {
+        let options = wit::StartOptions {
+            task: o.task,
+            mode: o.mode,
+            user_id: o.user_id,
+            channel_id: o.channel_id,
+            max_iterations: o.max_iterations,
+            context: o.context.map(|c| c.to_string()),
+        };
+        self.call(|g, s| g.call_start(s, &options))?.try_into()
+    }
+
+    /// Read a session.
+    pub fn get(&self, id: &str) -> Result<Session, Error> {
+        self.call(|g, s| g.call_get(s, id))?.try_into()
+    }
+
+    /// Pause an active session.
+    pub fn pause(&self, id: &str, reason: Option<&str>) -> Result<Session, Error> {
+        self.call(|g, s| g.call_pause(s, id, reason))?.try_into()
+    }
+
+    /// Resume a paused session.
+    pub fn resume(&self, id: &str) -> Result<Session, Error> {
+        self.call(|g, s| g.call_resume(s, id))?.try_into()
+    }
+
+    /// Complete an active or paused session.
+    pub fn complete(&self, id: &str, result: Option<&Value>) -> Result<Session, Error> {
+        let result = result.map(Value::to_string);
+        self.call(|g, s| g.call_complete(s, id, result.as_deref()))?
+            .try_into()
+    }
+
+    /// Fail an active or paused session.
+    pub fn fail(&self, id: &str, error: &str) -> Result<Session, Error> {
+        self.call(|g, s| g.call_fail(s, id, error))?.try_into()
+    }
+
+    // ----- iterations and events -----
+
+    /// Count one iteration; reaching the bound moves the session to timeout.
+    pub fn iterate(&self, id: &str, data: Option<&Value>) -> Result<Session, Error> {
+        let data = data.map(Value::to_string);
+        self.call(|g, s| g.call_iterate(s, id, data.as_deref()))?
+            .try_into()
+    }
+
+    /// Record a tool call.
+    pub fn record_tool_call(&self, id: &str, call: &ToolCall) -> Result<Event, Error> {
+        let call = wit::ToolCall {
+            name: call.name.clone(),
+            input: call.input.to_string(),
+            output: call.output.to_string(),
+            duration_ms: call.duration_ms,
+        };
+        self.call(|g, s| g.call_record_tool_call(s, id, &call))?
+            .try_into()
+    }
+
+    /// Record a learning.
+    pub fn record_learning(&self, id: &str, learning: &Learning) -> Result<Event, Error> {
+        let learning = wit::Learning {
+            insight: learning.insight.clone(),
+            expertise_file: learning.expertise_file.clone(),
+        };
+        self.call(|g, s| g.call_record_learning(s, id, &learning))?
+            .try_into()
+    }
+
+    /// Record a custom event.
+    pub fn record_event(&self, id: &str, kind: &str, data: &Value) -> Result<Event, Error> {
+        let data = data.to_string();
+        self.call(|g, s| g.call_record_event(s, id, kind, &data))?
+            .try_into()
+    }
+
+    /// Read at most `limit` events from position `from`.
+    pub fn events(&self, id: &str, from: u64, limit: u32) -> Result<EventPage, Error> {
+        let page = self.call(|g, s| g.call_events(s, id, from, limit))?;
+        Ok(EventPage {
+            events: events(page.events)?,
+            next_seq: page.next_seq,
+        })
+    }
+
+    /// The last 10 events, oldest first.
+    pub fn recent_events(&self, id: &str) -> Result<Vec<Event>, Error> {
+        events(self.call(|g, s| g.call_recent_events(s, id))?)
+    }
+
+    // ----- context -----
+
+    /// Merge a JSON object into the context.
+    pub fn update_context(&self, id: &str, patch: &Value) -> Result<Session, Error> {
+        let patch = patch.to_string();
+        self.call(|g, s| g.call_update_context(s, id, &patch))?
+            .try_into()
+    }
+
+    /// The session, its recent history and whether it can be resumed.
+    pub fn resumption_context(&self, id: &str) -> Result<Resumption, Error> {
+        let r = self.call(|g, s| g.call_resumption_context(s, id))?;
+        Ok(Resumption {
+            session: r.session.try_into()?,
+            recent_events: events(r.recent_events)?,
+            resumable: r.resumable,
+        })
+    }
+
+    // ----- queries -----
+
+    /// Sessions matching `filter`, newest first.
+    pub fn list(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<SessionPage, Error> {
+        let filter = to_wit_filter(filter);
+        let page = self.call(|g, s| g.call_list(s, &filter, cursor, limit))?;
+        Ok(SessionPage {
+            sessions: page
+                .sessions
+                .into_iter()
+                .map(Session::try_from)
+                .collect::<Result<_, _>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Aggregates over the sessions matching `filter`.
+    pub fn stats(&self, filter: &SessionFilter) -> Result<SessionStats, Error> {
+        let filter = to_wit_filter(filter);
+        let st = self.call(|g, s| g.call_stats(s, &filter))?;
+        Ok(SessionStats {
+            total: st.total,
+            by_status: st
+                .by_status
+                .into_iter()
+                .map(|c| (from_wit_status(c.status), c.count))
+                .collect(),
+            by_mode: st.by_mode.into_iter().map(|c| (c.mode, c.count)).collect(),
+            average_iterations: st.average_iterations,
+            success_rate: st.success_rate,
+        })
+    }
+
+    // ----- maintenance -----
+
+    /// Remove ended sessions older than the retention period.
+    pub fn cleanup(
+        &self,
+        older_than_days: Option<u32>,
+        dry_run: bool,
+    ) -> Result<CleanupReport, Error> {
+        let r = self.call(|g, s| g.call_cleanup(s, older_than_days, dry_run))?;
+        Ok(CleanupReport {
+            dry_run: r.dry_run,
+            removed: r.removed,
+        })
+    }
+
+    /// Remove one session and its history.
+    pub fn delete(&self, id: &str) -> Result<(), Error> {
+        self.call(|g, s| g.call_delete(s, id))
+    }
+
+    /// The session and its history as a portable JSON document.
+    pub fn export(&self, id: &str) -> Result<Value, Error> {
+        let text = self.call(|g, s| g.call_export(s, id))?;
+        parse_json(&text)
+    }
+
+    /// Recreate a session from an exported document.
+    pub fn import(&self, document: &Value) -> Result<Session, Error> {
+        let text = document.to_string();
+        self.call(|g, s| g.call_import(s, &text))?.try_into()
+    }
+
+    // ----- webhooks -----
+
+    /// Set (or replace) the webhook endpoint.
+    pub fn set_webhook(&self, c: &WebhookConfig) -> Result<WebhookConfig, Error> {
+        let config = wit::WebhookConfig {
+            url: c.url.clone(),
+            secret: c.secret.clone(),
+            event_kinds: c.event_kinds.clone(),
+            enabled: c.enabled,
+        };
+        self.call(|g, s| g.call_set_webhook(s, &config))
+            .map(from_wit_webhook)
+    }
+
+    /// The webhook endpoint, if one is set.
+    pub fn get_webhook(&self) -> Result<Option<WebhookConfig>, Error> {
+        self.call(|g, s| g.call_get_webhook(s))
+            .map(|c| c.map(from_wit_webhook))
+    }
+
+    /// Remove the webhook endpoint.
+    pub fn clear_webhook(&self) -> Result<(), Error> {
+        self.call(|g, s| g.call_clear_webhook(s))
+    }
+
+    // ----- utilities -----
+
+    /// Whether the session can be resumed.
+    pub fn is_resumable(&self, id: &str) -> Result<bool, Error> {
+        self.call(|g, s| g.call_is_resumable(s, id))
+    }
+
+    /// Milliseconds from creation to end (or now).
+    pub fn duration(&self, id: &str) -> Result<u64, Error> {
+        self.call(|g, s| g.call_duration(s, id))
+    }
+
+    /// Progress in percent.
+    pub fn progress(&self, id: &str) -> Result<f64, Error> {
+        self.call(|g, s| g.call_progress(s, id))
+    }
+}
+
+// ----- WIT values to core values -----
+
+fn parse_json(text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::component(format!("the component returned invalid JSON: {e}")))
+}
+
+fn from_wit_error(e: wit::SessionError) -> SessionError {
+    match e {
+        wit::SessionError::NotFound(m) => SessionError::NotFound(m),
+        wit::SessionError::InvalidTransition(m) => SessionError::InvalidTransition(m),
+        wit::SessionError::InvalidInput(m) => SessionError::InvalidInput(m),
+        wit::SessionError::Conflict(m) => SessionError::Conflict(m),
+        wit::SessionError::Storage(m) => SessionError::Storage(m),
+        wit::SessionError::LimitExceeded(m) => SessionError::LimitExceeded(m),
+    }
+}
+
+fn from_wit_status(s: wit::SessionStatus) -> core::SessionStatus {
+    match s {
+        wit::SessionStatus::Active => core::SessionStatus::Active,
+        wit::SessionStatus::Paused => core::SessionStatus::Paused,
+        wit::SessionStatus::Completed => core::SessionStatus::Completed,
+        wit::SessionStatus::Failed => core::SessionStatus::Failed,
+        wit::SessionStatus::Timeout => core::SessionStatus::Timeout,
+    }
+}
+
+fn to_wit_status(s: core::SessionStatus) -> wit::SessionStatus {
+    match s {
+        core::SessionStatus::Active => wit::SessionStatus::Active,
+        core::SessionStatus::Paused => wit::SessionStatus::Paused,
+        core::SessionStatus::Completed => wit::SessionStatus::Completed,
+        core::SessionStatus::Failed => wit::SessionStatus::Failed,
+        core::SessionStatus::Timeout => wit::SessionStatus::Timeout,
+    }
+}
+
+fn to_wit_filter(f: &SessionFilter) -> wit::SessionFilter {
+    wit::SessionFilter {
+        user_id: f.user_id.clone(),
+        channel_id: f.channel_id.clone(),
+        mode: f.mode.clone(),
+        status: f.status.map(to_wit_status),
+        created_after: f.created_after,
+        created_before: f.created_before,
+        updated_after: f.updated_after,
+        updated_before: f.updated_before,
+    }
+}
+
+fn from_wit_webhook(c: wit::WebhookConfig) -> WebhookConfig {
+    WebhookConfig {
+        url: c.url,
+        secret: c.secret,
+        event_kinds: c.event_kinds,
+        enabled: c.enabled,
+    }
+}
+
+fn events(list: Vec<wit::Event>) -> Result<Vec<Event>, Error> {
+    list.into_iter().map(Event::try_from).collect()
+}
+
+impl TryFrom<wit::Event> for Event {
+    type Error = Error;
+    fn try_from(e: wit::Event) -> Result<Self, Error> {
+        Ok(Event {
+            data: parse_json(&e.data)?,
+            seq: e.seq,
+            kind: e.kind,
+            timestamp: e.timestamp,
+        })
+    }
+}
+
+impl TryFrom<wit::Session> for Session {
+    type Error = Error;
+    fn try_from(s: wit::Session) -> Result<Self, Error> {
+        let Value::Object(context) = parse_json(&s.context)? else {
+            return Err(Error::component(
+                "the component returned a non-object context",
+            ));
+        };
+        Ok(Session {
+            context,
+            result: s.result.as_deref().map(parse_json).transpose()?,
+            id: s.id,
+            task: s.task,
+            mode: s.mode,
+            user_id: s.user_id,
+            channel_id: s.channel_id,
+            status: from_wit_status(s.status),
+            iteration: s.iteration,
+            max_iterations: s.max_iterations,
+            pause_reason: s.pause_reason,
+            error: s.error,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            ended_at: s.ended_at,
+            event_count: s.event_count,
+            version: s.version,
+        })
+    }
+}
