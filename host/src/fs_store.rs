@@ -68,11 +68,6 @@ impl FsStore {
         Ok(Self { root })
     }
 
-    /// The root directory, for sibling components (the outbox) that share it.
-    pub(crate) fn root(&self) -> &Dir {
-        &self.root
-    }
-
     fn entry(&self, c: &str, k: &str) -> Result<String, StoreError> {
         name("collection", c)?;
         name("key", k)?;

@@ -62,6 +62,9 @@ enum Command {
         /// Initial context, a JSON object.
         #[arg(long, value_name = "JSON")]
         context: Option<String>,
+        /// Print only the new session's id (for scripts).
+        #[arg(long, short, conflicts_with = "json")]
+        quiet: bool,
     },
     /// Show a session (status, progress, duration, context).
     Show { id: String },
@@ -318,6 +321,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             channel,
             max_iterations,
             context,
+            quiet,
         } => {
             let s = host.start(StartOptions {
                 task,
@@ -327,7 +331,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 max_iterations,
                 context: context.map(|c| parse_json("--context", &c)).transpose()?,
             })?;
-            out.session(&s);
+            if quiet {
+                println!("{}", s.id);
+            } else {
+                out.session(&s);
+            }
         }
         Command::Show { id } => {
             let s = host.get(&id)?;

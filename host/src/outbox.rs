@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 
 use agent_session_core::{Notification, Notifier};
+use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
 use crate::fs_store::write_durably;
@@ -20,9 +21,11 @@ pub struct FsOutbox {
 }
 
 impl FsOutbox {
-    /// An outbox in the given root directory (shared with the store).
-    pub fn new(root: &Dir) -> io::Result<Self> {
-        let root = root.try_clone()?;
+    /// The outbox of the store rooted at `path` (created if needed).
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        Dir::create_ambient_dir_all(path, ambient_authority())?;
+        let root = Dir::open_ambient_dir(path, ambient_authority())?;
         root.create_dir_all(OUTBOX_DIR)?;
         Ok(Self { root })
     }

@@ -248,7 +248,7 @@ impl SessionHost {
         let dir = dir.as_ref();
         let store = FsStore::open(dir)
             .with_context(|| format!("opening the session store at {}", dir.display()))?;
-        let outbox = FsOutbox::new(store.root())
+        let outbox = FsOutbox::open(dir)
             .with_context(|| format!("opening the outbox in {}", dir.display()))?;
         Self::builder(Arc::new(store), Arc::new(outbox)).build()
     }

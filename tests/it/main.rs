@@ -1,0 +1,9 @@
+//! Integration tests: the real session component in wasmtime, on a real
+//! filesystem store in a temporary directory, through the Rust API and
+//! through the `agent-session` binary.
+
+mod api;
+mod bad_input;
+mod cli;
+mod common;
+mod component;
