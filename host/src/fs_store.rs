@@ -165,8 +165,11 @@ impl Store for FsStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_error(&ctx("locking"), e)),
         };
-        let current = self.read_doc(&entry)?.map_or(0, |d| d.version);
-        if current != 0 && current != expected {
+        let Some(current) = self.read_doc(&entry)?.map(|d| d.version) else {
+            // Removed by the writer that held the lock before us.
+            return Ok(());
+        };
+        if current != expected {
             return Err(StoreError::Conflict(format!(
                 "expected version {expected} of {entry}, found {current}"
             )));
