@@ -7,14 +7,15 @@ use serde_json::{Map, Value, json};
 use crate::codec;
 use crate::error::{SessionError, StoreError};
 use crate::model::{
-    CleanupReport, Event, EventPage, Learning, Resumption, Session, SessionFilter, SessionPage,
-    SessionStats, SessionStatus, StartOptions, ToolCall, WebhookConfig, event_kind,
+    CleanupReport, Event, EventPage, IndexReport, Learning, Resumption, Session, SessionFilter,
+    SessionPage, SessionStats, SessionStatus, SessionSummary, StartOptions, ToolCall,
+    WebhookConfig, event_kind,
 };
 use crate::ports::{Environment, Notifier, Store};
 use crate::validate;
 use crate::webhook;
 
-/// Collection holding one document (and one event log) per session.
+/// Collection holding one history (and snapshot, and index entry) per session.
 pub const SESSIONS: &str = "sessions";
 /// Collection holding host-wide settings such as the webhook endpoint.
 pub const CONFIG: &str = "config";
@@ -31,17 +32,25 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 pub const RECENT_EVENTS: u64 = 10;
 /// Marks an exported document.
 pub const EXPORT_FORMAT: &str = "agent-session/export";
+/// A snapshot is written once the history has grown this much past the
+/// last one, so loading a session replays at most this many events.
+pub const SNAPSHOT_EVERY: u64 = 64;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-/// Keys fetched per store call when scanning a collection.
-const SCAN_BATCH: u32 = 256;
+/// Entries fetched per store call when scanning the index.
+const SCAN_BATCH: u32 = 1000;
+/// Records fetched per store call when reading a history.
+const READ_BATCH: u32 = 1000;
 
 /// The session engine over a store, a notifier and an environment.
 ///
 /// The engine holds no state of its own: everything is in the store, so
 /// any number of engines (in any number of processes or hosts) can share
-/// one store. Concurrent writers are serialized by document versions; a
-/// stale write fails with [`SessionError::Conflict`].
+/// one store. A session *is* its history: its state is the [`fold`] of its
+/// events (from the last snapshot on). A change is appended at the
+/// position the writer read as the end; if another writer got there
+/// first, the store refuses it and the change fails with
+/// [`SessionError::Conflict`] — never a silent overwrite.
 pub struct Engine<S, N, E> {
     store: S,
     notifier: N,
@@ -61,6 +70,15 @@ impl NewEvent {
             data,
         }
     }
+}
+
+/// A session's state as read, with where its snapshot stands.
+struct Loaded {
+    session: Session,
+    /// Version of the snapshot document (0: none).
+    snapshot_version: u64,
+    /// History length the snapshot covers.
+    snapshot_seq: u64,
 }
 
 impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
@@ -115,44 +133,26 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             None => Map::new(),
         };
         let now = self.env.now_ms();
-        let mut session = Session {
-            id: self.new_id(now),
-            task: options.task,
-            mode,
-            user_id: options.user_id,
-            channel_id: options.channel_id,
-            status: SessionStatus::Active,
-            iteration: 0,
-            max_iterations,
-            context,
-            pause_reason: None,
-            result: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            ended_at: None,
-            event_count: 0,
-            version: 0,
-        };
+        let id = self.new_id(now);
         let start = NewEvent::new(
             event_kind::START,
             json!({
-                "task": session.task,
-                "mode": session.mode,
-                "user_id": session.user_id,
-                "channel_id": session.channel_id,
-                "max_iterations": session.max_iterations,
-                "context": session.context,
+                "task": options.task,
+                "mode": mode,
+                "user_id": options.user_id,
+                "channel_id": options.channel_id,
+                "max_iterations": max_iterations,
+                "context": context,
             }),
         );
-        self.commit(&mut session, 0, vec![start])?;
+        let (session, _) = self.commit(&id, None, vec![start], now)?;
         Ok(session)
     }
 
     /// Read a session.
     pub fn get(&self, id: &str) -> Result<Session, SessionError> {
         validate::id("session id", id)?;
-        self.load(id)
+        Ok(self.load(id)?.session)
     }
 
     /// Pause an active session.
@@ -160,23 +160,19 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if let Some(r) = &reason {
             validate::text("pause reason", r, validate::MAX_TEXT_BYTES)?;
         }
-        self.update(id, |s, _| {
+        self.update(id, |s| {
             require(s, &[SessionStatus::Active], "pause")?;
-            s.status = SessionStatus::Paused;
-            s.pause_reason = reason;
             Ok(vec![NewEvent::new(
                 event_kind::PAUSE,
-                json!({ "reason": s.pause_reason }),
+                json!({ "reason": reason }),
             )])
         })
     }
 
     /// Resume a paused session.
     pub fn resume(&self, id: &str) -> Result<Session, SessionError> {
-        self.update(id, |s, _| {
+        self.update(id, |s| {
             require(s, &[SessionStatus::Paused], "resume")?;
-            s.status = SessionStatus::Active;
-            s.pause_reason = None;
             Ok(vec![NewEvent::new(
                 event_kind::RESUME,
                 json!({ "iteration": s.iteration }),
@@ -189,17 +185,15 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if let Some(r) = &result {
             validate::json_value_size("result", r)?;
         }
-        self.update(id, |s, now| {
+        self.update(id, |s| {
             require(
                 s,
                 &[SessionStatus::Active, SessionStatus::Paused],
                 "complete",
             )?;
-            end(s, SessionStatus::Completed, now);
-            s.result = result;
             Ok(vec![NewEvent::new(
                 event_kind::COMPLETE,
-                json!({ "result": s.result, "iteration": s.iteration }),
+                json!({ "result": result, "iteration": s.iteration }),
             )])
         })
     }
@@ -207,13 +201,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Fail an active or paused session.
     pub fn fail(&self, id: &str, error: String) -> Result<Session, SessionError> {
         validate::text("error", &error, validate::MAX_TEXT_BYTES)?;
-        self.update(id, |s, now| {
+        self.update(id, |s| {
             require(s, &[SessionStatus::Active, SessionStatus::Paused], "fail")?;
-            end(s, SessionStatus::Failed, now);
-            s.error = Some(error);
             Ok(vec![NewEvent::new(
                 event_kind::ERROR,
-                json!({ "error": s.error, "iteration": s.iteration }),
+                json!({ "error": error, "iteration": s.iteration }),
             )])
         })
     }
@@ -221,23 +213,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     // ----- iterations and events -----
 
     /// Count one iteration of an active session. Reaching `max_iterations`
-    /// ends the session with `timeout` (recorded as a second event).
+    /// ends the session with `timeout`, recorded in the same atomic append.
     pub fn iterate(&self, id: &str, data: Option<Value>) -> Result<Session, SessionError> {
         if let Some(d) = &data {
             validate::json_value_size("iteration data", d)?;
         }
-        self.update(id, |s, now| {
+        self.update(id, |s| {
             require(s, &[SessionStatus::Active], "iterate")?;
-            s.iteration += 1;
+            let iteration = s.iteration + 1;
             let mut events = vec![NewEvent::new(
                 event_kind::ITERATION,
-                json!({ "iteration": s.iteration, "data": data }),
+                json!({ "iteration": iteration, "data": data }),
             )];
-            if s.iteration >= s.max_iterations {
-                end(s, SessionStatus::Timeout, now);
+            if iteration >= s.max_iterations {
                 events.push(NewEvent::new(
                     event_kind::TIMEOUT,
-                    json!({ "iteration": s.iteration, "max_iterations": s.max_iterations }),
+                    json!({ "iteration": iteration, "max_iterations": s.max_iterations }),
                 ));
             }
             Ok(events)
@@ -305,11 +296,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     pub fn events(&self, id: &str, from: u64, limit: u32) -> Result<EventPage, SessionError> {
         validate::id("session id", id)?;
         validate::page_limit(limit)?;
-        let session = self.load(id)?;
+        let session = self.load(id)?.session;
         let events = self.read_events(&session, from, limit)?;
-        // Records carry their position; a position lost to a crash between
-        // the document write and the append is skipped, not waited for.
-        let next = events.last().map_or(session.event_count, |e| e.seq + 1);
+        let next = from + events.len() as u64;
         Ok(EventPage {
             events,
             next_seq: (next < session.event_count).then_some(next),
@@ -319,7 +308,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// The last [`RECENT_EVENTS`] events, oldest first.
     pub fn recent_events(&self, id: &str) -> Result<Vec<Event>, SessionError> {
         validate::id("session id", id)?;
-        let session = self.load(id)?;
+        let session = self.load(id)?.session;
         self.recent(&session)
     }
 
@@ -329,20 +318,15 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// `null` value removes its key.
     pub fn update_context(&self, id: &str, patch: Value) -> Result<Session, SessionError> {
         let patch = validate::json_object("context patch", patch)?;
-        self.update(id, |s, _| {
+        self.update(id, |s| {
             require(
                 s,
                 &[SessionStatus::Active, SessionStatus::Paused],
                 "update the context of",
             )?;
-            for (k, v) in &patch {
-                if v.is_null() {
-                    s.context.remove(k);
-                } else {
-                    s.context.insert(k.clone(), v.clone());
-                }
-            }
-            let size = Value::Object(s.context.clone()).to_string().len();
+            let mut merged = s.context.clone();
+            merge_context(&mut merged, &patch);
+            let size = Value::Object(merged).to_string().len();
             if size > validate::MAX_JSON_BYTES {
                 return Err(SessionError::LimitExceeded(format!(
                     "the merged context would be {size} bytes; the limit is {}",
@@ -351,7 +335,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             }
             Ok(vec![NewEvent::new(
                 event_kind::CONTEXT,
-                json!({ "keys": patch.keys().collect::<Vec<_>>() }),
+                json!({ "patch": patch }),
             )])
         })
     }
@@ -359,7 +343,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// The session, its recent history and whether it can be resumed.
     pub fn resumption_context(&self, id: &str) -> Result<Resumption, SessionError> {
         validate::id("session id", id)?;
-        let session = self.load(id)?;
+        let session = self.load(id)?.session;
         let recent_events = self.recent(&session)?;
         Ok(Resumption {
             resumable: session.is_resumable(),
@@ -370,7 +354,8 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     // ----- queries -----
 
-    /// Sessions matching `filter`, newest first, at most `limit`.
+    /// Sessions matching `filter`, newest first, at most `limit`. The
+    /// filter runs on the index; only the page's sessions are loaded.
     pub fn list(
         &self,
         filter: &SessionFilter,
@@ -382,39 +367,53 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if let Some(c) = cursor {
             validate::id("cursor", c)?;
         }
-        let mut sessions = Vec::new();
+        let mut ids = Vec::new();
         let mut next_cursor = None;
-        self.scan(cursor, |s| {
-            if !filter.matches(&s) {
+        self.scan(cursor, |id, summary| {
+            if !filter.matches(summary) {
                 return true;
             }
-            if sessions.len() == limit as usize {
+            if ids.len() == limit as usize {
                 // One more match exists: the page is full and not the last.
-                next_cursor = sessions.last().map(|l: &Session| l.id.clone());
+                next_cursor = ids.last().cloned();
                 return false;
             }
-            sessions.push(s);
+            ids.push(id.to_owned());
             true
         })?;
+        let mut sessions = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load(&id) {
+                Ok(l) => sessions.push(l.session),
+                // Removed since the index was read.
+                Err(SessionError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(SessionPage {
             sessions,
             next_cursor,
         })
     }
 
-    /// Aggregates over the sessions matching `filter`.
+    /// Aggregates over the sessions matching `filter`, from the index.
     pub fn stats(&self, filter: &SessionFilter) -> Result<SessionStats, SessionError> {
         validate_filter(filter)?;
         let mut by_status: BTreeMap<SessionStatus, u64> =
             SessionStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        let mut by_mode = BTreeMap::new();
+        let mut by_mode: BTreeMap<String, u64> = BTreeMap::new();
         let (mut total, mut iterations) = (0u64, 0u64);
-        self.scan(None, |s| {
-            if filter.matches(&s) {
+        self.scan(None, |_, s| {
+            if filter.matches(s) {
                 total += 1;
                 iterations += u64::from(s.iteration);
                 *by_status.entry(s.status).or_default() += 1;
-                *by_mode.entry(s.mode).or_default() += 1;
+                match by_mode.get_mut(&s.mode) {
+                    Some(n) => *n += 1,
+                    None => {
+                        by_mode.insert(s.mode.clone(), 1);
+                    }
+                }
             }
             true
         })?;
@@ -455,18 +454,18 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         }
         let cutoff = self.env.now_ms().saturating_sub(u64::from(days) * DAY_MS);
         let mut expired = Vec::new();
-        self.scan(None, |s| {
+        self.scan(None, |id, s| {
             if s.status.is_terminal() && s.ended_at.unwrap_or(s.updated_at) <= cutoff {
-                expired.push((s.id, s.version));
+                expired.push((id.to_owned(), s.event_count));
             }
             true
         })?;
         let mut removed = Vec::new();
-        for (id, version) in expired {
+        for (id, length) in expired {
             if !dry_run {
-                match self.store.remove(SESSIONS, &id, version) {
+                match self.store.remove(SESSIONS, &id, length) {
                     Ok(()) => {}
-                    // Changed since the scan (e.g. re-imported): leave it.
+                    // Changed since the scan: leave it.
                     Err(StoreError::Conflict(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -479,16 +478,73 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Remove one session and its history, whatever its status.
     pub fn delete(&self, id: &str) -> Result<(), SessionError> {
         validate::id("session id", id)?;
-        let session = self.load(id)?;
+        let session = self.load(id)?.session;
         self.store
-            .remove(SESSIONS, id, session.version)
+            .remove(SESSIONS, id, session.event_count)
             .map_err(|e| conflict_for(id, e))
+    }
+
+    /// Compare every index entry with the history it summarizes and,
+    /// unless `dry_run`, refresh those that differ and drop those of
+    /// sessions that no longer exist.
+    pub fn reindex(&self, dry_run: bool) -> Result<IndexReport, SessionError> {
+        let mut indexed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let entries = self.store.scan(SESSIONS, after.as_deref(), SCAN_BATCH)?;
+            let done = entries.len() < SCAN_BATCH as usize;
+            after = entries.last().map(|e| e.key.clone());
+            indexed.extend(entries.into_iter().map(|e| (e.key, e.summary)));
+            if done {
+                break;
+            }
+        }
+        let mut report = IndexReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            let keys = self.store.keys(SESSIONS, after.as_deref(), SCAN_BATCH)?;
+            for key in &keys {
+                let listed = indexed.remove(key);
+                let session = match self.load(key) {
+                    Ok(l) => l.session,
+                    Err(SessionError::NotFound(_)) => continue,
+                    Err(e) => {
+                        report.unreadable.push(format!("{key}: {}", e.message()));
+                        continue;
+                    }
+                };
+                report.sessions += 1;
+                let summary = session.summary();
+                let current = listed
+                    .as_deref()
+                    .and_then(|b| codec::decode::<SessionSummary>(key, b).ok());
+                if current.as_ref() != Some(&summary) {
+                    report.stale.push(key.clone());
+                    if !dry_run {
+                        self.store
+                            .reindex(SESSIONS, key, &codec::encode(&summary)?)?;
+                    }
+                }
+            }
+            if keys.len() < SCAN_BATCH as usize {
+                break;
+            }
+            after = keys.last().cloned();
+        }
+        // Entries left over name no history.
+        for key in indexed.into_keys() {
+            if !dry_run {
+                self.store.reindex(SESSIONS, &key, &[])?;
+            }
+            report.stale.push(key);
+        }
+        Ok(report)
     }
 
     /// The session and its whole history as a portable JSON document.
     pub fn export(&self, id: &str) -> Result<Value, SessionError> {
         validate::id("session id", id)?;
-        let session = self.load(id)?;
+        let session = self.load(id)?.session;
         let events = self.read_events(&session, 0, u32::MAX)?;
         Ok(json!({
             "format": EXPORT_FORMAT,
@@ -508,8 +564,14 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if doc.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
             return Err(bad(format!("\"format\" must be {EXPORT_FORMAT:?}")));
         }
-        if doc.get("schema").and_then(Value::as_u64) != Some(u64::from(codec::SCHEMA_VERSION)) {
-            return Err(bad(format!("\"schema\" must be {}", codec::SCHEMA_VERSION)));
+        let schema = doc.get("schema").and_then(Value::as_u64).unwrap_or(0);
+        let known = u64::from(codec::MIN_SCHEMA_VERSION)..=u64::from(codec::SCHEMA_VERSION);
+        if !known.contains(&schema) {
+            return Err(bad(format!(
+                "\"schema\" must be {} to {}",
+                codec::MIN_SCHEMA_VERSION,
+                codec::SCHEMA_VERSION
+            )));
         }
         let mut session: Session =
             serde_json::from_value(doc.remove("session").unwrap_or(Value::Null))
@@ -518,16 +580,31 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             serde_json::from_value(doc.remove("events").unwrap_or(Value::Null))
                 .map_err(|e| bad(format!("\"events\": {e}")))?;
         validate_imported(&session, &events).map_err(|e| bad(e.message().to_owned()))?;
-        session.version = 0;
+        session.version = session.event_count;
+        if schema == u64::from(codec::SCHEMA_VERSION) {
+            // The history must produce the state it claims.
+            let replayed = replay(&session.id, &events).map_err(|e| bad(e.message().to_owned()))?;
+            if replayed.as_ref() != Some(&session) {
+                return Err(bad("the session does not match its own history".into()));
+            }
+        }
         let records = events
             .iter()
             .map(codec::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        self.put_session(&mut session, 0)?;
-        for (event, record) in events.iter().zip(&records) {
-            self.store
-                .append(SESSIONS, &session.id, event.seq, record)?;
-        }
+        let summary = codec::encode(&session.summary())?;
+        self.store
+            .append(SESSIONS, &session.id, 0, &records, &summary)
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => SessionError::Conflict(format!(
+                    "a session with id {} already exists",
+                    session.id
+                )),
+                e => e.into(),
+            })?;
+        // An older history may not replay into the state it was exported
+        // with, so the state is kept as a snapshot at its end.
+        self.snapshot(&session, 0);
         Ok(session)
     }
 
@@ -556,12 +633,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Remove the webhook endpoint (no error if none is set).
     pub fn clear_webhook(&self) -> Result<(), SessionError> {
-        if let Some(v) = self.store.get(CONFIG, WEBHOOK_KEY)? {
-            self.store
-                .remove(CONFIG, WEBHOOK_KEY, v.version)
-                .map_err(|e| conflict_for("the webhook configuration", e))?;
-        }
-        Ok(())
+        self.store
+            .remove(CONFIG, WEBHOOK_KEY, 0)
+            .map_err(|e| conflict_for("the webhook configuration", e))
     }
 
     // ----- utilities -----
@@ -591,23 +665,51 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .to_string()
     }
 
-    fn load(&self, id: &str) -> Result<Session, SessionError> {
-        let stored = self
-            .store
-            .get(SESSIONS, id)?
-            .ok_or_else(|| SessionError::NotFound(format!("no session with id {id}")))?;
-        let mut session: Session = codec::decode(&format!("session {id}"), &stored.data)?;
-        session.version = stored.version;
-        Ok(session)
+    /// The session's state: its snapshot (if any) and the events after it.
+    fn load(&self, id: &str) -> Result<Loaded, SessionError> {
+        let (mut state, snapshot_version) = match self.store.get(SESSIONS, id)? {
+            Some(doc) => {
+                let s: Session = codec::decode(&format!("session {id} snapshot"), &doc.data)?;
+                (Some(s), doc.version)
+            }
+            None => (None, 0),
+        };
+        let snapshot_seq = state.as_ref().map_or(0, |s| s.event_count);
+        let what = format!("session {id} history");
+        let mut next = snapshot_seq;
+        loop {
+            let records = self.store.read(SESSIONS, id, next, READ_BATCH)?;
+            for record in &records {
+                let event: Event = codec::decode(&what, record)?;
+                if event.seq != next {
+                    return Err(SessionError::Storage(format!(
+                        "{what} is damaged: position {next} holds event {}",
+                        event.seq
+                    )));
+                }
+                state = Some(fold(state, id, &event)?);
+                next += 1;
+            }
+            if records.len() < READ_BATCH as usize {
+                break;
+            }
+        }
+        let mut session =
+            state.ok_or_else(|| SessionError::NotFound(format!("no session with id {id}")))?;
+        session.version = session.event_count;
+        Ok(Loaded {
+            session,
+            snapshot_version,
+            snapshot_seq,
+        })
     }
 
-    /// Read-modify-write of one session. `change` checks the status and
-    /// edits the session; the events it returns are appended after the
-    /// document write wins, so each position has exactly one writer.
+    /// Read-modify-append of one session. `change` checks the state and
+    /// returns the events to record; their effect is [`fold`]'s.
     fn update(
         &self,
         id: &str,
-        change: impl FnOnce(&mut Session, u64) -> Result<Vec<NewEvent>, SessionError>,
+        change: impl FnOnce(&Session) -> Result<Vec<NewEvent>, SessionError>,
     ) -> Result<Session, SessionError> {
         self.apply(id, change).map(|(s, _)| s)
     }
@@ -616,17 +718,14 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     fn apply(
         &self,
         id: &str,
-        change: impl FnOnce(&mut Session, u64) -> Result<Vec<NewEvent>, SessionError>,
+        change: impl FnOnce(&Session) -> Result<Vec<NewEvent>, SessionError>,
     ) -> Result<(Session, Vec<Event>), SessionError> {
         validate::id("session id", id)?;
-        let mut session = self.load(id)?;
+        let loaded = self.load(id)?;
+        let events = change(&loaded.session)?;
         // Keep time monotonic per session even if the clock steps back.
-        let now = self.env.now_ms().max(session.updated_at);
-        let events = change(&mut session, now)?;
-        session.updated_at = now;
-        let expected = session.version;
-        let events = self.commit(&mut session, expected, events)?;
-        Ok((session, events))
+        let now = self.env.now_ms().max(loaded.session.updated_at);
+        self.commit(id, Some(loaded), events, now)
     }
 
     /// Append-only operations that return the one event they recorded.
@@ -637,7 +736,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         verb: &str,
         event: impl FnOnce() -> NewEvent,
     ) -> Result<Event, SessionError> {
-        let (_, mut events) = self.apply(id, |s, _| {
+        let (_, mut events) = self.apply(id, |s| {
             require(s, allowed, verb)?;
             Ok(vec![event()])
         })?;
@@ -646,54 +745,63 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .ok_or_else(|| SessionError::Storage(format!("session {id}: no event was recorded")))
     }
 
-    /// Write the document (winning its version), then append the events
-    /// and queue the notifications they call for.
+    /// Append the events at the end the writer read (`loaded`; `None` for a
+    /// new session), then snapshot if due and queue notifications.
     fn commit(
         &self,
-        session: &mut Session,
-        expected_version: u64,
+        id: &str,
+        loaded: Option<Loaded>,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<Event>, SessionError> {
-        let first_seq = session.event_count;
-        session.event_count += events.len() as u64;
+        now: u64,
+    ) -> Result<(Session, Vec<Event>), SessionError> {
+        let first_seq = loaded.as_ref().map_or(0, |l| l.session.event_count);
         let events: Vec<Event> = events
             .into_iter()
             .enumerate()
             .map(|(i, e)| Event {
                 seq: first_seq + i as u64,
                 kind: e.kind,
-                timestamp: session.updated_at,
+                timestamp: now,
                 data: e.data,
             })
             .collect();
+        let mut state = loaded.as_ref().map(|l| l.session.clone());
+        for event in &events {
+            state = Some(fold(state, id, event)?);
+        }
+        let session = state
+            .ok_or_else(|| SessionError::Storage(format!("session {id}: nothing to record")))?;
         let records = events
             .iter()
             .map(codec::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        self.put_session(session, expected_version)?;
-        for (event, record) in events.iter().zip(&records) {
-            self.store
-                .append(SESSIONS, &session.id, event.seq, record)
-                .map_err(|e| conflict_for(&session.id, e))?;
+        let summary = codec::encode(&session.summary())?;
+        self.store
+            .append(SESSIONS, id, first_seq, &records, &summary)
+            .map_err(|e| match e {
+                StoreError::Conflict(_) if first_seq == 0 => {
+                    SessionError::Conflict(format!("a session with id {id} already exists"))
+                }
+                e => conflict_for(id, e),
+            })?;
+        if let Some(l) = &loaded
+            && session.event_count - l.snapshot_seq >= SNAPSHOT_EVERY
+        {
+            self.snapshot(&session, l.snapshot_version);
         }
-        self.notify(session, &events)?;
-        Ok(events)
+        self.notify(&session, &events)?;
+        Ok((session, events))
     }
 
-    fn put_session(&self, session: &mut Session, expected: u64) -> Result<(), SessionError> {
-        session.version = expected + 1;
-        let data = codec::encode(session)?;
-        session.version = self
-            .store
-            .put(SESSIONS, &session.id, &data, expected)
-            .map_err(|e| match e {
-                StoreError::Conflict(_) if expected == 0 => SessionError::Conflict(format!(
-                    "a session with id {} already exists",
-                    session.id
-                )),
-                e => conflict_for(&session.id, e),
-            })?;
-        Ok(())
+    /// Write a snapshot so later loads replay less. Best effort on purpose:
+    /// the history is already durable, and a lost race or a failed write
+    /// only means a longer replay next time.
+    fn snapshot(&self, session: &Session, expected_version: u64) {
+        if let Ok(data) = codec::encode(session) {
+            let _ = self
+                .store
+                .put(SESSIONS, &session.id, &data, expected_version);
+        }
     }
 
     fn notify(&self, session: &Session, events: &[Event]) -> Result<(), SessionError> {
@@ -730,15 +838,23 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if from >= session.event_count {
             return Ok(Vec::new());
         }
-        let what = format!("session {} event log", session.id);
-        let limit = (session.event_count - from).min(u64::from(limit)) as u32;
-        let mut events = Vec::with_capacity(limit as usize);
-        for record in self.store.read(SESSIONS, &session.id, from, limit)? {
-            let event: Event = codec::decode(&what, &record)?;
-            // Only positions the document acknowledges count: a record past
-            // `event_count` belongs to a writer that has not finished.
-            if event.seq < session.event_count {
-                events.push(event);
+        let what = format!("session {} history", session.id);
+        // Only the history the state was read at is returned.
+        let mut remaining = (session.event_count - from).min(u64::from(limit));
+        let mut events: Vec<Event> = Vec::with_capacity(remaining.min(1024) as usize);
+        while remaining > 0 {
+            let at = from + events.len() as u64;
+            let want = remaining.min(u64::from(READ_BATCH)) as u32;
+            let records = self.store.read(SESSIONS, &session.id, at, want)?;
+            if records.is_empty() {
+                return Err(SessionError::Storage(format!(
+                    "{what} ends at {at} but the session has {} events",
+                    session.event_count
+                )));
+            }
+            remaining -= records.len() as u64;
+            for r in &records {
+                events.push(codec::decode(&what, r)?);
             }
         }
         Ok(events)
@@ -749,32 +865,142 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         self.read_events(session, from, RECENT_EVENTS as u32)
     }
 
-    /// Visit every session, newest first, after `cursor`; stop when `visit`
+    /// Visit the index, newest first, after `cursor`; stop when `visit`
     /// returns false.
     fn scan(
         &self,
         cursor: Option<&str>,
-        mut visit: impl FnMut(Session) -> bool,
+        mut visit: impl FnMut(&str, &SessionSummary) -> bool,
     ) -> Result<(), SessionError> {
         let mut after = cursor.map(str::to_owned);
         loop {
-            let keys = self.store.keys(SESSIONS, after.as_deref(), SCAN_BATCH)?;
-            for key in &keys {
-                match self.load(key) {
-                    Ok(s) => {
-                        if !visit(s) {
-                            return Ok(());
-                        }
-                    }
-                    // Deleted between listing and reading.
-                    Err(SessionError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+            let entries = self.store.scan(SESSIONS, after.as_deref(), SCAN_BATCH)?;
+            for entry in &entries {
+                let what = format!("index entry of session {}", entry.key);
+                let summary: SessionSummary = codec::decode(&what, &entry.summary)?;
+                if !visit(&entry.key, &summary) {
+                    return Ok(());
                 }
             }
-            if keys.len() < SCAN_BATCH as usize {
+            if entries.len() < SCAN_BATCH as usize {
                 return Ok(());
             }
-            after = keys.last().cloned();
+            after = entries.last().map(|e| e.key.clone());
+        }
+    }
+}
+
+/// The state after `event`: the one place where events change a session.
+/// Writers check the rules before appending; replaying a history (on every
+/// load, after the last snapshot) goes through here only.
+pub fn fold(state: Option<Session>, id: &str, event: &Event) -> Result<Session, SessionError> {
+    let damaged = |m: &str| {
+        SessionError::Storage(format!(
+            "session {id} history is damaged at event {}: {m}",
+            event.seq
+        ))
+    };
+    let d = &event.data;
+    let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+    let mut s = match (state, event.kind.as_str()) {
+        (None, event_kind::START) => {
+            let start: StartData = serde_json::from_value(d.clone())
+                .map_err(|e| damaged(&format!("bad start event: {e}")))?;
+            Session {
+                id: id.to_owned(),
+                task: start.task,
+                mode: start.mode,
+                user_id: start.user_id,
+                channel_id: start.channel_id,
+                status: SessionStatus::Active,
+                iteration: 0,
+                max_iterations: start.max_iterations,
+                context: start.context,
+                pause_reason: None,
+                result: None,
+                error: None,
+                created_at: event.timestamp,
+                updated_at: event.timestamp,
+                ended_at: None,
+                event_count: 0,
+                version: 0,
+            }
+        }
+        (None, _) => return Err(damaged("the history does not begin with a start event")),
+        (Some(_), event_kind::START) => return Err(damaged("a second start event")),
+        (Some(mut s), kind) => {
+            match kind {
+                event_kind::ITERATION => {
+                    s.iteration = d
+                        .get("iteration")
+                        .and_then(Value::as_u64)
+                        .and_then(|i| u32::try_from(i).ok())
+                        .ok_or_else(|| damaged("iteration event without a count"))?;
+                }
+                event_kind::TIMEOUT => end(&mut s, SessionStatus::Timeout, event.timestamp),
+                event_kind::PAUSE => {
+                    s.status = SessionStatus::Paused;
+                    s.pause_reason = text("reason");
+                }
+                event_kind::RESUME => {
+                    s.status = SessionStatus::Active;
+                    s.pause_reason = None;
+                }
+                event_kind::COMPLETE => {
+                    end(&mut s, SessionStatus::Completed, event.timestamp);
+                    s.result = d.get("result").filter(|r| !r.is_null()).cloned();
+                }
+                event_kind::ERROR => {
+                    end(&mut s, SessionStatus::Failed, event.timestamp);
+                    s.error = text("error");
+                }
+                // Schema 1 context events named the changed keys only; a
+                // format-1 root is migrated to snapshots that hold their
+                // effect, so they are never replayed.
+                event_kind::CONTEXT => {
+                    if let Some(Value::Object(patch)) = d.get("patch") {
+                        merge_context(&mut s.context, patch);
+                    }
+                }
+                _ => {}
+            }
+            s
+        }
+    };
+    s.updated_at = event.timestamp.max(s.updated_at);
+    s.event_count = event.seq + 1;
+    s.version = s.event_count;
+    Ok(s)
+}
+
+/// What a `start` event holds.
+#[derive(serde::Deserialize)]
+struct StartData {
+    task: String,
+    mode: String,
+    user_id: Option<String>,
+    channel_id: Option<String>,
+    max_iterations: u32,
+    #[serde(default)]
+    context: Map<String, Value>,
+}
+
+/// Replay a whole history into the state it produces.
+pub fn replay(id: &str, events: &[Event]) -> Result<Option<Session>, SessionError> {
+    let mut state = None;
+    for e in events {
+        state = Some(fold(state, id, e)?);
+    }
+    Ok(state)
+}
+
+/// Merge a patch into a context: top-level keys replaced, `null` removes.
+fn merge_context(context: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        if v.is_null() {
+            context.remove(k);
+        } else {
+            context.insert(k.clone(), v.clone());
         }
     }
 }

@@ -30,11 +30,11 @@ pub mod webhook;
 
 pub use engine::{
     CONFIG, DEFAULT_MAX_ITERATIONS, DEFAULT_MODE, DEFAULT_RETENTION_DAYS, EXPORT_FORMAT, Engine,
-    RECENT_EVENTS, SESSIONS, WEBHOOK_KEY,
+    RECENT_EVENTS, SESSIONS, SNAPSHOT_EVERY, WEBHOOK_KEY, fold, replay,
 };
 pub use error::{SessionError, StoreError};
 pub use model::*;
-pub use ports::{Environment, Notifier, Store, Versioned};
+pub use ports::{Environment, IndexEntry, Notifier, Store, Versioned};
 
 #[cfg(test)]
 mod tests;

@@ -7,20 +7,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::StoreError;
 use crate::model::Notification;
-use crate::ports::{Environment, Notifier, Store, Versioned};
+use crate::ports::{Environment, IndexEntry, Notifier, Store, Versioned};
 
 #[derive(Default)]
 struct Entry {
     doc: Option<Versioned>,
-    log: BTreeMap<u64, Vec<u8>>,
+    log: Vec<Vec<u8>>,
+    summary: Option<Vec<u8>>,
 }
 
+type Key = (String, String);
+
 /// A [`Store`] in a map. Thread-safe; keeps the same contract as a durable
-/// store (versions, conflicts, log positions), so the engine's rules can be
+/// store (versions, log positions, conflicts), so the engine's rules can be
 /// tested against it.
 #[derive(Default)]
 pub struct MemoryStore {
-    entries: Mutex<BTreeMap<(String, String), Entry>>,
+    entries: Mutex<BTreeMap<Key, Entry>>,
 }
 
 impl MemoryStore {
@@ -29,19 +32,106 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), Entry>) -> T) -> T {
-        // A poisoned lock only means another thread panicked mid-test; the
-        // map itself is still consistent (every edit is a single insert).
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, Entry>) -> T) -> T {
+        // A poisoned lock only means another thread panicked mid-test; every
+        // edit below is complete before it can panic.
         let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
+
+    fn descending<T>(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: u32,
+        pick: impl Fn(&str, &Entry) -> Option<T>,
+    ) -> Vec<T> {
+        self.with(|m| {
+            m.iter()
+                .rev()
+                .filter(|((col, key), _)| col == c && after.is_none_or(|a| key.as_str() < a))
+                .filter_map(|((_, key), e)| pick(key, e))
+                .take(limit as usize)
+                .collect()
+        })
+    }
 }
 
-fn k(c: &str, key: &str) -> (String, String) {
+fn k(c: &str, key: &str) -> Key {
     (c.to_owned(), key.to_owned())
 }
 
 impl Store for MemoryStore {
+    fn append(
+        &self,
+        c: &str,
+        key: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError> {
+        self.with(|m| {
+            let entry = m.entry(k(c, key)).or_default();
+            if entry.log.len() as u64 != seq {
+                return Err(StoreError::Conflict(format!(
+                    "append at position {seq}, but the log holds {} records",
+                    entry.log.len()
+                )));
+            }
+            entry.log.extend(records.iter().cloned());
+            entry.summary = Some(summary.to_vec());
+            Ok(())
+        })
+    }
+
+    fn read(&self, c: &str, key: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.with(|m| {
+            m.get(&k(c, key))
+                .map(|e| {
+                    let from = usize::try_from(from).unwrap_or(usize::MAX);
+                    e.log
+                        .iter()
+                        .skip(from)
+                        .take(limit as usize)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
+    }
+
+    fn scan(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        Ok(self.descending(c, after, limit, |key, e| {
+            e.summary.as_ref().map(|s| IndexEntry {
+                key: key.to_owned(),
+                summary: s.clone(),
+            })
+        }))
+    }
+
+    fn reindex(&self, c: &str, key: &str, summary: &[u8]) -> Result<(), StoreError> {
+        self.with(|m| match m.get_mut(&k(c, key)) {
+            Some(e) if !e.log.is_empty() => {
+                e.summary = Some(summary.to_vec());
+                Ok(())
+            }
+            _ => Err(StoreError::Conflict(format!(
+                "{c}/{key} has no log to index"
+            ))),
+        })
+    }
+
+    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+        Ok(self.descending(c, after, limit, |key, e| {
+            (!e.log.is_empty()).then(|| key.to_owned())
+        }))
+    }
+
     fn get(&self, c: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.with(|m| m.get(&k(c, key)).and_then(|e| e.doc.clone())))
     }
@@ -63,60 +153,17 @@ impl Store for MemoryStore {
         })
     }
 
-    fn remove(&self, c: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+    fn remove(&self, c: &str, key: &str, expected_length: u64) -> Result<(), StoreError> {
         self.with(|m| {
-            let current = m
-                .get(&k(c, key))
-                .and_then(|e| e.doc.as_ref())
-                .map_or(0, |d| d.version);
-            if current != 0 && current != expected {
+            let length = m.get(&k(c, key)).map_or(0, |e| e.log.len() as u64);
+            if m.contains_key(&k(c, key)) && length != expected_length {
                 return Err(StoreError::Conflict(format!(
-                    "expected version {expected}, found {current}"
+                    "expected {expected_length} records, found {length}"
                 )));
             }
             m.remove(&k(c, key));
             Ok(())
         })
-    }
-
-    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
-        Ok(self.with(|m| {
-            m.iter()
-                .rev()
-                .filter(|((col, key), e)| {
-                    col == c && e.doc.is_some() && after.is_none_or(|a| key.as_str() < a)
-                })
-                .take(limit as usize)
-                .map(|((_, key), _)| key.clone())
-                .collect()
-        }))
-    }
-
-    fn append(&self, c: &str, key: &str, seq: u64, record: &[u8]) -> Result<(), StoreError> {
-        self.with(|m| {
-            let log = &mut m.entry(k(c, key)).or_default().log;
-            if log.contains_key(&seq) {
-                return Err(StoreError::Conflict(format!(
-                    "log position {seq} is already taken"
-                )));
-            }
-            log.insert(seq, record.to_vec());
-            Ok(())
-        })
-    }
-
-    fn read(&self, c: &str, key: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self.with(|m| {
-            m.get(&k(c, key))
-                .map(|e| {
-                    e.log
-                        .range(from..)
-                        .take(limit as usize)
-                        .map(|(_, r)| r.clone())
-                        .collect()
-                })
-                .unwrap_or_default()
-        }))
     }
 }
 

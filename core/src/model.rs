@@ -106,12 +106,52 @@ pub struct Session {
     pub ended_at: Option<u64>,
     /// Number of events in the history.
     pub event_count: u64,
-    /// Version of the stored document (assigned by the store).
+    /// Optimistic-concurrency version: the history length this state was
+    /// read at (equal to `event_count`). Every change bumps it.
     #[serde(default)]
     pub version: u64,
 }
 
+/// What the index keeps of a session: every field a filter or an aggregate
+/// needs, and nothing that grows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// Lifecycle status.
+    pub status: SessionStatus,
+    /// Mode name.
+    pub mode: String,
+    /// Owner.
+    pub user_id: Option<String>,
+    /// Origin channel.
+    pub channel_id: Option<String>,
+    /// Creation time (ms).
+    pub created_at: u64,
+    /// Last change (ms).
+    pub updated_at: u64,
+    /// When it ended (ms).
+    pub ended_at: Option<u64>,
+    /// Iterations counted.
+    pub iteration: u32,
+    /// History length.
+    pub event_count: u64,
+}
+
 impl Session {
+    /// The index summary of this state.
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            status: self.status,
+            mode: self.mode.clone(),
+            user_id: self.user_id.clone(),
+            channel_id: self.channel_id.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            iteration: self.iteration,
+            event_count: self.event_count,
+        }
+    }
+
     /// Whether the session can be resumed (it is active or paused).
     pub fn is_resumable(&self) -> bool {
         !self.status.is_terminal()
@@ -243,8 +283,8 @@ impl SessionFilter {
         }
     }
 
-    /// Whether `s` is selected.
-    pub fn matches(&self, s: &Session) -> bool {
+    /// Whether a session with summary `s` is selected.
+    pub fn matches(&self, s: &SessionSummary) -> bool {
         fn eq(want: &Option<String>, have: &Option<String>) -> bool {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         }
@@ -299,6 +339,18 @@ pub struct CleanupReport {
     pub dry_run: bool,
     /// Ids of the sessions removed.
     pub removed: Vec<String>,
+}
+
+/// What an index check or rebuild found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexReport {
+    /// Sessions whose history was read.
+    pub sessions: u64,
+    /// Sessions whose index entry differed from their history, was
+    /// missing, or named no session (refreshed unless a dry run).
+    pub stale: Vec<String>,
+    /// Sessions whose history could not be read, with the reason.
+    pub unreadable: Vec<String>,
 }
 
 /// What a host needs to pick a session up again.

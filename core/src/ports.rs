@@ -14,10 +14,56 @@ pub struct Versioned {
     pub data: Vec<u8>,
 }
 
-/// Storage primitives: versioned documents and append-only logs, both
-/// addressed by collection and key. See `wit/session.wit` (`store`) for
-/// the contract every implementation must keep.
+/// One key of an index and its summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The key.
+    pub key: String,
+    /// The summary the core stored with the key's last append.
+    pub summary: Vec<u8>,
+}
+
+/// Storage primitives: per key, an append-only log (the truth), an index
+/// summary (derived, for fast listing) and a versioned document
+/// (snapshots, settings). See `wit/session.wit` (`store`) for the contract
+/// every implementation must keep.
 pub trait Store {
+    /// Append `records` at positions `seq..` iff the log holds exactly
+    /// `seq` records (else [`StoreError::Conflict`]), all or nothing,
+    /// durably; replace the key's summary.
+    fn append(
+        &self,
+        collection: &str,
+        key: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError>;
+    /// At most `limit` records from position `from`, in order.
+    fn read(
+        &self,
+        collection: &str,
+        key: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Index entries in descending key order after `start_after`.
+    fn scan(
+        &self,
+        collection: &str,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError>;
+    /// Replace a key's summary without appending (index repair); an empty
+    /// summary drops the key from the index.
+    fn reindex(&self, collection: &str, key: &str, summary: &[u8]) -> Result<(), StoreError>;
+    /// Keys that have a log, descending, after `start_after` (ground truth).
+    fn keys(
+        &self,
+        collection: &str,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
     /// Read a document, or `None` if absent.
     fn get(&self, collection: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Replace a document if its version is `expected_version` (0: must not
@@ -29,35 +75,9 @@ pub trait Store {
         data: &[u8],
         expected_version: u64,
     ) -> Result<u64, StoreError>;
-    /// Remove a document and its log if the document's version is
-    /// `expected_version`; removing an absent key succeeds.
-    fn remove(&self, collection: &str, key: &str, expected_version: u64) -> Result<(), StoreError>;
-    /// Keys of a collection in descending order, after `start_after`.
-    fn keys(
-        &self,
-        collection: &str,
-        start_after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError>;
-    /// Store a record at position `seq` of a key's log, durably. Positions
-    /// may arrive out of order; a taken position may be reported as a
-    /// conflict.
-    fn append(
-        &self,
-        collection: &str,
-        key: &str,
-        seq: u64,
-        record: &[u8],
-    ) -> Result<(), StoreError>;
-    /// Read at most `limit` records at positions >= `from`, in position
-    /// order, skipping positions never written.
-    fn read(
-        &self,
-        collection: &str,
-        key: &str,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Remove a key (log, summary, document) iff its log holds
+    /// `expected_length` records; removing an absent key succeeds.
+    fn remove(&self, collection: &str, key: &str, expected_length: u64) -> Result<(), StoreError>;
 }
 
 /// Hands lifecycle notifications to a transport. It must be durable when

@@ -479,12 +479,46 @@ fn delete_export_import_round_trip() {
 fn stale_writes_conflict() {
     let e = engine();
     let s = start(&e, "t");
-    let data = e.store().get(SESSIONS, &s.id).unwrap().unwrap();
-    // Another writer wins version 2 first.
+    // A writer that read the session at version 1 appends after another
+    // writer already did: the store refuses the stale position.
     e.iterate(&s.id, None).unwrap();
-    let stale = e.store().put(SESSIONS, &s.id, &data.data, data.version);
+    let stale = e
+        .store()
+        .append(SESSIONS, &s.id, s.version, &[b"x".to_vec()], b"{}");
     assert!(matches!(stale, Err(StoreError::Conflict(_))));
-    assert_eq!(e.get(&s.id).unwrap().iteration, 1);
+    let now = e.get(&s.id).unwrap();
+    assert_eq!((now.iteration, now.version), (1, 2));
+}
+
+#[test]
+fn snapshots_bound_replay_and_match_the_history() {
+    let e = engine();
+    let s = e
+        .start(StartOptions {
+            task: "long".into(),
+            max_iterations: Some(1000),
+            context: Some(json!({"a": 1})),
+            ..Default::default()
+        })
+        .unwrap();
+    for i in 0..150 {
+        e.iterate(&s.id, Some(json!({ "i": i }))).unwrap();
+        if i == 70 {
+            e.update_context(&s.id, json!({"b": 2, "a": null})).unwrap();
+        }
+    }
+    let snap = e
+        .store()
+        .get(SESSIONS, &s.id)
+        .unwrap()
+        .expect("a snapshot was written");
+    let snapped: Session = codec::decode("snapshot", &snap.data).unwrap();
+    assert!(snapped.event_count >= SNAPSHOT_EVERY);
+    let loaded = e.get(&s.id).unwrap();
+    let all = e.events(&s.id, 0, 1000).unwrap().events;
+    assert_eq!(replay(&s.id, &all).unwrap().unwrap(), loaded);
+    assert_eq!(loaded.iteration, 150);
+    assert_eq!(serde_json::Value::Object(loaded.context), json!({"b": 2}));
 }
 
 #[test]
@@ -626,18 +660,52 @@ fn duration_runs_until_the_end() {
 fn damaged_or_future_records_are_storage_errors_naming_the_session() {
     let e = engine();
     let s = start(&e, "t");
-    let v = e.store().get(SESSIONS, &s.id).unwrap().unwrap().version;
-    e.store().put(SESSIONS, &s.id, b"{not json", v).unwrap();
+    e.store()
+        .append(SESSIONS, &s.id, 1, &[b"{not json".to_vec()], b"{}")
+        .unwrap();
     match e.get(&s.id) {
         Err(SessionError::Storage(m)) => assert!(m.contains(&s.id), "{m}"),
         other => panic!("{other:?}"),
     }
     let t = start(&e, "u");
-    let v = e.store().get(SESSIONS, &t.id).unwrap().unwrap().version;
     e.store()
-        .put(SESSIONS, &t.id, br#"{"schema":99}"#, v)
+        .put(SESSIONS, &t.id, br#"{"schema":99}"#, 0)
         .unwrap();
     assert!(matches!(e.get(&t.id), Err(SessionError::Storage(_))));
+    // Other sessions keep working.
+    let u = start(&e, "fine");
+    assert!(e.iterate(&u.id, None).is_ok());
+}
+
+#[test]
+fn the_index_can_be_rebuilt_from_the_histories() {
+    let e = engine();
+    let a = start(&e, "a");
+    let b = start(&e, "b");
+    e.complete(&b.id, None).unwrap();
+    // Damage the index: a stale summary for b.
+    let stale = codec::encode(&e.get(&a.id).unwrap().summary()).unwrap();
+    e.store().reindex(SESSIONS, &b.id, &stale).unwrap();
+    assert_eq!(
+        e.stats(&SessionFilter::default()).unwrap().by_status[&SessionStatus::Completed],
+        0
+    );
+    let dry = e.reindex(true).unwrap();
+    assert_eq!((dry.sessions, dry.stale.clone()), (2, vec![b.id.clone()]));
+    assert_eq!(
+        e.stats(&SessionFilter::default()).unwrap().by_status[&SessionStatus::Completed],
+        0
+    );
+    let report = e.reindex(false).unwrap();
+    assert_eq!(
+        (report.stale, report.unreadable.len()),
+        (vec![b.id.clone()], 0)
+    );
+    assert!(e.reindex(true).unwrap().stale.is_empty());
+    assert_eq!(
+        e.stats(&SessionFilter::default()).unwrap().by_status[&SessionStatus::Completed],
+        1
+    );
 }
 
 impl TestEngine {

@@ -25,7 +25,7 @@ mod fs_store;
 mod outbox;
 mod runtime;
 
-pub use fs_store::FsStore;
+pub use fs_store::{CheckReport, Durability, FsStore};
 pub use outbox::{FsOutbox, OUTBOX_DIR};
 pub use runtime::{
     CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,

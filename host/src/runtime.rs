@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_session_core::{
-    self as core, CleanupReport, Event, EventPage, Learning, Notifier, Resumption, Session,
-    SessionError, SessionFilter, SessionPage, SessionStats, StartOptions, Store, ToolCall,
+    self as core, CleanupReport, Event, EventPage, IndexReport, Learning, Notifier, Resumption,
+    Session, SessionError, SessionFilter, SessionPage, SessionStats, StartOptions, Store, ToolCall,
     WebhookConfig,
 };
 use serde_json::Value;
@@ -80,6 +80,67 @@ impl WasiView for HostState {
 impl wit::Host for HostState {}
 
 impl wit_store::Host for HostState {
+    fn append(
+        &mut self,
+        c: String,
+        k: String,
+        seq: u64,
+        records: Vec<Vec<u8>>,
+        summary: Vec<u8>,
+    ) -> Result<(), wit_store::StoreError> {
+        self.store
+            .append(&c, &k, seq, &records, &summary)
+            .map_err(to_wit_store_error)
+    }
+    fn read(
+        &mut self,
+        c: String,
+        k: String,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, wit_store::StoreError> {
+        self.store
+            .read(&c, &k, from, limit)
+            .map_err(to_wit_store_error)
+    }
+    fn scan(
+        &mut self,
+        c: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<wit_store::IndexEntry>, wit_store::StoreError> {
+        let entries = self
+            .store
+            .scan(&c, after.as_deref(), limit)
+            .map_err(to_wit_store_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| wit_store::IndexEntry {
+                key: e.key,
+                summary: e.summary,
+            })
+            .collect())
+    }
+    fn reindex(
+        &mut self,
+        c: String,
+        k: String,
+        summary: Vec<u8>,
+    ) -> Result<(), wit_store::StoreError> {
+        self.store
+            .reindex(&c, &k, &summary)
+            .map_err(to_wit_store_error)
+    }
+    fn keys(
+        &mut self,
+        c: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, wit_store::StoreError> {
+        self.store
+            .keys(&c, after.as_deref(), limit)
+            .map_err(to_wit_store_error)
+    }
     fn get(
         &mut self,
         c: String,
@@ -104,39 +165,9 @@ impl wit_store::Host for HostState {
     ) -> Result<u64, wit_store::StoreError> {
         self.store.put(&c, &k, &d, v).map_err(to_wit_store_error)
     }
-    fn remove(&mut self, c: String, k: String, v: u64) -> Result<(), wit_store::StoreError> {
-        self.store.remove(&c, &k, v).map_err(to_wit_store_error)
-    }
-    fn keys(
-        &mut self,
-        c: String,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<String>, wit_store::StoreError> {
+    fn remove(&mut self, c: String, k: String, length: u64) -> Result<(), wit_store::StoreError> {
         self.store
-            .keys(&c, after.as_deref(), limit)
-            .map_err(to_wit_store_error)
-    }
-    fn append(
-        &mut self,
-        c: String,
-        k: String,
-        seq: u64,
-        r: Vec<u8>,
-    ) -> Result<(), wit_store::StoreError> {
-        self.store
-            .append(&c, &k, seq, &r)
-            .map_err(to_wit_store_error)
-    }
-    fn read(
-        &mut self,
-        c: String,
-        k: String,
-        from: u64,
-        limit: u32,
-    ) -> Result<Vec<Vec<u8>>, wit_store::StoreError> {
-        self.store
-            .read(&c, &k, from, limit)
+            .remove(&c, &k, length)
             .map_err(to_wit_store_error)
     }
 }
@@ -250,7 +281,22 @@ impl SessionHost {
             .with_context(|| format!("opening the session store at {}", dir.display()))?;
         let outbox = FsOutbox::open(dir)
             .with_context(|| format!("opening the outbox in {}", dir.display()))?;
-        Self::builder(Arc::new(store), Arc::new(outbox)).build()
+        let store = Arc::new(store);
+        let host = Self::builder(store.clone(), Arc::new(outbox)).build()?;
+        if store.needs_reindex() {
+            // After a migration or a lost index: lists and stats read the
+            // index, so it is rebuilt before anything else runs.
+            let report = host
+                .rebuild_index(false)
+                .with_context(|| format!("rebuilding the index of {}", dir.display()))?;
+            tracing::info!(
+                sessions = report.sessions,
+                stale = report.stale.len(),
+                "index rebuilt"
+            );
+            store.reindexed()?;
+        }
+        Ok(host)
     }
 
     /// A host over any store and notifier.
@@ -477,6 +523,17 @@ impl SessionHost {
     /// Remove one session and its history.
     pub fn delete(&self, id: &str) -> Result<(), Error> {
         self.call(|g, s| g.call_delete(s, id))
+    }
+
+    /// Compare the index with the histories; unless `dry_run`, refresh
+    /// what differs.
+    pub fn rebuild_index(&self, dry_run: bool) -> Result<IndexReport, Error> {
+        let r = self.call(|g, s| g.call_rebuild_index(s, dry_run))?;
+        Ok(IndexReport {
+            sessions: r.sessions,
+            stale: r.stale,
+            unreadable: r.unreadable,
+        })
     }
 
     /// The session and its history as a portable JSON document.

@@ -9,7 +9,7 @@ wit_bindgen::generate!({
 
 use agent::session::{notify, store, types as wit};
 use agent_session_core as core;
-use core::{Engine, SessionError, StoreError, Versioned};
+use core::{Engine, IndexEntry, SessionError, StoreError, Versioned};
 use exports::agent::session::sessions::Guest;
 use serde_json::Value;
 
@@ -17,6 +17,40 @@ use serde_json::Value;
 struct ImportedStore;
 
 impl core::Store for ImportedStore {
+    fn append(
+        &self,
+        c: &str,
+        k: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError> {
+        store::append(c, k, seq, records, summary).map_err(from_store_error)
+    }
+    fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        store::read(c, k, from, limit).map_err(from_store_error)
+    }
+    fn scan(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let entries = store::scan(c, after, limit).map_err(from_store_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| IndexEntry {
+                key: e.key,
+                summary: e.summary,
+            })
+            .collect())
+    }
+    fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {
+        store::reindex(c, k, summary).map_err(from_store_error)
+    }
+    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+        store::keys(c, after, limit).map_err(from_store_error)
+    }
     fn get(&self, c: &str, k: &str) -> Result<Option<Versioned>, StoreError> {
         store::get(c, k)
             .map(|o| {
@@ -30,17 +64,8 @@ impl core::Store for ImportedStore {
     fn put(&self, c: &str, k: &str, d: &[u8], v: u64) -> Result<u64, StoreError> {
         store::put(c, k, d, v).map_err(from_store_error)
     }
-    fn remove(&self, c: &str, k: &str, v: u64) -> Result<(), StoreError> {
-        store::remove(c, k, v).map_err(from_store_error)
-    }
-    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
-        store::keys(c, after, limit).map_err(from_store_error)
-    }
-    fn append(&self, c: &str, k: &str, seq: u64, r: &[u8]) -> Result<(), StoreError> {
-        store::append(c, k, seq, r).map_err(from_store_error)
-    }
-    fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
-        store::read(c, k, from, limit).map_err(from_store_error)
+    fn remove(&self, c: &str, k: &str, expected_length: u64) -> Result<(), StoreError> {
+        store::remove(c, k, expected_length).map_err(from_store_error)
     }
 }
 
@@ -328,6 +353,15 @@ impl Guest for Component {
 
     fn delete(id: String) -> R<()> {
         engine().delete(&id).map_err(err)
+    }
+
+    fn rebuild_index(dry_run: bool) -> R<wit::IndexReport> {
+        let r = engine().reindex(dry_run).map_err(err)?;
+        Ok(wit::IndexReport {
+            sessions: r.sessions,
+            stale: r.stale,
+            unreadable: r.unreadable,
+        })
     }
 
     fn export(id: String) -> R<String> {

@@ -1,0 +1,91 @@
+//! Migration of a format-1 root (the first on-disk format) to format 2.
+//!
+//! Format 1 framed log records as `len | crc(seq, payload) | seq | payload`
+//! and allowed concurrent appenders to land records out of order; its
+//! session documents hold the whole state. Format 2 keeps the documents
+//! (they become snapshots), rewrites every log in format-2 frames in
+//! position order, and asks for the index to be rebuilt. The migration runs
+//! once, under an exclusive lock on the root, and is idempotent: a crash
+//! halfway leaves `FORMAT` at 1 and the next open finishes it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use cap_std::fs::OpenOptions;
+
+use super::{FORMAT, FsStore, IDX, LOG, frame, write_durably};
+
+const V1_HEADER: usize = 4 + 4 + 8;
+
+pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
+    let lock = store
+        .root
+        .open_with(
+            "LOCK",
+            OpenOptions::new().read(true).write(true).create(true),
+        )?
+        .into_std();
+    lock.lock()?;
+    if store.root.read_to_string("FORMAT")? == FORMAT {
+        return Ok(()); // another process migrated meanwhile
+    }
+    let mut migrated = 0u64;
+    for collection in [agent_session_core::SESSIONS, agent_session_core::CONFIG] {
+        for key in store.list_dir(collection)? {
+            let entry = format!("{collection}/{key}");
+            let bytes = match store.root.read(format!("{entry}/{LOG}")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let records = read_v1(&bytes);
+            let mut log = Vec::with_capacity(bytes.len() + records.len() * 4);
+            let mut offsets = Vec::with_capacity(records.len() * 8);
+            for (seq, payload) in records {
+                offsets.extend_from_slice(&(log.len() as u64).to_le_bytes());
+                frame::encode_batch(seq, &[payload], &mut log);
+            }
+            write_durably(&store.root, Path::new(&entry), LOG, &log)?;
+            store.root.write(format!("{entry}/{IDX}"), offsets)?;
+            migrated += 1;
+        }
+    }
+    store.request_reindex()?;
+    write_durably(&store.root, Path::new("."), "FORMAT", FORMAT.as_bytes())?;
+    tracing::info!(
+        logs = migrated,
+        "migrated the root from format 1 to format 2"
+    );
+    Ok(())
+}
+
+/// The records of a format-1 log in position order, up to the first gap
+/// (a position lost to a crash) and without a torn tail.
+fn read_v1(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut by_seq = BTreeMap::new();
+    let mut at = 0;
+    while at + V1_HEADER <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
+        let seq_bytes = &bytes[at + 8..at + 16];
+        let Some(payload) = bytes.get(at + V1_HEADER..at + V1_HEADER + len) else {
+            break;
+        };
+        let mut h = crc32fast::Hasher::new();
+        h.update(seq_bytes);
+        h.update(payload);
+        if h.finalize() != crc {
+            break;
+        }
+        let seq = u64::from_le_bytes(seq_bytes.try_into().unwrap_or_default());
+        by_seq.entry(seq).or_insert_with(|| payload.to_vec());
+        at += V1_HEADER + len;
+    }
+    by_seq
+        .into_iter()
+        .enumerate()
+        .take_while(|(i, (seq, _))| *seq == *i as u64)
+        .map(|(_, r)| r)
+        .collect()
+}

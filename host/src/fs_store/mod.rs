@@ -1,0 +1,683 @@
+//! The filesystem store: the `store` capability on one directory, confined
+//! with cap-std so that no key can name a path outside the root.
+//!
+//! Layout under the root (format 2):
+//!
+//! ```text
+//! FORMAT                          layout version of this root
+//! REINDEX                         present while the index must be rebuilt
+//! <collection>/<key>/events.log   the history: framed records (see frame.rs)
+//! <collection>/<key>/events.idx   byte offset of each record (derived)
+//! <collection>/<key>/doc          snapshot / setting (framed, checksummed)
+//! <collection>/<key>/lock         flock serializing writers of the key
+//! index/<collection>.log          summary index (see index.rs)
+//! ```
+//!
+//! Crash safety (BRIEF §4): an append is one `write` of whole frames and an
+//! `fdatasync` before it is acknowledged (unless [`Durability::Relaxed`]).
+//! Before appending, the writer checks the log's tail: a torn last append
+//! (a crash mid-write) is cut back to the last whole append. A document is
+//! replaced by temp file + fsync + rename + directory fsync. Writers of one
+//! key, in any process, are serialized by `flock` on its lock file (a lock
+//! that does not vanish when another descriptor of the file is closed,
+//! unlike fcntl locks); readers take no lock.
+
+mod frame;
+mod index;
+mod migrate;
+
+use std::io::{self, ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+
+use index::Index;
+
+/// Written to `FORMAT` in a new root.
+const FORMAT: &str = "agent-session-fs 2\n";
+/// The first format; migrated on open.
+const FORMAT_1: &str = "agent-session-fs 1\n";
+const REINDEX: &str = "REINDEX";
+const DOC_MAGIC: &[u8; 4] = b"ASD1";
+const DOC_HEADER: usize = 4 + 8 + 4 + 4;
+const MAX_NAME: usize = 64;
+const LOG: &str = "events.log";
+const IDX: &str = "events.idx";
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After `fdatasync`: an acknowledged append survives power loss.
+    #[default]
+    Durable,
+    /// After the `write`: survives a crash of the process, not of the
+    /// machine. For tests and throwaway sessions.
+    Relaxed,
+}
+
+/// A [`Store`] on a directory. Cheap to share across threads (`Sync`);
+/// several processes may open the same root.
+pub struct FsStore {
+    root: Dir,
+    durability: Durability,
+    index: Index,
+}
+
+/// What [`FsStore::check`] found (and, with repair, fixed).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// Keys checked.
+    pub checked: u64,
+    /// Records found in all logs.
+    pub records: u64,
+    /// Keys whose log ended in a torn append (cut when repairing).
+    pub torn_tails: Vec<String>,
+    /// Damage that is not a torn tail: key and what is wrong.
+    pub damaged: Vec<(String, String)>,
+}
+
+impl FsStore {
+    /// Open (creating if needed) the store rooted at `path`, durably.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::open_with(path, Durability::Durable)
+    }
+
+    /// Open with the given durability. A root of the first format is
+    /// migrated in place (logs rewritten in format 2, index rebuild
+    /// requested).
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> io::Result<Self> {
+        let path = path.as_ref();
+        Dir::create_ambient_dir_all(path, ambient_authority())?;
+        let root = Dir::open_ambient_dir(path, ambient_authority())?;
+        let store = Self {
+            root,
+            durability,
+            index: Index::default(),
+        };
+        match store.root.read_to_string("FORMAT") {
+            Ok(f) if f == FORMAT => {}
+            Ok(f) if f == FORMAT_1 => migrate::format_1_to_2(&store)?,
+            Ok(other) => {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "{} holds an agent-session root of format {:?}; this build reads {:?} and {:?}",
+                        path.display(),
+                        other.trim(),
+                        FORMAT_1.trim(),
+                        FORMAT.trim()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                write_durably(&store.root, Path::new("."), "FORMAT", FORMAT.as_bytes())?;
+            }
+            Err(e) => return Err(e),
+        }
+        // A lost index file cannot be told from an empty one by reading it.
+        if !Index::exists(&store.root, agent_session_core::SESSIONS)
+            && store.has_entries(agent_session_core::SESSIONS)?
+        {
+            store.request_reindex()?;
+        }
+        Ok(store)
+    }
+
+    /// Whether the index must be rebuilt (`Engine::reindex`) before lists
+    /// and stats can be trusted: after a migration or a lost index.
+    pub fn needs_reindex(&self) -> bool {
+        self.root.exists(REINDEX)
+    }
+
+    /// Empty the index of `collection` before a rebuild; the rebuild is
+    /// requested until [`FsStore::reindexed`] is called.
+    pub fn clear_index(&self, collection: &str) -> io::Result<()> {
+        self.request_reindex()?;
+        self.index.clear(&self.root, collection)
+    }
+
+    /// The index was rebuilt.
+    pub fn reindexed(&self) -> io::Result<()> {
+        match self.root.remove_file(REINDEX) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => sync_dir(&self.root, Path::new(".")),
+        }
+    }
+
+    /// Rewrite the index of `collection` without superseded entries.
+    /// Returns its size before and after.
+    pub fn compact(&self, collection: &str) -> io::Result<(u64, u64)> {
+        name("collection", collection).map_err(io::Error::other)?;
+        self.index.compact(&self.root, collection)
+    }
+
+    /// Check every key of `collection`: every log frame, every document.
+    /// With `repair`, torn tails are cut and offset files rewritten.
+    /// `progress(done, total)` is called as keys are checked.
+    pub fn check(
+        &self,
+        collection: &str,
+        repair: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> io::Result<CheckReport> {
+        name("collection", collection).map_err(io::Error::other)?;
+        let keys = self.list_dir(collection)?;
+        let total = keys.len() as u64;
+        let mut report = CheckReport::default();
+        for key in keys {
+            let entry = format!("{collection}/{key}");
+            let _lock = if repair {
+                Some(self.lock(&entry)?)
+            } else {
+                None
+            };
+            match self.walk_all(&entry) {
+                Ok((walk, _)) => {
+                    report.records += walk.offsets.len() as u64;
+                    if walk.torn_bytes > 0 {
+                        report.torn_tails.push(entry.clone());
+                    }
+                    if repair {
+                        self.fix_tail(&entry, &walk).map_err(io::Error::other)?;
+                    }
+                }
+                Err(e) => report.damaged.push((entry.clone(), e.to_string())),
+            }
+            if let Err(e) = self.read_doc(&entry) {
+                report.damaged.push((entry.clone(), e.to_string()));
+            }
+            report.checked += 1;
+            progress(report.checked, total);
+        }
+        Ok(report)
+    }
+
+    fn request_reindex(&self) -> io::Result<()> {
+        write_durably(&self.root, Path::new("."), REINDEX, b"")
+    }
+
+    fn has_entries(&self, c: &str) -> io::Result<bool> {
+        match self.root.read_dir(c) {
+            Ok(mut it) => Ok(it.any(|e| {
+                e.ok()
+                    .and_then(|e| e.file_name().into_string().ok())
+                    .is_some_and(|n| name("key", &n).is_ok())
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Valid key names in a collection directory, descending.
+    fn list_dir(&self, c: &str) -> io::Result<Vec<String>> {
+        let entries = match self.root.read_dir(c) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            if let Ok(key) = entry?.file_name().into_string()
+                && name("key", &key).is_ok()
+            {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(keys)
+    }
+
+    fn entry(&self, c: &str, k: &str) -> Result<String, StoreError> {
+        name("collection", c)?;
+        name("key", k)?;
+        Ok(format!("{c}/{k}"))
+    }
+
+    /// Take the entry's writer lock (blocking). Released when dropped.
+    fn lock(&self, entry: &str) -> io::Result<std::fs::File> {
+        let file = self
+            .root
+            .open_with(
+                format!("{entry}/lock"),
+                OpenOptions::new().read(true).write(true).create(true),
+            )?
+            .into_std();
+        file.lock()?;
+        Ok(file)
+    }
+
+    fn read_doc(&self, entry: &str) -> Result<Option<Versioned>, StoreError> {
+        let bytes = match self.root.read(format!("{entry}/doc")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&format!("reading {entry}/doc"), e)),
+        };
+        decode_doc(&bytes)
+            .map(Some)
+            .ok_or_else(|| StoreError::Io(format!("{entry}/doc is damaged")))
+    }
+
+    fn open_log(&self, entry: &str) -> io::Result<Option<std::fs::File>> {
+        match self.root.open(format!("{entry}/{LOG}")) {
+            Ok(f) => Ok(Some(f.into_std())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The offsets file as far as it goes (derived data; may lag).
+    fn read_idx(&self, entry: &str) -> io::Result<Vec<u64>> {
+        match self.root.read(format!("{entry}/{IDX}")) {
+            Ok(bytes) => Ok(bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Walk the whole log from the start.
+    fn walk_all(&self, entry: &str) -> Result<(frame::Walk, Vec<u8>), StoreError> {
+        let bytes = match self.root.read(format!("{entry}/{LOG}")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error(&format!("reading {entry}/{LOG}"), e)),
+        };
+        let walk = frame::walk(&bytes, 0, 0).map_err(|(at, why)| damaged(entry, at, why))?;
+        Ok((walk, bytes))
+    }
+
+    /// The committed records of a log: where each starts and where they
+    /// end. Uses the offsets file to start near the end; falls back to a
+    /// full walk if it does not check out.
+    fn tail(&self, entry: &str, log: &std::fs::File) -> Result<frame::Walk, StoreError> {
+        let idx = self.read_idx(entry).map_err(|e| io_error(entry, e))?;
+        let size = log.metadata().map_err(|e| io_error(entry, e))?.len();
+        if let Some(&last) = idx.last()
+            && last < size
+        {
+            let mut bytes = vec![0u8; (size - last) as usize];
+            if log.read_exact_at(&mut bytes, last).is_ok()
+                && let Ok(mut w) = frame::walk(&bytes, last, idx.len() as u64 - 1)
+                && w.offsets.first() == Some(&last)
+            {
+                let mut offsets = idx;
+                offsets.pop();
+                offsets.append(&mut w.offsets);
+                w.offsets = offsets;
+                return Ok(w);
+            }
+        }
+        Ok(self.walk_all(entry)?.0)
+    }
+
+    /// Make the log end at its last whole append and the offsets file
+    /// match it. Caller holds the entry lock.
+    fn fix_tail(&self, entry: &str, walk: &frame::Walk) -> Result<(), StoreError> {
+        let ctx = |what: &str| format!("{what} {entry}/{LOG}");
+        if walk.torn_bytes > 0 {
+            tracing::warn!(
+                entry,
+                bytes = walk.torn_bytes,
+                "cutting a torn append off the log"
+            );
+            let f = self
+                .root
+                .open_with(format!("{entry}/{LOG}"), OpenOptions::new().write(true))
+                .map_err(|e| io_error(&ctx("opening"), e))?;
+            f.set_len(walk.end)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| io_error(&ctx("cutting"), e))?;
+        }
+        let idx = self.read_idx(entry).map_err(|e| io_error(entry, e))?;
+        if idx != walk.offsets {
+            let bytes: Vec<u8> = walk.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+            self.root
+                .write(format!("{entry}/{IDX}"), bytes)
+                .map_err(|e| io_error(&ctx("indexing"), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for FsStore {
+    fn append(
+        &self,
+        c: &str,
+        k: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError> {
+        let entry = self.entry(c, k)?;
+        if records.iter().any(|r| r.len() > frame::MAX_PAYLOAD) {
+            return Err(StoreError::Full(format!(
+                "a record for {entry} is too large"
+            )));
+        }
+        let ctx = |what: &str| format!("{what} {entry}");
+        if seq == 0 && !self.root.exists(&entry) {
+            self.root
+                .create_dir_all(&entry)
+                .and_then(|()| sync_dir(&self.root, Path::new(c)))
+                .map_err(|e| io_error(&ctx("creating"), e))?;
+        }
+        let _lock = match self.lock(&entry) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::Conflict(format!("{entry} does not exist")));
+            }
+            Err(e) => return Err(io_error(&ctx("locking"), e)),
+        };
+        let log = self
+            .root
+            .open_with(
+                format!("{entry}/{LOG}"),
+                OpenOptions::new().read(true).append(true).create(true),
+            )
+            .map_err(|e| io_error(&ctx("opening the log of"), e))?
+            .into_std();
+        let tail = self.tail(&entry, &log)?;
+        if tail.torn_bytes > 0 || tail.offsets.len() as u64 != self.idx_len(&entry) {
+            self.fix_tail(&entry, &tail)?;
+        }
+        let count = tail.offsets.len() as u64;
+        if count != seq {
+            return Err(StoreError::Conflict(format!(
+                "{entry}: append at position {seq}, but the log holds {count} records"
+            )));
+        }
+        let mut bytes = Vec::new();
+        frame::encode_batch(seq, records, &mut bytes);
+        let mut offsets = Vec::with_capacity(records.len() * 8);
+        let mut at = tail.end;
+        for r in records {
+            offsets.extend_from_slice(&at.to_le_bytes());
+            at += (frame::HEADER + r.len()) as u64;
+        }
+        let mut writer = &log;
+        writer
+            .write_all(&bytes)
+            .map_err(|e| io_error(&ctx("appending to"), e))?;
+        if self.durability == Durability::Durable {
+            log.sync_data().map_err(|e| io_error(&ctx("syncing"), e))?;
+        }
+        // Derived data, written after the records are safe: a crash before
+        // these writes is repaired by the next writer's tail check.
+        let mut idx = self
+            .root
+            .open_with(
+                format!("{entry}/{IDX}"),
+                OpenOptions::new().append(true).create(true),
+            )
+            .map_err(|e| io_error(&ctx("indexing"), e))?;
+        idx.write_all(&offsets)
+            .map_err(|e| io_error(&ctx("indexing"), e))?;
+        self.index
+            .put(&self.root, c, k, summary)
+            .map_err(|e| io_error(&format!("updating the index of {c}"), e))
+    }
+
+    fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        let entry = self.entry(c, k)?;
+        let Some(log) = self.open_log(&entry).map_err(|e| io_error(&entry, e))? else {
+            return Ok(Vec::new());
+        };
+        let size = log.metadata().map_err(|e| io_error(&entry, e))?.len();
+        let idx = self.read_idx(&entry).map_err(|e| io_error(&entry, e))?;
+        // Start at the record's offset if the offsets file has it, else at
+        // the last offset it has, and walk from there.
+        let start_pos = from.min(idx.len().saturating_sub(1) as u64);
+        let (start, first_seq) = match idx.get(start_pos as usize) {
+            Some(&o) if o < size => (o, start_pos),
+            _ => (0, 0),
+        };
+        // Offsets the offsets file recorded are of committed records, so a
+        // read that ends at one needs no look at what follows.
+        let bounded = idx
+            .get(usize::try_from(from.saturating_add(u64::from(limit))).unwrap_or(usize::MAX))
+            .copied()
+            .filter(|&e| e > start && e <= size);
+        let read_from =
+            |start: u64, first_seq: u64, end: Option<u64>| -> Result<Vec<Vec<u8>>, StoreError> {
+                let mut bytes = vec![0u8; (end.unwrap_or(size) - start) as usize];
+                log.read_exact_at(&mut bytes, start)
+                    .map_err(|e| io_error(&format!("reading {entry}/{LOG}"), e))?;
+                let walk = match end {
+                    Some(_) => frame::walk_committed(&bytes, start, first_seq),
+                    None => frame::walk(&bytes, start, first_seq),
+                }
+                .map_err(|(at, why)| damaged(&entry, at, why))?;
+                Ok(walk
+                    .offsets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (first_seq + i as u64, o))
+                    .filter(|(s, _)| *s >= from)
+                    .take(limit as usize)
+                    .filter_map(
+                        |(_, o)| match frame::decode(&bytes[(o - start) as usize..]) {
+                            frame::Frame::Whole { payload, .. } => Some(payload.to_vec()),
+                            _ => None,
+                        },
+                    )
+                    .collect())
+            };
+        match read_from(start, first_seq, bounded) {
+            Ok(records) => Ok(records),
+            // The offsets file may be stale; the log itself decides.
+            Err(_) if start != 0 || bounded.is_some() => read_from(0, 0, None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scan(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        name("collection", c)?;
+        self.index.scan(&self.root, c, after, limit)
+    }
+
+    fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {
+        let entry = self.entry(c, k)?;
+        self.index
+            .put(&self.root, c, k, summary)
+            .map_err(|e| io_error(&format!("indexing {entry}"), e))
+    }
+
+    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+        name("collection", c)?;
+        let mut keys = self
+            .list_dir(c)
+            .map_err(|e| io_error(&format!("listing {c}"), e))?;
+        keys.retain(|k| {
+            after.is_none_or(|a| k.as_str() < a) && self.root.exists(format!("{c}/{k}/{LOG}"))
+        });
+        keys.truncate(limit as usize);
+        Ok(keys)
+    }
+
+    fn get(&self, c: &str, k: &str) -> Result<Option<Versioned>, StoreError> {
+        let entry = self.entry(c, k)?;
+        self.read_doc(&entry)
+    }
+
+    fn put(&self, c: &str, k: &str, data: &[u8], expected: u64) -> Result<u64, StoreError> {
+        let entry = self.entry(c, k)?;
+        if data.len() > frame::MAX_PAYLOAD {
+            return Err(StoreError::Full(format!(
+                "document of {} bytes",
+                data.len()
+            )));
+        }
+        let ctx = |what: &str| format!("{what} {entry}");
+        if expected == 0 && !self.root.exists(&entry) {
+            self.root
+                .create_dir_all(&entry)
+                .and_then(|()| sync_dir(&self.root, Path::new(c)))
+                .map_err(|e| io_error(&ctx("creating"), e))?;
+        }
+        let _lock = match self.lock(&entry) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::Conflict(format!("{entry} does not exist")));
+            }
+            Err(e) => return Err(io_error(&ctx("locking"), e)),
+        };
+        let current = self.read_doc(&entry)?.map_or(0, |d| d.version);
+        if current != expected {
+            return Err(StoreError::Conflict(format!(
+                "expected version {expected} of {entry}, found {current}"
+            )));
+        }
+        let version = current + 1;
+        write_durably(
+            &self.root,
+            Path::new(&entry),
+            "doc",
+            &encode_doc(version, data),
+        )
+        .map_err(|e| io_error(&ctx("writing"), e))?;
+        Ok(version)
+    }
+
+    fn remove(&self, c: &str, k: &str, expected_length: u64) -> Result<(), StoreError> {
+        let entry = self.entry(c, k)?;
+        if !self.root.exists(&entry) {
+            return Ok(());
+        }
+        let ctx = |what: &str| format!("{what} {entry}");
+        let _lock = match self.lock(&entry) {
+            Ok(lock) => lock,
+            // Removed by another writer meanwhile.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(&ctx("locking"), e)),
+        };
+        let length = match self.open_log(&entry).map_err(|e| io_error(&entry, e))? {
+            Some(log) => self.tail(&entry, &log)?.offsets.len() as u64,
+            None => 0,
+        };
+        if length != expected_length {
+            return Err(StoreError::Conflict(format!(
+                "{entry}: expected {expected_length} records, found {length}"
+            )));
+        }
+        // Rename first so the key disappears atomically; writers blocked on
+        // the lock then find no log and report a conflict.
+        let trash = format!("{c}/.trash-{k}-{}", std::process::id());
+        self.root
+            .rename(&entry, &self.root, &trash)
+            .map_err(|e| io_error(&ctx("removing"), e))?;
+        sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
+        self.index
+            .put(&self.root, c, k, &[])
+            .map_err(|e| io_error(&ctx("unindexing"), e))?;
+        self.root
+            .remove_dir_all(&trash)
+            .map_err(|e| io_error(&ctx("deleting"), e))
+    }
+}
+
+impl FsStore {
+    fn idx_len(&self, entry: &str) -> u64 {
+        self.root
+            .metadata(format!("{entry}/{IDX}"))
+            .map_or(0, |m| m.len() / 8)
+    }
+}
+
+/// Collection and key names become path components: only `[A-Za-z0-9_-]`.
+fn name(what: &str, s: &str) -> Result<(), StoreError> {
+    if s.is_empty()
+        || s.len() > MAX_NAME
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(StoreError::InvalidKey(format!(
+            "{what} {:?} is not a valid name (1 to {MAX_NAME} of A-Z a-z 0-9 - _)",
+            s.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+fn io_error(what: &str, e: io::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            StoreError::Full(format!("{what}: {e}"))
+        }
+        _ => StoreError::Io(format!("{what}: {e}")),
+    }
+}
+
+fn damaged(entry: &str, at: u64, why: &str) -> StoreError {
+    StoreError::Io(format!(
+        "{entry}/{LOG} is damaged at byte {at} ({why}); the records before it are intact"
+    ))
+}
+
+/// Replace `dir/name` crash-safely: temp file, fsync, rename, fsync dir.
+pub(crate) fn write_durably(root: &Dir, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    let mut file = root.open_with(
+        &tmp,
+        OpenOptions::new().write(true).create(true).truncate(true),
+    )?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    root.rename(&tmp, root, &target)?;
+    sync_dir(root, dir)
+}
+
+/// fsync a directory so a rename or create in it is durable. A plain
+/// read-only open is used: cap-std's own `Dir` handles are `O_PATH`, on which
+/// fsync fails.
+pub(crate) fn sync_dir(root: &Dir, dir: &Path) -> io::Result<()> {
+    root.open(dir)?.sync_all()
+}
+
+fn encode_doc(version: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOC_HEADER + data.len());
+    out.extend_from_slice(DOC_MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&version.to_le_bytes());
+    crc.update(data);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn decode_doc(bytes: &[u8]) -> Option<Versioned> {
+    if bytes.len() < DOC_HEADER || &bytes[..4] != DOC_MAGIC {
+        return None;
+    }
+    let version = u64::from_le_bytes(bytes[4..12].try_into().ok()?);
+    let len = u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+    let data = bytes.get(DOC_HEADER..)?;
+    if data.len() != len {
+        return None;
+    }
+    let mut h = crc32fast::Hasher::new();
+    h.update(&version.to_le_bytes());
+    h.update(data);
+    (h.finalize() == crc).then(|| Versioned {
+        version,
+        data: data.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

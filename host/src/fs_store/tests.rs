@@ -1,0 +1,188 @@
+use super::*;
+
+fn rec(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+#[test]
+fn appends_are_positional_and_conflicts_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
+    assert!(matches!(
+        s.append("c", "k", 0, &[rec("x")], b"s"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.append("c", "k", 2, &[rec("x")], b"s"),
+        Err(StoreError::Conflict(_))
+    ));
+    s.append("c", "k", 1, &[rec("b"), rec("c")], b"s2").unwrap();
+    assert_eq!(
+        s.read("c", "k", 0, 10).unwrap(),
+        [rec("a"), rec("b"), rec("c")]
+    );
+    assert_eq!(s.read("c", "k", 1, 1).unwrap(), [rec("b")]);
+    assert_eq!(s.read("c", "k", 3, 10).unwrap(), Vec::<Vec<u8>>::new());
+    // Another handle on the same root sees the same log and index.
+    let again = FsStore::open(dir.path()).unwrap();
+    assert_eq!(again.read("c", "k", 2, 10).unwrap(), [rec("c")]);
+    let idx = again.scan("c", None, 10).unwrap();
+    assert_eq!(
+        (idx[0].key.as_str(), idx[0].summary.as_slice()),
+        ("k", &b"s2"[..])
+    );
+    assert_eq!(s.keys("c", None, 10).unwrap(), ["k"]);
+    assert!(matches!(
+        s.remove("c", "k", 2),
+        Err(StoreError::Conflict(_))
+    ));
+    s.remove("c", "k", 3).unwrap();
+    assert!(s.read("c", "k", 0, 10).unwrap().is_empty());
+    assert!(again.scan("c", None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_torn_append_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append("c", "k", 0, &[rec("a")], b"").unwrap();
+    let log = dir.path().join("c/k/events.log");
+    let good = std::fs::metadata(&log).unwrap().len();
+    // A crash in the middle of a two-record append.
+    let mut torn = Vec::new();
+    frame::encode_batch(1, &[rec("b"), rec("c")], &mut torn);
+    torn.truncate(torn.len() - 1);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    assert_eq!(
+        s.read("c", "k", 0, 10).unwrap(),
+        [rec("a")],
+        "readers skip it"
+    );
+    let report = s.check("c", false, |_, _| {}).unwrap();
+    assert_eq!(report.torn_tails, ["c/k"]);
+    s.append("c", "k", 1, &[rec("d")], b"").unwrap();
+    assert_eq!(s.read("c", "k", 0, 10).unwrap(), [rec("a"), rec("d")]);
+    assert!(std::fs::metadata(&log).unwrap().len() > good);
+    assert!(
+        s.check("c", false, |_, _| {})
+            .unwrap()
+            .torn_tails
+            .is_empty()
+    );
+}
+
+#[test]
+fn damage_names_the_log_and_other_keys_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append("c", "bad", 0, &[rec("first"), rec("second")], b"")
+        .unwrap();
+    s.append("c", "good", 0, &[rec("x")], b"").unwrap();
+    let log = dir.path().join("c/bad/events.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[frame::HEADER] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+    match s.read("c", "bad", 0, 10) {
+        Err(StoreError::Io(m)) => assert!(m.contains("c/bad/events.log"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.read("c", "good", 0, 10).unwrap(), [rec("x")]);
+    let report = s.check("c", true, |_, _| {}).unwrap();
+    assert_eq!(report.damaged.len(), 1);
+    assert_eq!(report.damaged[0].0, "c/bad");
+}
+
+#[test]
+fn a_stale_or_lost_offsets_file_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append("c", "k", 0, &[rec("a"), rec("b")], b"").unwrap();
+    std::fs::remove_file(dir.path().join("c/k/events.idx")).unwrap();
+    assert_eq!(s.read("c", "k", 1, 5).unwrap(), [rec("b")]);
+    std::fs::write(dir.path().join("c/k/events.idx"), 7u64.to_le_bytes()).unwrap();
+    assert_eq!(s.read("c", "k", 0, 5).unwrap(), [rec("a"), rec("b")]);
+    s.append("c", "k", 2, &[rec("c")], b"").unwrap();
+    assert_eq!(s.read("c", "k", 2, 5).unwrap(), [rec("c")]);
+}
+
+#[test]
+fn documents_are_versioned_and_damage_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    assert_eq!(s.get("c", "k").unwrap(), None);
+    assert_eq!(s.put("c", "k", b"one", 0).unwrap(), 1);
+    assert!(matches!(
+        s.put("c", "k", b"x", 0),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.put("c", "k", b"two", 1).unwrap(), 2);
+    assert_eq!(s.get("c", "k").unwrap().unwrap().data, b"two");
+    std::fs::write(dir.path().join("c/k/doc"), b"garbage").unwrap();
+    assert!(matches!(s.get("c", "k"), Err(StoreError::Io(_))));
+    std::fs::write(dir.path().join("FORMAT"), b"other 9\n").unwrap();
+    assert!(FsStore::open(dir.path()).is_err());
+}
+
+#[test]
+fn names_are_confined() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    for bad in ["..", "../x", "a/b", "", ".trash", "a\0"] {
+        assert!(
+            matches!(s.get("col", bad), Err(StoreError::InvalidKey(_))),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                s.append(bad, "k", 0, &[], b""),
+                Err(StoreError::InvalidKey(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn the_index_survives_compaction_and_other_handles_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FsStore::open(dir.path()).unwrap();
+    let b = FsStore::open(dir.path()).unwrap();
+    for i in 0..50 {
+        a.append("c", &format!("k{i:02}"), 0, &[rec("x")], b"v1")
+            .unwrap();
+    }
+    assert_eq!(b.scan("c", None, 100).unwrap().len(), 50);
+    for i in 0..50 {
+        a.reindex("c", &format!("k{i:02}"), b"v2").unwrap();
+    }
+    let (before, after) = a.compact("c").unwrap();
+    assert!(after < before);
+    let entries = b.scan("c", Some("k10"), 3).unwrap();
+    let keys: Vec<_> = entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["k09", "k08", "k07"]);
+    assert!(entries.iter().all(|e| e.summary == b"v2"));
+    a.reindex("c", "k00", b"v3").unwrap();
+    assert_eq!(
+        b.scan("c", None, 100).unwrap().last().unwrap().summary,
+        b"v3"
+    );
+}
+
+#[test]
+fn a_lost_index_asks_for_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append(agent_session_core::SESSIONS, "k", 0, &[rec("x")], b"s")
+        .unwrap();
+    assert!(!s.needs_reindex());
+    std::fs::remove_file(dir.path().join("index/sessions.log")).unwrap();
+    let reopened = FsStore::open(dir.path()).unwrap();
+    assert!(reopened.needs_reindex());
+    reopened
+        .reindex(agent_session_core::SESSIONS, "k", b"s")
+        .unwrap();
+    reopened.reindexed().unwrap();
+    assert!(!FsStore::open(dir.path()).unwrap().needs_reindex());
+}
