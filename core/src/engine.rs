@@ -385,8 +385,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         for id in ids {
             match self.load(&id) {
                 Ok(l) => sessions.push(l.session),
-                // Removed since the index was read.
-                Err(SessionError::NotFound(_)) => {}
+                // Removed since the index was read, or damaged: one bad
+                // history must not hide all the others (`fsck` names it,
+                // and `get` reports it).
+                Err(SessionError::NotFound(_) | SessionError::Storage(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -667,12 +669,16 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// The session's state: its snapshot (if any) and the events after it.
     fn load(&self, id: &str) -> Result<Loaded, SessionError> {
-        let (mut state, snapshot_version) = match self.store.get(SESSIONS, id)? {
-            Some(doc) => {
-                let s: Session = codec::decode(&format!("session {id} snapshot"), &doc.data)?;
-                (Some(s), doc.version)
-            }
-            None => (None, 0),
+        // A snapshot only saves replay time: if it cannot be read, the
+        // history is replayed from the start instead.
+        let (mut state, snapshot_version) = match self.store.get(SESSIONS, id) {
+            Ok(Some(doc)) => match codec::decode::<Session>("snapshot", &doc.data) {
+                Ok(s) if s.id == id => (Some(s), doc.version),
+                _ => (None, doc.version),
+            },
+            Ok(None) => (None, 0),
+            Err(StoreError::Io(_)) => (None, u64::MAX),
+            Err(e) => return Err(e.into()),
         };
         let snapshot_seq = state.as_ref().map_or(0, |s| s.event_count);
         let what = format!("session {id} history");

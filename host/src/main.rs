@@ -9,7 +9,7 @@ use agent_session_core::{
     Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
     WebhookConfig, webhook::rfc3339,
 };
-use agent_session_host::{Error, SessionHost};
+use agent_session_host::{CacheDir, Durability, Error, FsStore, SessionHost};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -172,6 +172,18 @@ enum Command {
     },
     /// Delete one session and its history.
     Delete { id: String },
+    /// Check the whole root: every log frame, document and index entry.
+    ///
+    /// Reports torn tails (the last append of a crashed writer), damage,
+    /// and index entries that do not match their history. With --repair,
+    /// torn tails are cut, unreadable snapshots dropped and the index
+    /// rebuilt; damaged histories are left for a person to look at.
+    Fsck {
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Rewrite the session index without superseded entries.
+    Compact,
     /// Write a session and its history as a portable JSON document.
     Export {
         id: String,
@@ -311,9 +323,22 @@ fn exit_code(e: &SessionError) -> u8 {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let host = SessionHost::open(&cli.dir)?;
+    let (host, store) = SessionHost::open_dir(&cli.dir, Durability::Durable, CacheDir::Default)?;
     let out = Output { json: cli.json };
     match cli.command {
+        Command::Fsck { repair } => fsck(&host, &store, repair, &out)?,
+        Command::Compact => {
+            let (before, after) = store
+                .compact(agent_session_core::SESSIONS)
+                .context("compacting the index")?;
+            if out.json {
+                out.print_json(
+                    &json!({ "index_bytes_before": before, "index_bytes_after": after }),
+                );
+            } else {
+                println!("index: {before} bytes -> {after} bytes");
+            }
+        }
         Command::Start {
             task,
             mode,
@@ -524,6 +549,83 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         },
+    }
+    Ok(())
+}
+
+fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Result<(), Failure> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("checking {bar:40} {pos}/{len} sessions ({eta})")
+            .map_err(anyhow::Error::from)?,
+    );
+    let mut report = store
+        .check(agent_session_core::SESSIONS, repair, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .context("checking the sessions")?;
+    bar.finish_and_clear();
+    let config = store
+        .check(agent_session_core::CONFIG, repair, |_, _| {})
+        .context("checking the settings")?;
+    report.damaged.extend(config.damaged);
+    report.torn_tails.extend(config.torn_tails);
+    let index = if repair {
+        host.reindex_fs(store).map_err(Failure::Other)
+    } else {
+        host.rebuild_index(true).map_err(Failure::from)
+    };
+    let index = match index {
+        Ok(r) => json!({ "sessions": r.sessions, "stale": r.stale, "unreadable": r.unreadable }),
+        Err(Failure::Session(e)) => json!({ "error": e.message() }),
+        Err(e) => return Err(e),
+    };
+    let damaged = !report.damaged.is_empty()
+        || index.get("error").is_some()
+        || index["unreadable"]
+            .as_array()
+            .is_some_and(|u| !u.is_empty());
+    if out.json {
+        out.print_json(
+            &json!({ "repair": repair, "store": report, "index": index, "damaged": damaged }),
+        );
+    } else {
+        println!(
+            "checked {} sessions, {} records",
+            report.checked, report.records
+        );
+        let verb = if repair {
+            "cut"
+        } else {
+            "found (fsck --repair cuts them)"
+        };
+        println!("torn tails {verb}: {}", report.torn_tails.len());
+        for t in &report.torn_tails {
+            println!("  {t}");
+        }
+        for s in &report.dropped_snapshots {
+            println!("dropped unreadable snapshot {s}");
+        }
+        for (entry, why) in &report.damaged {
+            println!("DAMAGED {entry}: {why}");
+        }
+        match index.get("error") {
+            Some(e) => println!("index: {e} (fsck --repair rebuilds it)"),
+            None => {
+                let stale = index["stale"].as_array().map_or(0, Vec::len);
+                let verb = if repair { "refreshed" } else { "stale" };
+                println!("index: {} sessions, {stale} {verb}", index["sessions"]);
+                for u in index["unreadable"].as_array().into_iter().flatten() {
+                    println!("UNREADABLE {}", u.as_str().unwrap_or_default());
+                }
+            }
+        }
+    }
+    if damaged {
+        return Err(Failure::Session(SessionError::Storage(
+            "damage found (see above); the damaged sessions' histories need a person's attention"
+                .into(),
+        )));
     }
     Ok(())
 }

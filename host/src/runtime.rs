@@ -19,7 +19,7 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::cache;
-use crate::fs_store::FsStore;
+use crate::fs_store::{Durability, FsStore};
 use crate::outbox::FsOutbox;
 
 mod bindings {
@@ -275,28 +275,42 @@ impl SessionHost {
     /// A host on the filesystem store rooted at `dir` (created if needed),
     /// with notifications queued in `dir/outbox`.
     pub fn open(dir: impl AsRef<Path>) -> anyhow::Result<Self> {
+        Ok(Self::open_dir(dir, Durability::Durable, CacheDir::Default)?.0)
+    }
+
+    /// [`SessionHost::open`] with a chosen durability, also returning the
+    /// store (for maintenance: [`FsStore::check`], [`FsStore::compact`]).
+    /// A root that needs its index rebuilt (after a migration or a lost
+    /// index file) is reindexed here, before anything else runs.
+    pub fn open_dir(
+        dir: impl AsRef<Path>,
+        durability: Durability,
+        cache: CacheDir,
+    ) -> anyhow::Result<(Self, Arc<FsStore>)> {
         use anyhow::Context as _;
         let dir = dir.as_ref();
-        let store = FsStore::open(dir)
+        let store = FsStore::open_with(dir, durability)
             .with_context(|| format!("opening the session store at {}", dir.display()))?;
         let outbox = FsOutbox::open(dir)
             .with_context(|| format!("opening the outbox in {}", dir.display()))?;
         let store = Arc::new(store);
-        let host = Self::builder(store.clone(), Arc::new(outbox)).build()?;
+        let host = Self::builder(store.clone(), Arc::new(outbox))
+            .cache(cache)
+            .build()?;
         if store.needs_reindex() {
-            // After a migration or a lost index: lists and stats read the
-            // index, so it is rebuilt before anything else runs.
-            let report = host
-                .rebuild_index(false)
+            host.reindex_fs(&store)
                 .with_context(|| format!("rebuilding the index of {}", dir.display()))?;
-            tracing::info!(
-                sessions = report.sessions,
-                stale = report.stale.len(),
-                "index rebuilt"
-            );
-            store.reindexed()?;
         }
-        Ok(host)
+        Ok((host, store))
+    }
+
+    /// Rebuild the index of a filesystem store from scratch.
+    pub fn reindex_fs(&self, store: &FsStore) -> anyhow::Result<IndexReport> {
+        store.clear_index(core::SESSIONS)?;
+        let report = self.rebuild_index(false)?;
+        store.reindexed()?;
+        tracing::info!(sessions = report.sessions, "index rebuilt");
+        Ok(report)
     }
 
     /// A host over any store and notifier.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use agent_session_host::{CacheDir, FsOutbox, FsStore, SessionHost};
+use agent_session_host::{CacheDir, Durability, FsStore, SessionHost};
 
 /// Compiled components are cached here, not in the user's home.
 pub fn cache_dir() -> PathBuf {
@@ -17,14 +17,14 @@ pub fn host() -> (tempfile::TempDir, SessionHost) {
     (dir, host)
 }
 
-/// A host on the store at `root`.
+/// A host on the store at `root`, opened as `SessionHost::open` does.
 pub fn host_at(root: &Path) -> SessionHost {
-    let store = FsStore::open(root).unwrap();
-    let outbox = FsOutbox::open(root).unwrap();
-    SessionHost::builder(std::sync::Arc::new(store), std::sync::Arc::new(outbox))
-        .cache(CacheDir::At(cache_dir()))
-        .build()
-        .unwrap()
+    open_at(root).unwrap().0
+}
+
+/// [`host_at`], also returning the store, or the error.
+pub fn open_at(root: &Path) -> anyhow::Result<(SessionHost, std::sync::Arc<FsStore>)> {
+    SessionHost::open_dir(root, Durability::Durable, CacheDir::At(cache_dir()))
 }
 
 /// Run the CLI on `root`.
@@ -69,4 +69,58 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// The load generator example (`host/examples/load.rs`), built by
+/// `cargo test` next to the test binaries.
+pub fn load_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("examples").join("load");
+    assert!(bin.exists(), "{} is built by `cargo test`", bin.display());
+    bin
+}
+
+/// A small tmpfs mounted for one test: a real full disk and a real
+/// read-only filesystem. Needs root, as the test command runs here.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (the test command runs as root)"
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn remount_read_only(&self) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

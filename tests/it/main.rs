@@ -7,3 +7,5 @@ mod bad_input;
 mod cli;
 mod common;
 mod component;
+mod crash;
+mod storage;

@@ -77,6 +77,9 @@ pub struct CheckReport {
     pub torn_tails: Vec<String>,
     /// Damage that is not a torn tail: key and what is wrong.
     pub damaged: Vec<(String, String)>,
+    /// Unreadable snapshots removed by a repair (the history is replayed
+    /// instead).
+    pub dropped_snapshots: Vec<String>,
 }
 
 impl FsStore {
@@ -187,7 +190,13 @@ impl FsStore {
                 Err(e) => report.damaged.push((entry.clone(), e.to_string())),
             }
             if let Err(e) = self.read_doc(&entry) {
-                report.damaged.push((entry.clone(), e.to_string()));
+                // A session document is only a snapshot of its history.
+                if repair && collection == agent_session_core::SESSIONS {
+                    self.root.remove_file(format!("{entry}/doc"))?;
+                    report.dropped_snapshots.push(entry.clone());
+                } else {
+                    report.damaged.push((entry.clone(), e.to_string()));
+                }
             }
             report.checked += 1;
             progress(report.checked, total);

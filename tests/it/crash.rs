@@ -1,0 +1,252 @@
+//! Crashes and concurrent writers, with real processes: the load generator
+//! example is killed with SIGKILL at random moments, or run as several
+//! processes at once, and afterwards the histories are held against what
+//! was acknowledged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agent_session_core::{SessionFilter, StartOptions};
+use serde_json::Value;
+
+use crate::common::{cache_dir, cli_json, host_at, load_bin};
+
+/// What the load generator printed.
+#[derive(Default)]
+struct Lines {
+    /// op id -> (kind, session)
+    acked: BTreeMap<String, (String, String)>,
+    refused: BTreeSet<String>,
+    conflicts: u64,
+}
+
+fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
+    let mut child = Command::new(load_bin())
+        .arg("--dir")
+        .arg(root)
+        .args(args)
+        .env("AGENT_SESSION_CACHE_DIR", cache_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    if let Some(d) = kill_after {
+        std::thread::sleep(d);
+        let _ = child.kill(); // SIGKILL
+    }
+    let status = child.wait().unwrap();
+    if kill_after.is_none() {
+        assert!(status.success(), "the load generator failed");
+    }
+    let mut lines = Lines::default();
+    for line in reader.join().unwrap().lines() {
+        let parts: Vec<&str> = line.splitn(5, ' ').collect();
+        match parts.as_slice() {
+            ["ack", op, kind, session] => {
+                lines
+                    .acked
+                    .insert(op.to_string(), (kind.to_string(), session.to_string()));
+            }
+            ["conflict", ..] => lines.conflicts += 1,
+            ["refused", op, ..] => {
+                lines.refused.insert(op.to_string());
+            }
+            // A line cut by the kill is not an acknowledgement.
+            _ if kill_after.is_some() && !line.starts_with("error") => {}
+            _ => panic!("unexpected output: {line}"),
+        }
+    }
+    lines
+}
+
+/// Every op id recorded in every history, with how often.
+fn recorded(root: &Path) -> (BTreeMap<String, u32>, BTreeMap<String, Value>) {
+    let h = host_at(root);
+    let mut ops = BTreeMap::new();
+    let mut sessions = BTreeMap::new();
+    for s in h
+        .list(&SessionFilter::default(), None, 1000)
+        .unwrap()
+        .sessions
+    {
+        for e in &all_events(&h, &s.id) {
+            let op = match e.kind.as_str() {
+                "tool_call" => e.data["input"]["op"].as_str(),
+                "iteration" => e.data["data"]["op"].as_str(),
+                "pause" => e.data["reason"].as_str(),
+                _ => None,
+            };
+            if let Some(op) = op {
+                *ops.entry(op.to_owned()).or_default() += 1;
+            }
+        }
+        sessions.insert(s.id.clone(), serde_json::to_value(&s).unwrap());
+    }
+    (ops, sessions)
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut acked = BTreeMap::new();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..200 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(3 + seed % 45);
+        let tag = format!("r{round}");
+        let lines = run_load(
+            root,
+            &[
+                "--threads",
+                "2",
+                "--ops",
+                "5000",
+                "--sessions",
+                "3",
+                "--tag",
+                &tag,
+            ],
+            Some(delay),
+        );
+        acked.extend(lines.acked);
+    }
+    let (ops, sessions) = recorded(root);
+    assert!(
+        acked.len() > 200,
+        "the children got work done: {} acks",
+        acked.len()
+    );
+    for (op, (kind, session)) in &acked {
+        if kind == "resume" || kind == "start" {
+            assert!(
+                sessions.contains_key(session),
+                "{op}: session {session} is there"
+            );
+            continue;
+        }
+        assert_eq!(
+            ops.get(op),
+            Some(&1),
+            "acknowledged {kind} {op} is recorded once"
+        );
+    }
+    assert!(
+        ops.values().all(|n| *n == 1),
+        "no operation is recorded twice"
+    );
+    let fsck = cli_json(root, &["fsck"]);
+    assert_eq!(fsck["damaged"], false, "{fsck}");
+    assert!(fsck["index"]["unreadable"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn four_processes_of_four_threads_agree_with_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let h = host_at(root);
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            h.start(StartOptions {
+                task: format!("shared {i}"),
+                max_iterations: Some(1_000_000),
+                ..Default::default()
+            })
+            .unwrap()
+            .id
+        })
+        .collect();
+    drop(h);
+    let children: Vec<_> = (0..4)
+        .map(|p| {
+            let root = root.to_path_buf();
+            std::thread::spawn(move || {
+                let tag = format!("p{p}");
+                run_load(
+                    &root,
+                    &[
+                        "--threads",
+                        "4",
+                        "--ops",
+                        "60",
+                        "--sessions",
+                        "2",
+                        "--tag",
+                        &tag,
+                    ],
+                    None,
+                )
+            })
+        })
+        .collect();
+    let mut acked = BTreeMap::new();
+    let mut conflicts = 0;
+    let mut refused = BTreeSet::new();
+    for c in children {
+        let lines = c.join().unwrap();
+        acked.extend(lines.acked);
+        conflicts += lines.conflicts;
+        refused.extend(lines.refused);
+    }
+    assert!(conflicts > 0, "the writers really raced");
+    let (ops, sessions) = recorded(root);
+    assert_eq!(
+        sessions.len(),
+        2,
+        "every process worked on the same two sessions"
+    );
+    let landed: BTreeSet<&String> = ops.keys().collect();
+    let expected: BTreeSet<&String> = acked
+        .iter()
+        .filter(|(_, (kind, _))| kind != "resume")
+        .map(|(op, _)| op)
+        .collect();
+    assert_eq!(
+        landed, expected,
+        "exactly the acknowledged operations landed"
+    );
+    assert!(ops.values().all(|n| *n == 1));
+    for id in &ids {
+        let iterations = acked
+            .values()
+            .filter(|(kind, s)| kind == "iterate" && s == id)
+            .count();
+        assert_eq!(sessions[id]["iteration"], iterations, "iterations of {id}");
+        let resumes = acked
+            .values()
+            .filter(|(k, s)| k == "resume" && s == id)
+            .count();
+        let h = host_at(root);
+        let events = all_events(&h, id);
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "resume").count(),
+            resumes
+        );
+        assert_eq!(
+            events.len() as u64,
+            sessions[id]["event_count"].as_u64().unwrap()
+        );
+    }
+}
+
+fn all_events(h: &agent_session_host::SessionHost, id: &str) -> Vec<agent_session_core::Event> {
+    let mut events = Vec::new();
+    let mut from = Some(0);
+    while let Some(f) = from {
+        let page = h.events(id, f, 1000).unwrap();
+        events.extend(page.events);
+        from = page.next_seq;
+    }
+    events
+}
