@@ -65,3 +65,104 @@ pub fn decode_versioned<T: DeserializeOwned>(
         .map_err(|e| SessionError::Storage(format!("{what} is damaged: {e}")))?;
     Ok((header.schema, stored.inner))
 }
+
+/// Version byte that starts every index summary.
+const SUMMARY_VERSION: u8 = 1;
+const NONE_STR: u16 = u16::MAX;
+
+/// Index summaries are read by the hundred thousand for `stats`, so they
+/// are a compact binary record (versioned by its first byte) instead of
+/// JSON: version, status, created, updated, ended (`u64::MAX`: none),
+/// iteration, event count, then mode, user id, channel id as
+/// length-prefixed strings (`0xFFFF`: none). Integers are little-endian.
+pub fn encode_summary(s: &crate::SessionSummary) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + s.mode.len());
+    out.push(SUMMARY_VERSION);
+    out.push(
+        crate::SessionStatus::ALL
+            .iter()
+            .position(|x| *x == s.status)
+            .unwrap_or(0) as u8,
+    );
+    for n in [s.created_at, s.updated_at, s.ended_at.unwrap_or(u64::MAX)] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.extend_from_slice(&s.iteration.to_le_bytes());
+    out.extend_from_slice(&s.event_count.to_le_bytes());
+    for text in [Some(&s.mode), s.user_id.as_ref(), s.channel_id.as_ref()] {
+        match text {
+            // Names are validated to at most 256 bytes.
+            Some(t) => {
+                out.extend_from_slice(
+                    &(t.len().min(usize::from(NONE_STR - 1)) as u16).to_le_bytes(),
+                );
+                out.extend_from_slice(&t.as_bytes()[..t.len().min(usize::from(NONE_STR - 1))]);
+            }
+            None => out.extend_from_slice(&NONE_STR.to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// Read an index summary written by [`encode_summary`].
+pub fn decode_summary(what: &str, bytes: &[u8]) -> Result<crate::SessionSummary, SessionError> {
+    let damaged = || SessionError::Storage(format!("{what} is damaged"));
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(1).ok_or_else(damaged)?[0] != SUMMARY_VERSION {
+        return Err(SessionError::Storage(format!(
+            "{what} has an unknown summary version; `agent-session fsck --repair` rebuilds the index"
+        )));
+    }
+    let status = *crate::SessionStatus::ALL
+        .get(usize::from(r.take(1).ok_or_else(damaged)?[0]))
+        .ok_or_else(damaged)?;
+    let created_at = r.u64().ok_or_else(damaged)?;
+    let updated_at = r.u64().ok_or_else(damaged)?;
+    let ended_at = Some(r.u64().ok_or_else(damaged)?).filter(|e| *e != u64::MAX);
+    let iteration = u32::from_le_bytes(
+        r.take(4)
+            .ok_or_else(damaged)?
+            .try_into()
+            .map_err(|_| damaged())?,
+    );
+    let event_count = r.u64().ok_or_else(damaged)?;
+    let mode = r.text().ok_or_else(damaged)?.ok_or_else(damaged)?;
+    let user_id = r.text().ok_or_else(damaged)?;
+    let channel_id = r.text().ok_or_else(damaged)?;
+    Ok(crate::SessionSummary {
+        status,
+        mode,
+        user_id,
+        channel_id,
+        created_at,
+        updated_at,
+        ended_at,
+        iteration,
+        event_count,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at + n)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// `None` when the bytes end; `Some(None)` for an absent string.
+    fn text(&mut self) -> Option<Option<String>> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
+        if len == NONE_STR {
+            return Some(None);
+        }
+        let s = self.take(usize::from(len))?;
+        Some(Some(String::from_utf8_lossy(s).into_owned()))
+    }
+}

@@ -34,11 +34,11 @@ pub const RECENT_EVENTS: u64 = 10;
 pub const EXPORT_FORMAT: &str = "agent-session/export";
 /// A snapshot is written once the history has grown this much past the
 /// last one, so loading a session replays at most this many events.
-pub const SNAPSHOT_EVERY: u64 = 64;
+pub const SNAPSHOT_EVERY: u64 = 16;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// Entries fetched per store call when scanning the index.
-const SCAN_BATCH: u32 = 1000;
+const SCAN_BATCH: u32 = 4096;
 /// Records fetched per store call when reading a history.
 const READ_BATCH: u32 = 1000;
 
@@ -519,12 +519,12 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 let summary = session.summary();
                 let current = listed
                     .as_deref()
-                    .and_then(|b| codec::decode::<SessionSummary>(key, b).ok());
+                    .and_then(|b| codec::decode_summary(key, b).ok());
                 if current.as_ref() != Some(&summary) {
                     report.stale.push(key.clone());
                     if !dry_run {
                         self.store
-                            .reindex(SESSIONS, key, &codec::encode(&summary)?)?;
+                            .reindex(SESSIONS, key, &codec::encode_summary(&summary))?;
                     }
                 }
             }
@@ -594,7 +594,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .iter()
             .map(codec::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        let summary = codec::encode(&session.summary())?;
+        let summary = codec::encode_summary(&session.summary());
         self.store
             .append(SESSIONS, &session.id, 0, &records, &summary)
             .map_err(|e| match e {
@@ -620,7 +620,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .get(CONFIG, WEBHOOK_KEY)?
             .map_or(0, |v| v.version);
         self.store
-            .put(CONFIG, WEBHOOK_KEY, &codec::encode(&config)?, version)
+            .put(CONFIG, WEBHOOK_KEY, &codec::encode(&config)?, version, true)
             .map_err(|e| conflict_for("the webhook configuration", e))?;
         Ok(config)
     }
@@ -781,7 +781,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .iter()
             .map(codec::encode)
             .collect::<Result<Vec<_>, _>>()?;
-        let summary = codec::encode(&session.summary())?;
+        let summary = codec::encode_summary(&session.summary());
         self.store
             .append(SESSIONS, id, first_seq, &records, &summary)
             .map_err(|e| match e {
@@ -806,7 +806,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if let Ok(data) = codec::encode(session) {
             let _ = self
                 .store
-                .put(SESSIONS, &session.id, &data, expected_version);
+                .put(SESSIONS, &session.id, &data, expected_version, false);
         }
     }
 
@@ -883,7 +883,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             let entries = self.store.scan(SESSIONS, after.as_deref(), SCAN_BATCH)?;
             for entry in &entries {
                 let what = format!("index entry of session {}", entry.key);
-                let summary: SessionSummary = codec::decode(&what, &entry.summary)?;
+                let summary = codec::decode_summary(&what, &entry.summary)?;
                 if !visit(&entry.key, &summary) {
                     return Ok(());
                 }

@@ -136,7 +136,14 @@ impl Store for MemoryStore {
         Ok(self.with(|m| m.get(&k(c, key)).and_then(|e| e.doc.clone())))
     }
 
-    fn put(&self, c: &str, key: &str, data: &[u8], expected: u64) -> Result<u64, StoreError> {
+    fn put(
+        &self,
+        c: &str,
+        key: &str,
+        data: &[u8],
+        expected: u64,
+        _durable: bool,
+    ) -> Result<u64, StoreError> {
         self.with(|m| {
             let entry = m.entry(k(c, key)).or_default();
             let current = entry.doc.as_ref().map_or(0, |d| d.version);

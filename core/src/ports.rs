@@ -67,13 +67,15 @@ pub trait Store {
     /// Read a document, or `None` if absent.
     fn get(&self, collection: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Replace a document if its version is `expected_version` (0: must not
-    /// exist), atomically and durably; returns the new version.
+    /// exist), atomically, and durably if `durable`; returns the new
+    /// version.
     fn put(
         &self,
         collection: &str,
         key: &str,
         data: &[u8],
         expected_version: u64,
+        durable: bool,
     ) -> Result<u64, StoreError>;
     /// Remove a key (log, summary, document) iff its log holds
     /// `expected_length` records; removing an absent key succeeds.

@@ -670,7 +670,7 @@ fn damaged_or_future_records_are_storage_errors_naming_the_session() {
     // A snapshot this build cannot read is only a lost shortcut...
     let t = start(&e, "u");
     e.store()
-        .put(SESSIONS, &t.id, br#"{"schema":99}"#, 0)
+        .put(SESSIONS, &t.id, br#"{"schema":99}"#, 0, true)
         .unwrap();
     assert_eq!(e.get(&t.id).unwrap().task, "u");
     // ...but a history record from the future is an error.
@@ -693,7 +693,7 @@ fn the_index_can_be_rebuilt_from_the_histories() {
     let b = start(&e, "b");
     e.complete(&b.id, None).unwrap();
     // Damage the index: a stale summary for b.
-    let stale = codec::encode(&e.get(&a.id).unwrap().summary()).unwrap();
+    let stale = codec::encode_summary(&e.get(&a.id).unwrap().summary());
     e.store().reindex(SESSIONS, &b.id, &stale).unwrap();
     assert_eq!(
         e.stats(&SessionFilter::default()).unwrap().by_status[&SessionStatus::Completed],
@@ -721,4 +721,22 @@ impl TestEngine {
     fn notifier_queued(&self) -> Vec<Notification> {
         self.notifier().queued()
     }
+}
+
+#[test]
+fn summaries_round_trip_and_damage_is_an_error() {
+    let e = engine();
+    let s = e
+        .start(StartOptions {
+            task: "t".into(),
+            mode: Some("développeur".into()),
+            user_id: Some("u1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let s = e.complete(&s.id, None).unwrap();
+    let bytes = codec::encode_summary(&s.summary());
+    assert_eq!(codec::decode_summary("x", &bytes).unwrap(), s.summary());
+    assert!(codec::decode_summary("x", &bytes[..bytes.len() - 1]).is_err());
+    assert!(codec::decode_summary("x", b"{}").is_err());
 }

@@ -1,12 +1,13 @@
 //! The session component in wasmtime, behind a typed Rust API.
 //!
-//! Each call gets a fresh, cheap instance from an [`InstancePre`]-backed
-//! pre-instantiation: the component keeps no state between calls (all of
-//! it is in the store), so a trap can never leave a poisoned instance
-//! behind, and calls from many threads do not contend on one instance.
+//! Instances come from an [`InstancePre`]-backed pre-instantiation and are
+//! kept in a small pool between calls: the component keeps no state
+//! between calls (all of it is in the store), so an instance that returned
+//! normally serves the next call, calls from several threads each get
+//! their own, and an instance that trapped is dropped, never reused.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use agent_session_core::{
     self as core, CleanupReport, Event, EventPage, IndexReport, Learning, Notifier, Resumption,
@@ -162,8 +163,11 @@ impl wit_store::Host for HostState {
         k: String,
         d: Vec<u8>,
         v: u64,
+        durable: bool,
     ) -> Result<u64, wit_store::StoreError> {
-        self.store.put(&c, &k, &d, v).map_err(to_wit_store_error)
+        self.store
+            .put(&c, &k, &d, v, durable)
+            .map_err(to_wit_store_error)
     }
     fn remove(&mut self, c: String, k: String, length: u64) -> Result<(), wit_store::StoreError> {
         self.store
@@ -246,6 +250,7 @@ impl SessionHostBuilder {
                 pre,
                 store: self.store,
                 notifier: self.notifier,
+                idle: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -256,7 +261,12 @@ struct Inner {
     pre: SessionComponentPre<HostState>,
     store: SharedStore,
     notifier: SharedNotifier,
+    /// Instances that finished a call normally, ready for the next one.
+    idle: Mutex<Vec<(wasmtime::Store<HostState>, SessionComponent)>>,
 }
+
+/// Idle instances kept per host (one per thread that calls concurrently).
+const MAX_IDLE: usize = 8;
 
 /// The session API, run through the session component in wasmtime.
 ///
@@ -349,6 +359,32 @@ impl SessionHost {
         &self,
         f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
     ) -> Result<T, Error> {
+        let mut warm = match self.inner.idle.lock() {
+            Ok(mut idle) => idle.pop(),
+            Err(_) => None,
+        };
+        let (mut store, instance) = match warm.take() {
+            Some(w) => w,
+            None => self.instantiate()?,
+        };
+        let result = f(instance.agent_session_sessions(), &mut store);
+        match result {
+            Ok(r) => {
+                // The component keeps nothing between calls, so a call that
+                // returned normally leaves an instance fit for the next one.
+                if let Ok(mut idle) = self.inner.idle.lock()
+                    && idle.len() < MAX_IDLE
+                {
+                    idle.push((store, instance));
+                }
+                r.map_err(|e| Error::Session(from_wit_error(e)))
+            }
+            // A trapped instance is dropped, never reused.
+            Err(trap) => Err(Error::component(trap)),
+        }
+    }
+
+    fn instantiate(&self) -> Result<(wasmtime::Store<HostState>, SessionComponent), Error> {
         let state = HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -361,11 +397,7 @@ impl SessionHost {
             .pre
             .instantiate(&mut store)
             .map_err(Error::component)?;
-        match f(instance.agent_session_sessions(), &mut store) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Session(from_wit_error(e))),
-            Err(trap) => Err(Error::component(trap)),
-        }
+        Ok((store, instance))
     }
 
     // ----- lifecycle -----

@@ -61,8 +61,8 @@ impl core::Store for ImportedStore {
             })
             .map_err(from_store_error)
     }
-    fn put(&self, c: &str, k: &str, d: &[u8], v: u64) -> Result<u64, StoreError> {
-        store::put(c, k, d, v).map_err(from_store_error)
+    fn put(&self, c: &str, k: &str, d: &[u8], v: u64, durable: bool) -> Result<u64, StoreError> {
+        store::put(c, k, d, v, durable).map_err(from_store_error)
     }
     fn remove(&self, c: &str, k: &str, expected_length: u64) -> Result<(), StoreError> {
         store::remove(c, k, expected_length).map_err(from_store_error)

@@ -184,7 +184,9 @@ impl FsStore {
                         report.torn_tails.push(entry.clone());
                     }
                     if repair {
-                        self.fix_tail(&entry, &walk).map_err(io::Error::other)?;
+                        let idx_len = self.offsets(&entry).map_err(io::Error::other)?.len;
+                        self.fix_tail(&entry, &Tail::from_walk(walk, idx_len))
+                            .map_err(io::Error::other)?;
                     }
                 }
                 Err(e) => report.damaged.push((entry.clone(), e.to_string())),
@@ -277,15 +279,19 @@ impl FsStore {
         }
     }
 
-    /// The offsets file as far as it goes (derived data; may lag).
-    fn read_idx(&self, entry: &str) -> io::Result<Vec<u64>> {
-        match self.root.read(format!("{entry}/{IDX}")) {
-            Ok(bytes) => Ok(bytes
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
+    /// The offsets file (derived data; may lag behind the log).
+    fn offsets(&self, entry: &str) -> Result<Offsets, StoreError> {
+        match self.root.open(format!("{entry}/{IDX}")) {
+            Ok(f) => {
+                let file = f.into_std();
+                let len = file.metadata().map_err(|e| io_error(entry, e))?.len() / 8;
+                Ok(Offsets {
+                    file: Some(file),
+                    len,
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Offsets { file: None, len: 0 }),
+            Err(e) => Err(io_error(entry, e)),
         }
     }
 
@@ -300,56 +306,117 @@ impl FsStore {
         Ok((walk, bytes))
     }
 
-    /// The committed records of a log: where each starts and where they
-    /// end. Uses the offsets file to start near the end; falls back to a
-    /// full walk if it does not check out.
-    fn tail(&self, entry: &str, log: &std::fs::File) -> Result<frame::Walk, StoreError> {
-        let idx = self.read_idx(entry).map_err(|e| io_error(entry, e))?;
+    /// Where a log's committed records end, how many there are, and how
+    /// much of the offsets file is right. Starts at the last recorded
+    /// offset (O(1) for a healthy log); falls back to a full walk if the
+    /// offsets file does not check out.
+    fn tail(&self, entry: &str, log: &std::fs::File) -> Result<Tail, StoreError> {
+        let idx = self.offsets(entry)?;
         let size = log.metadata().map_err(|e| io_error(entry, e))?.len();
-        if let Some(&last) = idx.last()
+        if idx.len > 0
+            && let Some(last) = idx.get(idx.len - 1)
             && last < size
         {
             let mut bytes = vec![0u8; (size - last) as usize];
             if log.read_exact_at(&mut bytes, last).is_ok()
-                && let Ok(mut w) = frame::walk(&bytes, last, idx.len() as u64 - 1)
+                && let Ok(w) = frame::walk(&bytes, last, idx.len - 1)
                 && w.offsets.first() == Some(&last)
             {
-                let mut offsets = idx;
-                offsets.pop();
-                offsets.append(&mut w.offsets);
-                w.offsets = offsets;
-                return Ok(w);
+                return Ok(Tail {
+                    count: idx.len - 1 + w.offsets.len() as u64,
+                    end: w.end,
+                    torn_bytes: w.torn_bytes,
+                    idx_valid: idx.len,
+                    idx_len: idx.len,
+                    extra: w.offsets[1..].to_vec(),
+                });
             }
         }
-        Ok(self.walk_all(entry)?.0)
+        let walk = self.walk_all(entry)?.0;
+        Ok(Tail::from_walk(walk, idx.len))
     }
 
     /// Make the log end at its last whole append and the offsets file
     /// match it. Caller holds the entry lock.
-    fn fix_tail(&self, entry: &str, walk: &frame::Walk) -> Result<(), StoreError> {
+    fn fix_tail(&self, entry: &str, tail: &Tail) -> Result<(), StoreError> {
         let ctx = |what: &str| format!("{what} {entry}/{LOG}");
-        if walk.torn_bytes > 0 {
+        if tail.torn_bytes > 0 {
             tracing::warn!(
                 entry,
-                bytes = walk.torn_bytes,
+                bytes = tail.torn_bytes,
                 "cutting a torn append off the log"
             );
             let f = self
                 .root
                 .open_with(format!("{entry}/{LOG}"), OpenOptions::new().write(true))
                 .map_err(|e| io_error(&ctx("opening"), e))?;
-            f.set_len(walk.end)
+            f.set_len(tail.end)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| io_error(&ctx("cutting"), e))?;
         }
-        let idx = self.read_idx(entry).map_err(|e| io_error(entry, e))?;
-        if idx != walk.offsets {
-            let bytes: Vec<u8> = walk.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-            self.root
-                .write(format!("{entry}/{IDX}"), bytes)
+        if tail.idx_valid != tail.idx_len || !tail.extra.is_empty() {
+            let f = self
+                .root
+                .open_with(
+                    format!("{entry}/{IDX}"),
+                    OpenOptions::new().write(true).create(true),
+                )
+                .map_err(|e| io_error(&ctx("indexing"), e))?
+                .into_std();
+            let bytes: Vec<u8> = tail.extra.iter().flat_map(|o| o.to_le_bytes()).collect();
+            f.set_len(tail.idx_valid * 8)
+                .and_then(|()| f.write_all_at(&bytes, tail.idx_valid * 8))
                 .map_err(|e| io_error(&ctx("indexing"), e))?;
         }
         Ok(())
+    }
+}
+
+/// A log's committed end, as [`FsStore::tail`] found it.
+struct Tail {
+    /// Committed records.
+    count: u64,
+    /// Where they end.
+    end: u64,
+    /// Bytes after `end` (a torn append).
+    torn_bytes: u64,
+    /// Leading entries of the offsets file that are right.
+    idx_valid: u64,
+    /// Entries the offsets file has.
+    idx_len: u64,
+    /// Offsets of the records after the first `idx_valid`.
+    extra: Vec<u64>,
+}
+
+impl Tail {
+    fn from_walk(walk: frame::Walk, idx_len: u64) -> Self {
+        Tail {
+            count: walk.offsets.len() as u64,
+            end: walk.end,
+            torn_bytes: walk.torn_bytes,
+            idx_valid: 0,
+            idx_len,
+            extra: walk.offsets,
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        self.torn_bytes == 0 && self.idx_valid == self.idx_len && self.extra.is_empty()
+    }
+}
+
+/// Read access to an offsets file (`events.idx`): one `u64` per record.
+struct Offsets {
+    file: Option<std::fs::File>,
+    len: u64,
+}
+
+impl Offsets {
+    fn get(&self, i: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        let file = self.file.as_ref().filter(|_| i < self.len)?;
+        file.read_exact_at(&mut b, i * 8).ok()?;
+        Some(u64::from_le_bytes(b))
     }
 }
 
@@ -372,8 +439,10 @@ impl Store for FsStore {
         if seq == 0 && !self.root.exists(&entry) {
             self.root
                 .create_dir_all(&entry)
-                .and_then(|()| sync_dir(&self.root, Path::new(c)))
                 .map_err(|e| io_error(&ctx("creating"), e))?;
+            if self.durability == Durability::Durable {
+                sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
+            }
         }
         let _lock = match self.lock(&entry) {
             Ok(lock) => lock,
@@ -391,10 +460,10 @@ impl Store for FsStore {
             .map_err(|e| io_error(&ctx("opening the log of"), e))?
             .into_std();
         let tail = self.tail(&entry, &log)?;
-        if tail.torn_bytes > 0 || tail.offsets.len() as u64 != self.idx_len(&entry) {
+        if !tail.is_clean() {
             self.fix_tail(&entry, &tail)?;
         }
-        let count = tail.offsets.len() as u64;
+        let count = tail.count;
         if count != seq {
             return Err(StoreError::Conflict(format!(
                 "{entry}: append at position {seq}, but the log holds {count} records"
@@ -437,19 +506,18 @@ impl Store for FsStore {
             return Ok(Vec::new());
         };
         let size = log.metadata().map_err(|e| io_error(&entry, e))?.len();
-        let idx = self.read_idx(&entry).map_err(|e| io_error(&entry, e))?;
+        let idx = self.offsets(&entry)?;
         // Start at the record's offset if the offsets file has it, else at
         // the last offset it has, and walk from there.
-        let start_pos = from.min(idx.len().saturating_sub(1) as u64);
-        let (start, first_seq) = match idx.get(start_pos as usize) {
-            Some(&o) if o < size => (o, start_pos),
+        let start_pos = from.min(idx.len.saturating_sub(1));
+        let (start, first_seq) = match idx.get(start_pos) {
+            Some(o) if o < size => (o, start_pos),
             _ => (0, 0),
         };
         // Offsets the offsets file recorded are of committed records, so a
         // read that ends at one needs no look at what follows.
         let bounded = idx
-            .get(usize::try_from(from.saturating_add(u64::from(limit))).unwrap_or(usize::MAX))
-            .copied()
+            .get(from.saturating_add(u64::from(limit)))
             .filter(|&e| e > start && e <= size);
         let read_from =
             |start: u64, first_seq: u64, end: Option<u64>| -> Result<Vec<Vec<u8>>, StoreError> {
@@ -518,7 +586,14 @@ impl Store for FsStore {
         self.read_doc(&entry)
     }
 
-    fn put(&self, c: &str, k: &str, data: &[u8], expected: u64) -> Result<u64, StoreError> {
+    fn put(
+        &self,
+        c: &str,
+        k: &str,
+        data: &[u8],
+        expected: u64,
+        durable: bool,
+    ) -> Result<u64, StoreError> {
         let entry = self.entry(c, k)?;
         if data.len() > frame::MAX_PAYLOAD {
             return Err(StoreError::Full(format!(
@@ -547,12 +622,15 @@ impl Store for FsStore {
             )));
         }
         let version = current + 1;
-        write_durably(
-            &self.root,
-            Path::new(&entry),
-            "doc",
-            &encode_doc(version, data),
-        )
+        let bytes = encode_doc(version, data);
+        if durable && self.durability == Durability::Durable {
+            write_durably(&self.root, Path::new(&entry), "doc", &bytes)
+        } else {
+            // Still atomic (a reader sees the old or the new document), but
+            // after a power loss it may be either, or unreadable: callers
+            // ask for this only for data they can rebuild.
+            write_atomically(&self.root, Path::new(&entry), "doc", &bytes, false)
+        }
         .map_err(|e| io_error(&ctx("writing"), e))?;
         Ok(version)
     }
@@ -570,7 +648,7 @@ impl Store for FsStore {
             Err(e) => return Err(io_error(&ctx("locking"), e)),
         };
         let length = match self.open_log(&entry).map_err(|e| io_error(&entry, e))? {
-            Some(log) => self.tail(&entry, &log)?.offsets.len() as u64,
+            Some(log) => self.tail(&entry, &log)?.count,
             None => 0,
         };
         if length != expected_length {
@@ -591,14 +669,6 @@ impl Store for FsStore {
         self.root
             .remove_dir_all(&trash)
             .map_err(|e| io_error(&ctx("deleting"), e))
-    }
-}
-
-impl FsStore {
-    fn idx_len(&self, entry: &str) -> u64 {
-        self.root
-            .metadata(format!("{entry}/{IDX}"))
-            .map_or(0, |m| m.len() / 8)
     }
 }
 
@@ -635,6 +705,19 @@ fn damaged(entry: &str, at: u64, why: &str) -> StoreError {
 
 /// Replace `dir/name` crash-safely: temp file, fsync, rename, fsync dir.
 pub(crate) fn write_durably(root: &Dir, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write_atomically(root, dir, name, bytes, true)
+}
+
+/// Replace `dir/name` by renaming a temp file over it; with `sync`, the
+/// temp file and the directory are fsynced so the new content survives a
+/// power loss.
+fn write_atomically(
+    root: &Dir,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    sync: bool,
+) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
     let mut file = root.open_with(
@@ -642,10 +725,15 @@ pub(crate) fn write_durably(root: &Dir, dir: &Path, name: &str, bytes: &[u8]) ->
         OpenOptions::new().write(true).create(true).truncate(true),
     )?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     drop(file);
     root.rename(&tmp, root, &target)?;
-    sync_dir(root, dir)
+    if sync {
+        sync_dir(root, dir)?;
+    }
+    Ok(())
 }
 
 /// fsync a directory so a rename or create in it is durable. A plain

@@ -112,12 +112,12 @@ fn documents_are_versioned_and_damage_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let s = FsStore::open(dir.path()).unwrap();
     assert_eq!(s.get("c", "k").unwrap(), None);
-    assert_eq!(s.put("c", "k", b"one", 0).unwrap(), 1);
+    assert_eq!(s.put("c", "k", b"one", 0, true).unwrap(), 1);
     assert!(matches!(
-        s.put("c", "k", b"x", 0),
+        s.put("c", "k", b"x", 0, true),
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.put("c", "k", b"two", 1).unwrap(), 2);
+    assert_eq!(s.put("c", "k", b"two", 1, true).unwrap(), 2);
     assert_eq!(s.get("c", "k").unwrap().unwrap().data, b"two");
     std::fs::write(dir.path().join("c/k/doc"), b"garbage").unwrap();
     assert!(matches!(s.get("c", "k"), Err(StoreError::Io(_))));
