@@ -61,15 +61,42 @@ fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// Starts every frame, so a reader can find the next frame after a torn
+/// one (a writer killed in the middle of its `write`).
+const MAGIC: &[u8; 4] = b"ASIX";
+const FRAME_HEADER: usize = 12;
+
 fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     let body_len = 1 + key.len() + summary.len();
     let mut body = Vec::with_capacity(body_len);
     body.push(key.len() as u8);
     body.extend_from_slice(key.as_bytes());
     body.extend_from_slice(summary);
+    out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
+}
+
+/// The frame at the start of `bytes`: `None` if the bytes end inside it,
+/// `Some(Err)` if it is not a valid frame.
+#[allow(clippy::type_complexity)]
+fn decode_frame(bytes: &[u8]) -> Option<Result<(String, Vec<u8>, usize), ()>> {
+    if bytes.len() < FRAME_HEADER {
+        return (!bytes.starts_with(&MAGIC[..bytes.len().min(4)])).then_some(Err(()));
+    }
+    if &bytes[..4] != MAGIC {
+        return Some(Err(()));
+    }
+    let len = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    let body = bytes.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    let key_len = body.first().map_or(usize::MAX, |l| usize::from(*l));
+    if crc32fast::hash(body) != crc || key_len + 1 > body.len() {
+        return Some(Err(()));
+    }
+    let key = String::from_utf8_lossy(&body[1..1 + key_len]).into_owned();
+    Some(Ok((key, body[1 + key_len..].to_vec(), FRAME_HEADER + len)))
 }
 
 impl Index {
@@ -80,7 +107,7 @@ impl Index {
 
     /// Record `key`'s summary (empty: the key is gone).
     pub fn put(&self, root: &Dir, c: &str, key: &str, summary: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(8 + 1 + key.len() + summary.len());
+        let mut frame = Vec::with_capacity(FRAME_HEADER + 1 + key.len() + summary.len());
         encode(key, summary, &mut frame);
         let size = {
             let _shared = lock(root, c, false)?;
@@ -195,22 +222,34 @@ impl Index {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(io_err)?;
         let mut at = 0usize;
         let mut updates = Vec::new();
-        while at + 8 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap_or_default());
-            let Some(body) = bytes.get(at + 8..at + 8 + len) else {
-                break; // being written, or torn: look again next time
-            };
-            let key_len = body.first().map_or(usize::MAX, |l| *l as usize);
-            if crc32fast::hash(body) != crc || key_len + 1 > body.len() {
-                return Err(StoreError::Io(format!(
-                    "{path} is damaged at byte {}; `agent-session fsck --repair` rebuilds it",
-                    offset + at as u64
-                )));
+        while at < bytes.len() {
+            match decode_frame(&bytes[at..]) {
+                Some(Ok((key, summary, len))) => {
+                    updates.push((key, summary));
+                    at += len;
+                }
+                // Being written, or torn at the very end: look again later.
+                None => break,
+                Some(Err(())) => {
+                    // A frame torn by a killed writer, with frames of other
+                    // writers after it: skip to the next whole frame. The
+                    // key it was for keeps its previous summary until its
+                    // next append, or `fsck --repair`.
+                    let next = (at + 1..bytes.len())
+                        .find(|&i| matches!(decode_frame(&bytes[i..]), Some(Ok(_))));
+                    match next {
+                        Some(n) => {
+                            tracing::warn!(
+                                path,
+                                at = offset + at as u64,
+                                "skipping a torn index frame"
+                            );
+                            at = n;
+                        }
+                        None => break,
+                    }
+                }
             }
-            let key = String::from_utf8_lossy(&body[1..1 + key_len]).into_owned();
-            updates.push((key, body[1 + key_len..].to_vec()));
-            at += 8 + len;
         }
         self.with(c, |cache| {
             if cache.ino != ino {
@@ -218,10 +257,10 @@ impl Index {
             }
             for (key, summary) in updates {
                 if let Some(old) = cache.live.remove(&key) {
-                    cache.live_bytes -= (old.len() + key.len() + 9) as u64;
+                    cache.live_bytes -= (old.len() + key.len() + 1 + FRAME_HEADER) as u64;
                 }
                 if !summary.is_empty() {
-                    cache.live_bytes += (summary.len() + key.len() + 9) as u64;
+                    cache.live_bytes += (summary.len() + key.len() + 1 + FRAME_HEADER) as u64;
                     cache.live.insert(key, summary);
                 }
             }

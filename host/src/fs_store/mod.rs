@@ -26,9 +26,11 @@ mod frame;
 mod index;
 mod migrate;
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
 use cap_std::ambient_authority;
@@ -64,7 +66,32 @@ pub struct FsStore {
     root: Dir,
     durability: Durability,
     index: Index,
+    /// Open files of recently used keys, so an append costs no `open`.
+    files: Mutex<HashMap<String, Arc<EntryFiles>>>,
 }
+
+/// The open files of one key.
+struct EntryFiles {
+    /// Serializes this process's writers: `flock` is per open file
+    /// description, so threads sharing `lock` would not exclude each other.
+    guard: Mutex<()>,
+    lock: std::fs::File,
+    log: std::fs::File,
+    idx: std::fs::File,
+    /// False when the filesystem is mounted read-only.
+    writable: bool,
+}
+
+impl EntryFiles {
+    /// A remover unlinks the lock file first: a handle whose lock file is
+    /// gone belongs to a removed key.
+    fn removed(&self) -> bool {
+        self.lock.metadata().map_or(true, |m| m.nlink() == 0)
+    }
+}
+
+/// Open files kept per store; beyond this the cache starts over.
+const MAX_OPEN_ENTRIES: usize = 256;
 
 /// What [`FsStore::check`] found (and, with repair, fixed).
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -99,6 +126,7 @@ impl FsStore {
             root,
             durability,
             index: Index::default(),
+            files: Mutex::new(HashMap::new()),
         };
         match store.root.read_to_string("FORMAT") {
             Ok(f) if f == FORMAT => {}
@@ -184,7 +212,10 @@ impl FsStore {
                         report.torn_tails.push(entry.clone());
                     }
                     if repair {
-                        let idx_len = self.offsets(&entry).map_err(io::Error::other)?.len;
+                        let idx_len = self
+                            .root
+                            .metadata(format!("{entry}/{IDX}"))
+                            .map_or(0, |m| m.len() / 8);
                         self.fix_tail(&entry, &Tail::from_walk(walk, idx_len))
                             .map_err(io::Error::other)?;
                     }
@@ -271,28 +302,62 @@ impl FsStore {
             .ok_or_else(|| StoreError::Io(format!("{entry}/doc is damaged")))
     }
 
-    fn open_log(&self, entry: &str) -> io::Result<Option<std::fs::File>> {
-        match self.root.open(format!("{entry}/{LOG}")) {
-            Ok(f) => Ok(Some(f.into_std())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    /// The open files of a key (cached); `None` if the key does not exist
+    /// and `create` is false.
+    fn files(&self, entry: &str, create: bool) -> Result<Option<Arc<EntryFiles>>, StoreError> {
+        let cached = self.cache().get(entry).cloned();
+        if let Some(f) = cached {
+            if !f.removed() {
+                return Ok(Some(f));
+            }
+            self.cache().remove(entry);
         }
+        let open = |name: &str, append: bool, writable: bool| {
+            let mut o = OpenOptions::new();
+            o.read(true);
+            if writable {
+                o.create(create || name == IDX);
+                if append {
+                    o.append(true);
+                } else {
+                    o.write(true);
+                }
+            }
+            self.root
+                .open_with(format!("{entry}/{name}"), &o)
+                .map(cap_std::fs::File::into_std)
+        };
+        let open_all = |writable: bool| {
+            open("lock", false, writable).and_then(|lock| {
+                Ok(EntryFiles {
+                    guard: Mutex::new(()),
+                    lock,
+                    log: open(LOG, true, writable)?,
+                    idx: open(IDX, false, writable)?,
+                    writable,
+                })
+            })
+        };
+        // A read-only root still reads; its writes fail when they write.
+        let opened = match open_all(true) {
+            Err(e) if e.kind() == ErrorKind::ReadOnlyFilesystem => open_all(false),
+            other => other,
+        };
+        let files = match opened {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&format!("opening {entry}"), e)),
+        };
+        let mut cache = self.cache();
+        if cache.len() >= MAX_OPEN_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(entry.to_owned(), files.clone());
+        Ok(Some(files))
     }
 
-    /// The offsets file (derived data; may lag behind the log).
-    fn offsets(&self, entry: &str) -> Result<Offsets, StoreError> {
-        match self.root.open(format!("{entry}/{IDX}")) {
-            Ok(f) => {
-                let file = f.into_std();
-                let len = file.metadata().map_err(|e| io_error(entry, e))?.len() / 8;
-                Ok(Offsets {
-                    file: Some(file),
-                    len,
-                })
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Offsets { file: None, len: 0 }),
-            Err(e) => Err(io_error(entry, e)),
-        }
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<EntryFiles>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Walk the whole log from the start.
@@ -310,8 +375,13 @@ impl FsStore {
     /// much of the offsets file is right. Starts at the last recorded
     /// offset (O(1) for a healthy log); falls back to a full walk if the
     /// offsets file does not check out.
-    fn tail(&self, entry: &str, log: &std::fs::File) -> Result<Tail, StoreError> {
-        let idx = self.offsets(entry)?;
+    fn tail(
+        &self,
+        entry: &str,
+        log: &std::fs::File,
+        idx: &std::fs::File,
+    ) -> Result<Tail, StoreError> {
+        let idx = Offsets::of(idx).map_err(|e| io_error(entry, e))?;
         let size = log.metadata().map_err(|e| io_error(entry, e))?.len();
         if idx.len > 0
             && let Some(last) = idx.get(idx.len - 1)
@@ -406,16 +476,25 @@ impl Tail {
 }
 
 /// Read access to an offsets file (`events.idx`): one `u64` per record.
-struct Offsets {
-    file: Option<std::fs::File>,
+struct Offsets<'a> {
+    file: &'a std::fs::File,
     len: u64,
 }
 
-impl Offsets {
+impl<'a> Offsets<'a> {
+    fn of(file: &'a std::fs::File) -> io::Result<Self> {
+        Ok(Self {
+            len: file.metadata()?.len() / 8,
+            file,
+        })
+    }
+
     fn get(&self, i: u64) -> Option<u64> {
         let mut b = [0u8; 8];
-        let file = self.file.as_ref().filter(|_| i < self.len)?;
-        file.read_exact_at(&mut b, i * 8).ok()?;
+        if i >= self.len {
+            return None;
+        }
+        self.file.read_exact_at(&mut b, i * 8).ok()?;
         Some(u64::from_le_bytes(b))
     }
 }
@@ -444,22 +523,28 @@ impl Store for FsStore {
                 sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
             }
         }
-        let _lock = match self.lock(&entry) {
-            Ok(lock) => lock,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(StoreError::Conflict(format!("{entry} does not exist")));
-            }
-            Err(e) => return Err(io_error(&ctx("locking"), e)),
+        let Some(files) = self.files(&entry, seq == 0)? else {
+            return Err(StoreError::Conflict(format!("{entry} does not exist")));
         };
-        let log = self
-            .root
-            .open_with(
-                format!("{entry}/{LOG}"),
-                OpenOptions::new().read(true).append(true).create(true),
-            )
-            .map_err(|e| io_error(&ctx("opening the log of"), e))?
-            .into_std();
-        let tail = self.tail(&entry, &log)?;
+        if !files.writable {
+            return Err(StoreError::Io(format!(
+                "cannot append to {entry}: the store is on a read-only file system"
+            )));
+        }
+        let _guard = files.guard.lock().unwrap_or_else(|p| p.into_inner());
+        files
+            .lock
+            .lock()
+            .map_err(|e| io_error(&ctx("locking"), e))?;
+        let _unlock = Unlock(&files.lock);
+        if files.removed() {
+            self.cache().remove(&entry);
+            return Err(StoreError::Conflict(format!(
+                "{entry} was removed by another writer"
+            )));
+        }
+        let (log, idx) = (&files.log, &files.idx);
+        let tail = self.tail(&entry, log, idx)?;
         if !tail.is_clean() {
             self.fix_tail(&entry, &tail)?;
         }
@@ -477,7 +562,7 @@ impl Store for FsStore {
             offsets.extend_from_slice(&at.to_le_bytes());
             at += (frame::HEADER + r.len()) as u64;
         }
-        let mut writer = &log;
+        let mut writer = log;
         writer
             .write_all(&bytes)
             .map_err(|e| io_error(&ctx("appending to"), e))?;
@@ -486,14 +571,7 @@ impl Store for FsStore {
         }
         // Derived data, written after the records are safe: a crash before
         // these writes is repaired by the next writer's tail check.
-        let mut idx = self
-            .root
-            .open_with(
-                format!("{entry}/{IDX}"),
-                OpenOptions::new().append(true).create(true),
-            )
-            .map_err(|e| io_error(&ctx("indexing"), e))?;
-        idx.write_all(&offsets)
+        idx.write_all_at(&offsets, tail.count * 8)
             .map_err(|e| io_error(&ctx("indexing"), e))?;
         self.index
             .put(&self.root, c, k, summary)
@@ -502,11 +580,12 @@ impl Store for FsStore {
 
     fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let entry = self.entry(c, k)?;
-        let Some(log) = self.open_log(&entry).map_err(|e| io_error(&entry, e))? else {
+        let Some(files) = self.files(&entry, false)? else {
             return Ok(Vec::new());
         };
+        let log = &files.log;
         let size = log.metadata().map_err(|e| io_error(&entry, e))?.len();
-        let idx = self.offsets(&entry)?;
+        let idx = Offsets::of(&files.idx).map_err(|e| io_error(&entry, e))?;
         // Start at the record's offset if the offsets file has it, else at
         // the last offset it has, and walk from there.
         let start_pos = from.min(idx.len.saturating_sub(1));
@@ -647,8 +726,8 @@ impl Store for FsStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_error(&ctx("locking"), e)),
         };
-        let length = match self.open_log(&entry).map_err(|e| io_error(&entry, e))? {
-            Some(log) => self.tail(&entry, &log)?.count,
+        let length = match self.files(&entry, false)? {
+            Some(f) => self.tail(&entry, &f.log, &f.idx)?.count,
             None => 0,
         };
         if length != expected_length {
@@ -656,8 +735,13 @@ impl Store for FsStore {
                 "{entry}: expected {expected_length} records, found {length}"
             )));
         }
-        // Rename first so the key disappears atomically; writers blocked on
-        // the lock then find no log and report a conflict.
+        // Unlink the lock file first: writers holding it open (this or
+        // other processes) see it gone and report a conflict. Then rename,
+        // so the key disappears atomically.
+        self.root
+            .remove_file(format!("{entry}/lock"))
+            .map_err(|e| io_error(&ctx("removing"), e))?;
+        self.cache().remove(&entry);
         let trash = format!("{c}/.trash-{k}-{}", std::process::id());
         self.root
             .rename(&entry, &self.root, &trash)
@@ -774,6 +858,15 @@ fn decode_doc(bytes: &[u8]) -> Option<Versioned> {
         version,
         data: data.to_vec(),
     })
+}
+
+/// Releases a `flock` when dropped.
+struct Unlock<'a>(&'a std::fs::File);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 #[cfg(test)]
