@@ -179,6 +179,7 @@ enum Command {
     /// torn tails are cut, unreadable snapshots dropped and the index
     /// rebuilt; damaged histories are left for a person to look at.
     Fsck {
+        /// Cut torn tails, drop unreadable snapshots and rebuild the index.
         #[arg(long)]
         repair: bool,
     },
