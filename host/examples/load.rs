@@ -26,7 +26,7 @@ struct Args {
     tag: String,
 }
 
-fn parse() -> Args {
+fn parse() -> anyhow::Result<Args> {
     let mut a = Args {
         dir: "./.agent-sessions".into(),
         sessions: 3,
@@ -36,26 +36,33 @@ fn parse() -> Args {
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
-        let value = pair.get(1).cloned().unwrap_or_default();
+        let [flag, value] = pair else {
+            anyhow::bail!("{} needs a value", pair[0]);
+        };
         let number = || {
             value
                 .parse()
-                .unwrap_or_else(|_| panic!("{} needs a number", pair[0]))
+                .map_err(|_| anyhow::anyhow!("{flag} needs a number, got {value:?}"))
         };
-        match pair[0].as_str() {
+        match flag.as_str() {
             "--dir" => a.dir = value.clone(),
-            "--sessions" => a.sessions = number(),
-            "--threads" => a.threads = number(),
-            "--ops" => a.ops = number(),
+            "--sessions" => a.sessions = number()?,
+            "--threads" => a.threads = number()?,
+            "--ops" => a.ops = number()?,
             "--tag" => a.tag = value.clone(),
-            other => panic!("unknown argument {other}"),
+            other => anyhow::bail!(
+                "unknown argument {other}; expected --dir, --sessions, --threads, --ops, --tag"
+            ),
         }
     }
-    a
+    if a.sessions == 0 {
+        anyhow::bail!("--sessions must be at least 1");
+    }
+    Ok(a)
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse();
+    let args = parse()?;
     let host = SessionHost::open(&args.dir)?;
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |out: &Mutex<std::io::Stdout>, line: String| {
