@@ -680,8 +680,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             Err(StoreError::Io(_)) => (None, u64::MAX),
             Err(e) => return Err(e.into()),
         };
-        let snapshot_seq = state.as_ref().map_or(0, |s| s.event_count);
+        let mut snapshot_seq = state.as_ref().map_or(0, |s| s.event_count);
         let what = format!("session {id} history");
+        // The snapshot counts only if the history reaches it: a snapshot
+        // ahead of its log (a migration that stopped at a gap, a key removed
+        // under a late snapshot write) is ignored and the log replayed.
+        if snapshot_seq > 0 {
+            let last = self.store.read(SESSIONS, id, snapshot_seq - 1, 1)?;
+            let covered = match last.first() {
+                Some(r) => codec::decode::<Event>(&what, r)?.seq == snapshot_seq - 1,
+                None => false,
+            };
+            if !covered {
+                state = None;
+                snapshot_seq = 0;
+            }
+        }
         let mut next = snapshot_seq;
         loop {
             let records = self.store.read(SESSIONS, id, next, READ_BATCH)?;

@@ -142,9 +142,14 @@ impl Store for MemoryStore {
         key: &str,
         data: &[u8],
         expected: u64,
-        _durable: bool,
+        durable: bool,
     ) -> Result<u64, StoreError> {
         self.with(|m| {
+            if !durable && !m.contains_key(&k(c, key)) {
+                return Err(StoreError::Conflict(format!(
+                    "{c}/{key} does not exist; a non-durable document never creates it"
+                )));
+            }
             let entry = m.entry(k(c, key)).or_default();
             let current = entry.doc.as_ref().map_or(0, |d| d.version);
             if current != expected {

@@ -68,7 +68,7 @@ pub trait Store {
     fn get(&self, collection: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Replace a document if its version is `expected_version` (0: must not
     /// exist), atomically, and durably if `durable`; returns the new
-    /// version.
+    /// version. A non-durable put never creates a missing key.
     fn put(
         &self,
         collection: &str,

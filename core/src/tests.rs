@@ -740,3 +740,24 @@ fn summaries_round_trip_and_damage_is_an_error() {
     assert!(codec::decode_summary("x", &bytes[..bytes.len() - 1]).is_err());
     assert!(codec::decode_summary("x", b"{}").is_err());
 }
+
+#[test]
+fn a_snapshot_ahead_of_its_history_is_ignored() {
+    let e = engine();
+    let s = start(&e, "t");
+    e.iterate(&s.id, None).unwrap();
+    let mut ahead = e.get(&s.id).unwrap();
+    ahead.event_count = 100;
+    ahead.iteration = 50;
+    e.store()
+        .put(SESSIONS, &s.id, &codec::encode(&ahead).unwrap(), 0, true)
+        .unwrap();
+    let now = e.get(&s.id).unwrap();
+    assert_eq!((now.event_count, now.iteration), (2, 1));
+    assert_eq!(e.iterate(&s.id, None).unwrap().iteration, 2);
+    // A late snapshot never brings a removed session back.
+    e.delete(&s.id).unwrap();
+    let late = e.store().put(SESSIONS, &s.id, b"{}", 0, false);
+    assert!(matches!(late, Err(StoreError::Conflict(_))));
+    assert!(matches!(e.get(&s.id), Err(SessionError::NotFound(_))));
+}

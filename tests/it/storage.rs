@@ -241,6 +241,11 @@ fn a_format_1_root_is_migrated_and_keeps_working() {
         std::fs::read_to_string(root.join("FORMAT")).unwrap(),
         "agent-session-fs 2\n"
     );
+    // A migration cut short by a crash runs again over logs it already
+    // rewrote: they must survive.
+    drop(h);
+    std::fs::write(root.join("FORMAT"), "agent-session-fs 1\n").unwrap();
+    let h = host_at(&root);
     for (name, id) in expected["ids"].as_object().unwrap() {
         let id = id.as_str().unwrap();
         let old = &expected["exports"][name];

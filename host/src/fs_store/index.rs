@@ -29,6 +29,8 @@ const COMPACT_MIN_BYTES: u64 = 4 << 20;
 
 #[derive(Default)]
 struct Cache {
+    /// Held open so its inode number cannot be reused by a later file.
+    file: Option<std::fs::File>,
     ino: u64,
     offset: u64,
     live: BTreeMap<String, Vec<u8>>,
@@ -91,12 +93,15 @@ fn decode_frame(bytes: &[u8]) -> Option<Result<(String, Vec<u8>, usize), ()>> {
     let len = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
     let body = bytes.get(FRAME_HEADER..FRAME_HEADER + len)?;
-    let key_len = body.first().map_or(usize::MAX, |l| usize::from(*l));
-    if crc32fast::hash(body) != crc || key_len + 1 > body.len() {
+    let Some((&key_len, rest)) = body.split_first() else {
+        return Some(Err(()));
+    };
+    let key_len = usize::from(key_len);
+    if crc32fast::hash(body) != crc || key_len > rest.len() {
         return Some(Err(()));
     }
-    let key = String::from_utf8_lossy(&body[1..1 + key_len]).into_owned();
-    Some(Ok((key, body[1 + key_len..].to_vec(), FRAME_HEADER + len)))
+    let key = String::from_utf8_lossy(&rest[..key_len]).into_owned();
+    Some(Ok((key, rest[key_len..].to_vec(), FRAME_HEADER + len)))
 }
 
 impl Index {
@@ -170,9 +175,11 @@ impl Index {
             }
         });
         write_durably(root, Path::new(DIR), &format!("{c}.log"), &bytes)?;
-        let ino = root.open(log_path(c))?.into_std().metadata()?.ino();
+        let file = root.open(log_path(c))?.into_std();
+        let ino = file.metadata()?.ino();
         self.with(c, |cache| {
             cache.ino = ino;
+            cache.file = Some(file);
             cache.offset = bytes.len() as u64;
         });
         Ok((before, bytes.len() as u64))
@@ -210,6 +217,7 @@ impl Index {
             if cache.ino != meta.ino() || cache.offset > meta.len() {
                 *cache = Cache {
                     ino: meta.ino(),
+                    file: file.try_clone().ok(),
                     ..Cache::default()
                 };
             }

@@ -39,6 +39,14 @@ pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
+            // A migration cut short by a crash left some logs rewritten
+            // already: those read cleanly as format 2 and are kept.
+            if bytes.is_empty()
+                || frame::walk(&bytes, 0, 0)
+                    .is_ok_and(|w| w.torn_bytes == 0 && !w.offsets.is_empty())
+            {
+                continue;
+            }
             let records = read_v1(&bytes);
             let mut log = Vec::with_capacity(bytes.len() + records.len() * 4);
             let mut offsets = Vec::with_capacity(records.len() * 8);

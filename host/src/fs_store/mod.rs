@@ -83,10 +83,21 @@ struct EntryFiles {
 }
 
 impl EntryFiles {
-    /// A remover unlinks the lock file first: a handle whose lock file is
-    /// gone belongs to a removed key.
+    /// A remover unlinks the lock file (after renaming the key away): a
+    /// handle whose lock file is gone belongs to a removed key.
     fn removed(&self) -> bool {
         self.lock.metadata().map_or(true, |m| m.nlink() == 0)
+    }
+
+    /// Whether these handles are still the key's files at `entry`: checked
+    /// by writers under the lock, so that a key renamed away (even by a
+    /// remover that crashed before unlinking) is never written to.
+    fn current(&self, root: &Dir, entry: &str) -> bool {
+        let here = root
+            .metadata(format!("{entry}/lock"))
+            .map(|m| cap_std::fs::MetadataExt::ino(&m));
+        let held = self.lock.metadata().map(|m| m.ino());
+        matches!((here, held), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -515,11 +526,18 @@ impl Store for FsStore {
             )));
         }
         let ctx = |what: &str| format!("{what} {entry}");
-        if seq == 0 && !self.root.exists(&entry) {
+        let durable = self.durability == Durability::Durable;
+        let new_key = seq == 0 && !self.root.exists(&entry);
+        if new_key {
+            let new_collection = !self.root.exists(c);
             self.root
                 .create_dir_all(&entry)
                 .map_err(|e| io_error(&ctx("creating"), e))?;
-            if self.durability == Durability::Durable {
+            if durable {
+                if new_collection {
+                    sync_dir(&self.root, Path::new("."))
+                        .map_err(|e| io_error(&ctx("syncing"), e))?;
+                }
                 sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
             }
         }
@@ -537,7 +555,7 @@ impl Store for FsStore {
             .lock()
             .map_err(|e| io_error(&ctx("locking"), e))?;
         let _unlock = Unlock(&files.lock);
-        if files.removed() {
+        if !files.current(&self.root, &entry) {
             self.cache().remove(&entry);
             return Err(StoreError::Conflict(format!(
                 "{entry} was removed by another writer"
@@ -566,16 +584,25 @@ impl Store for FsStore {
         writer
             .write_all(&bytes)
             .map_err(|e| io_error(&ctx("appending to"), e))?;
-        if self.durability == Durability::Durable {
+        if durable {
             log.sync_data().map_err(|e| io_error(&ctx("syncing"), e))?;
+            if new_key {
+                // The files of a new key are entries of its directory.
+                sync_dir(&self.root, Path::new(&entry))
+                    .map_err(|e| io_error(&ctx("syncing"), e))?;
+            }
         }
-        // Derived data, written after the records are safe: a crash before
-        // these writes is repaired by the next writer's tail check.
-        idx.write_all_at(&offsets, tail.count * 8)
-            .map_err(|e| io_error(&ctx("indexing"), e))?;
-        self.index
-            .put(&self.root, c, k, summary)
-            .map_err(|e| io_error(&format!("updating the index of {c}"), e))
+        // The records are durable: from here on the append has happened.
+        // The rest is derived data; failing to write it is repaired by the
+        // next writer's tail check and by `fsck --repair`, not reported as a
+        // failed append (a retry would only get a conflict).
+        if let Err(e) = idx.write_all_at(&offsets, tail.count * 8) {
+            tracing::warn!(entry, error = %e, "could not record record offsets");
+        }
+        if let Err(e) = self.index.put(&self.root, c, k, summary) {
+            tracing::warn!(entry, error = %e, "could not update the index; fsck --repair rebuilds it");
+        }
+        Ok(())
     }
 
     fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -608,6 +635,11 @@ impl Store for FsStore {
                     None => frame::walk(&bytes, start, first_seq),
                 }
                 .map_err(|(at, why)| damaged(&entry, at, why))?;
+                // A bounded read must end where the offsets file said; if
+                // not, that file is stale and the unbounded read decides.
+                if end.is_some_and(|e| e != walk.end) {
+                    return Err(damaged(&entry, walk.end, "stale offsets file"));
+                }
                 Ok(walk
                     .offsets
                     .iter()
@@ -682,6 +714,12 @@ impl Store for FsStore {
         }
         let ctx = |what: &str| format!("{what} {entry}");
         if expected == 0 && !self.root.exists(&entry) {
+            if !durable {
+                // A snapshot written late, after its key was removed.
+                return Err(StoreError::Conflict(format!(
+                    "{entry} does not exist; a non-durable document never creates it"
+                )));
+            }
             self.root
                 .create_dir_all(&entry)
                 .and_then(|()| sync_dir(&self.root, Path::new(c)))
@@ -735,21 +773,22 @@ impl Store for FsStore {
                 "{entry}: expected {expected_length} records, found {length}"
             )));
         }
-        // Unlink the lock file first: writers holding it open (this or
-        // other processes) see it gone and report a conflict. Then rename,
-        // so the key disappears atomically.
-        self.root
-            .remove_file(format!("{entry}/lock"))
-            .map_err(|e| io_error(&ctx("removing"), e))?;
-        self.cache().remove(&entry);
-        let trash = format!("{c}/.trash-{k}-{}", std::process::id());
+        // Rename first: the key disappears atomically, and writers check
+        // under the lock that their files are still at the key's path. Then
+        // unlink the lock file, which tells readers with cached handles.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let trash = format!("{c}/.trash-{k}-{}-{nanos}", std::process::id());
         self.root
             .rename(&entry, &self.root, &trash)
             .map_err(|e| io_error(&ctx("removing"), e))?;
         sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
-        self.index
-            .put(&self.root, c, k, &[])
-            .map_err(|e| io_error(&ctx("unindexing"), e))?;
+        let _ = self.root.remove_file(format!("{trash}/lock"));
+        self.cache().remove(&entry);
+        if let Err(e) = self.index.put(&self.root, c, k, &[]) {
+            tracing::warn!(entry, error = %e, "could not unindex; fsck --repair rebuilds the index");
+        }
         self.root
             .remove_dir_all(&trash)
             .map_err(|e| io_error(&ctx("deleting"), e))

@@ -186,3 +186,23 @@ fn a_lost_index_asks_for_a_rebuild() {
     reopened.reindexed().unwrap();
     assert!(!FsStore::open(dir.path()).unwrap().needs_reindex());
 }
+
+#[test]
+fn garbage_in_the_index_is_skipped_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::open(dir.path()).unwrap();
+    s.append("c", "a", 0, &[rec("x")], b"s1").unwrap();
+    let path = dir.path().join("index/c.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"ASIX\0\0\0\0\0\0\0\0ASIX\xff\xff");
+    std::fs::write(&path, &bytes).unwrap();
+    s.append("c", "b", 0, &[rec("y")], b"s2").unwrap();
+    let fresh = FsStore::open(dir.path()).unwrap();
+    let keys: Vec<_> = fresh
+        .scan("c", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys, ["b", "a"]);
+}
