@@ -685,21 +685,29 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         // The snapshot counts only if the history reaches it: a snapshot
         // ahead of its log (a migration that stopped at a gap, a key removed
         // under a late snapshot write) is ignored and the log replayed.
-        if snapshot_seq > 0 {
-            let last = self.store.read(SESSIONS, id, snapshot_seq - 1, 1)?;
-            let covered = match last.first() {
-                Some(r) => codec::decode::<Event>(&what, r)?.seq == snapshot_seq - 1,
-                None => false,
-            };
-            if !covered {
-                state = None;
-                snapshot_seq = 0;
-            }
-        }
-        let mut next = snapshot_seq;
+        // One read serves both: it starts at the snapshot's last event.
+        let mut next = snapshot_seq.saturating_sub(1);
+        let mut verify = snapshot_seq > 0;
         loop {
             let records = self.store.read(SESSIONS, id, next, READ_BATCH)?;
-            for record in &records {
+            let mut rest = &records[..];
+            if verify {
+                verify = false;
+                let covered = match records.first() {
+                    Some(r) => codec::decode::<Event>(&what, r)?.seq == next,
+                    None => false,
+                };
+                if !covered {
+                    state = None;
+                    snapshot_seq = 0;
+                    next = 0;
+                    continue;
+                }
+                // The snapshot's own last event was read only to verify it.
+                rest = &records[1..];
+                next += 1;
+            }
+            for record in rest {
                 let event: Event = codec::decode(&what, record)?;
                 if event.seq != next {
                     return Err(SessionError::Storage(format!(

@@ -48,13 +48,21 @@ fn log_path(c: &str) -> String {
 }
 
 fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
-    root.create_dir_all(DIR)?;
-    let f = root
-        .open_with(
+    let open = || {
+        root.open_with(
             format!("{DIR}/{c}.lock"),
             OpenOptions::new().read(true).write(true).create(true),
-        )?
-        .into_std();
+        )
+    };
+    // The directory exists after the first append; only then is it made.
+    let f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            root.create_dir_all(DIR)?;
+            open()?
+        }
+        other => other?,
+    }
+    .into_std();
     if exclusive {
         f.lock()?;
     } else {
