@@ -773,8 +773,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .ok_or_else(|| SessionError::Storage(format!("session {id}: no event was recorded")))
     }
 
-    /// Append the events at the end the writer read (`loaded`; `None` for a
-    /// new session), then snapshot if due and queue notifications.
+    /// Queue the notifications the events raise, append the events at the
+    /// end the writer read (`loaded`; `None` for a new session), then
+    /// snapshot if due.
     fn commit(
         &self,
         id: &str,
@@ -804,6 +805,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .map(codec::encode)
             .collect::<Result<Vec<_>, _>>()?;
         let summary = codec::encode_summary(&session.summary());
+        // Queued before the append: a crash in between leaves a notification
+        // for an event that was never committed, which the sender drops after
+        // checking the history (see `webhook::describes`); the other order
+        // would lose the notification of a committed event.
+        self.notify(&session, &events)?;
         self.store
             .append(SESSIONS, id, first_seq, &records, &summary)
             .map_err(|e| match e {
@@ -817,7 +823,6 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         {
             self.snapshot(&session, l.snapshot_version);
         }
-        self.notify(&session, &events)?;
         Ok((session, events))
     }
 
@@ -848,7 +853,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             if let Some(n) = webhook::notification(&config, id, session, event) {
                 self.notifier.enqueue(&n).map_err(|e| {
                     SessionError::Storage(format!(
-                        "session {} was updated, but its {} notification could not be queued: {e}",
+                        "session {} was not changed: its {} notification could not be queued: {e}",
                         session.id, n.kind
                     ))
                 })?;

@@ -382,6 +382,12 @@ pub struct WebhookConfig {
 pub struct Notification {
     /// Stable id (`webhook-id`), `msg_` + UUID v7.
     pub id: String,
+    /// The session whose event raised it.
+    #[serde(default)]
+    pub session_id: String,
+    /// Position of that event in the session's history.
+    #[serde(default)]
+    pub seq: u64,
     /// Endpoint.
     pub url: String,
     /// Signing secret.

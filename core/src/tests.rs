@@ -646,6 +646,69 @@ fn webhooks_notify_lifecycle_events_with_filters() {
 }
 
 #[test]
+fn notifications_name_their_event_and_a_failed_enqueue_changes_nothing() {
+    let e = engine();
+    let hook = WebhookConfig {
+        url: "https://example.test/hook".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        event_kinds: vec![],
+        enabled: true,
+    };
+    e.set_webhook(hook.clone()).unwrap();
+    let s = start(&e, "described");
+    e.pause(&s.id, None).unwrap();
+    let history = e.events(&s.id, 0, 10).unwrap().events;
+    let queued = e.notifier_queued();
+    assert_eq!(queued.len(), 2);
+    for n in &queued {
+        assert_eq!(n.session_id, s.id);
+        assert!(webhook::describes(n, &history[n.seq as usize]));
+    }
+    // A notification is not taken for another event at its position (a
+    // writer that lost the append race), nor for an event elsewhere.
+    assert!(!webhook::describes(&queued[1], &history[0]));
+    let mut raced = history[1].clone();
+    raced.data = json!({"reason": "someone else"});
+    assert!(!webhook::describes(&queued[1], &raced));
+
+    /// Accepts notifications until told to refuse them.
+    #[derive(Default)]
+    struct Refusing(std::sync::atomic::AtomicBool);
+    impl Notifier for Refusing {
+        fn enqueue(&self, _: &Notification) -> Result<(), String> {
+            match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+                true => Err("outbox full".into()),
+                false => Ok(()),
+            }
+        }
+    }
+    let e = Engine::new(
+        MemoryStore::new(),
+        Refusing::default(),
+        ManualEnvironment::at(T0),
+    );
+    e.set_webhook(hook).unwrap();
+    let s = e
+        .start(StartOptions {
+            task: "refused".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    e.pause(&s.id, None).unwrap();
+    e.notifier()
+        .0
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = e.resume(&s.id);
+    assert!(
+        matches!(&r, Err(SessionError::Storage(m)) if m.contains("not changed")),
+        "{r:?}"
+    );
+    assert_eq!(e.get(&s.id).unwrap().status, SessionStatus::Paused);
+    e.iterate(&s.id, None)
+        .expect_err("a paused session cannot iterate");
+}
+
+#[test]
 fn duration_runs_until_the_end() {
     let e = engine();
     let s = start(&e, "t");

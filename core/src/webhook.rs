@@ -118,12 +118,51 @@ pub fn notification(
     });
     Some(Notification {
         id,
+        session_id: session.id.clone(),
+        seq: event.seq,
         url: config.url.clone(),
         secret: config.secret.clone(),
         kind: kind.to_owned(),
         timestamp: event.timestamp,
         body: body.to_string(),
     })
+}
+
+/// Kind of the notification sent by [`test_notification`].
+pub const TEST_KIND: &str = "webhook.test";
+
+/// A ping for the endpoint `config`, sent on request to check that it is
+/// reachable and verifies signatures. It is sent even to a disabled
+/// endpoint (to check it before enabling it again) and names no session.
+pub fn test_notification(config: &WebhookConfig, id: String, now: u64) -> Notification {
+    let body = json!({
+        "type": TEST_KIND,
+        "timestamp": rfc3339(now),
+        "data": {},
+    });
+    Notification {
+        id,
+        session_id: String::new(),
+        seq: 0,
+        url: config.url.clone(),
+        secret: config.secret.clone(),
+        kind: TEST_KIND.to_owned(),
+        timestamp: now,
+        body: body.to_string(),
+    }
+}
+
+/// Whether `event`, read from the history at the notification's position,
+/// is the event the notification was raised for. A sender asks this before
+/// the first attempt: notifications are queued just before their events
+/// are appended, so one whose append lost a race or never happened (a
+/// crash in between) must not be sent.
+pub fn describes(n: &Notification, event: &Event) -> bool {
+    let Ok(body) = serde_json::from_str::<serde_json::Value>(&n.body) else {
+        return false;
+    };
+    event.seq == n.seq
+        && serde_json::to_value(event).is_ok_and(|e| body.pointer("/data/event") == Some(&e))
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC text.

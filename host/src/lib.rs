@@ -5,7 +5,9 @@
 //! - [`FsStore`]: the `store` capability on one directory, confined with
 //!   cap-std and crash-safe.
 //! - [`FsOutbox`]: the `notify` capability as a durable outbox in that
-//!   directory.
+//!   directory, with the record of every delivery attempt.
+//! - [`webhook::Sender`]: delivers the outbox over HTTP (signed, retried,
+//!   behind an address policy against SSRF).
 //!
 //! The host carries bytes; every session rule is in `agent-session-core`,
 //! compiled into the component.
@@ -24,9 +26,10 @@ mod cache;
 mod fs_store;
 mod outbox;
 mod runtime;
+pub mod webhook;
 
 pub use fs_store::{CheckReport, Durability, FsStore};
-pub use outbox::{FsOutbox, OUTBOX_DIR};
+pub use outbox::{Attempt, Delivery, DeliveryState, FsOutbox, OUTBOX_DIR, SenderLock};
 pub use runtime::{
     CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,
     SharedStore,

@@ -180,6 +180,8 @@ impl notify::Host for HostState {
     fn enqueue(&mut self, n: notify::Notification) -> Result<(), String> {
         self.notifier.enqueue(&core::Notification {
             id: n.id,
+            session_id: n.session_id,
+            seq: n.seq,
             url: n.url,
             secret: n.secret,
             kind: n.kind,

@@ -282,11 +282,16 @@ fn webhook_configuration_and_outbox() {
     h.complete(&s.id, None).unwrap();
 
     let pending = FsOutbox::open(dir.path()).unwrap().pending().unwrap();
-    let kinds: Vec<_> = pending.iter().map(|n| n.kind.as_str()).collect();
+    let queued: Vec<_> = pending.iter().map(|d| &d.notification).collect();
+    let kinds: Vec<_> = queued.iter().map(|n| n.kind.as_str()).collect();
     assert_eq!(kinds, ["session.started", "session.completed"]);
-    let body: serde_json::Value = serde_json::from_str(&pending[1].body).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&queued[1].body).unwrap();
     assert_eq!(body["data"]["session"]["id"], s.id.as_str());
-    assert_ne!(pending[0].id, pending[1].id);
+    assert_eq!(
+        (queued[1].session_id.as_str(), queued[1].seq),
+        (s.id.as_str(), 3)
+    );
+    assert_ne!(queued[0].id, queued[1].id);
 
     h.clear_webhook().unwrap();
     assert_eq!(h.get_webhook().unwrap(), None);

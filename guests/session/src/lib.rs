@@ -85,6 +85,8 @@ impl core::Notifier for ImportedNotifier {
     fn enqueue(&self, n: &core::Notification) -> Result<(), String> {
         notify::enqueue(&notify::Notification {
             id: n.id.clone(),
+            session_id: n.session_id.clone(),
+            seq: n.seq,
             url: n.url.clone(),
             secret: n.secret.clone(),
             kind: n.kind.clone(),

@@ -1,0 +1,649 @@
+//! Webhook delivery: the sender that drains the outbox over HTTP.
+//!
+//! The core decides *what* to notify and queues it in the [`FsOutbox`]
+//! before the operation that raised it is recorded; this module decides
+//! *how* it reaches the endpoint: Standard Webhooks signatures, retries with
+//! exponential backoff and jitter, `Retry-After`, 410 disabling the
+//! endpoint, no redirects, timeouts, an address policy against SSRF, and a
+//! record of every attempt.
+
+mod policy;
+mod sign;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_session_core::{Notification, SessionError, webhook};
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use tokio::task::JoinSet;
+
+pub use policy::{AddressPolicy, Allow, Refused};
+pub use sign::signature;
+
+use crate::outbox::{Attempt, Delivery, DeliveryState, FsOutbox};
+use crate::runtime::{Error, SessionHost};
+
+/// How long a notification may wait for the event that raised it to be
+/// committed before it is taken for one that never was (the operation
+/// crashed between queueing it and appending).
+const COMMIT_GRACE_MS: u64 = 30_000;
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// How the sender delivers.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Which addresses may be dialled.
+    pub policy: AddressPolicy,
+    /// Time allowed for one request, connection to response head.
+    pub timeout: Duration,
+    /// Delays before the retries (the first attempt is immediate); after
+    /// the last one the delivery is given up. Each delay is jittered by
+    /// up to ±20 % so endpoints that come back are not hit in lockstep.
+    pub schedule: Vec<Duration>,
+    /// How often the outbox is looked at for notifications queued by
+    /// other processes and for due retries.
+    pub poll_interval: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let m = |mins: u64| Duration::from_secs(mins * 60);
+        Self {
+            policy: AddressPolicy::new(),
+            timeout: Duration::from_secs(15),
+            schedule: vec![
+                Duration::from_secs(5),
+                m(5),
+                m(30),
+                m(120),
+                m(300),
+                m(600),
+                m(600),
+            ],
+            poll_interval: Duration::from_secs(1),
+            concurrency: 16,
+        }
+    }
+}
+
+/// Parse a retry schedule such as `5s,5m,30m,2h` (units `ms`, `s`, `m`, `h`).
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_duration)
+        .collect()
+}
+
+/// Parse one duration such as `500ms`, `15s`, `5m` or `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 15s, 5m or 2h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// What one request came to.
+enum Outcome {
+    Delivered,
+    /// 410: the endpoint asks never to be called again.
+    Gone,
+    /// The address policy refused the endpoint: retrying cannot help.
+    Refused(String),
+    /// Try again, at the time the endpoint asked for if it did.
+    Retry(Option<Duration>),
+}
+
+/// Whether a queued notification's event is in the history.
+enum Committed {
+    Yes,
+    No(String),
+    NotYet,
+}
+
+/// What a pass over the outbox did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Deliveries that reached the endpoint.
+    pub delivered: usize,
+    /// Deliveries given up.
+    pub failed: usize,
+    /// Notifications not sent because their operation did not commit.
+    pub discarded: usize,
+    /// Deliveries still waiting (for a retry, or for their event).
+    pub pending: usize,
+    /// When the earliest of those is due, milliseconds since the epoch.
+    pub next_due: Option<u64>,
+}
+
+/// Delivers the notifications of one outbox. Cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    host: SessionHost,
+    outbox: Arc<FsOutbox>,
+    client: reqwest::Client,
+    config: DeliveryConfig,
+}
+
+impl Sender {
+    /// A sender for `outbox`, checking commits and endpoint state through
+    /// `host` (which must be on the same root).
+    pub fn new(
+        host: SessionHost,
+        outbox: Arc<FsOutbox>,
+        config: DeliveryConfig,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("agent-session/", env!("CARGO_PKG_VERSION")))
+            // A redirect is the receiver's answer, not a new destination
+            // (and would bypass the address policy for literal IPs).
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would dial on our behalf, past the address policy.
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .dns_resolver(Arc::new(policy::PolicyResolver(config.policy.clone())))
+            .build()
+            .context("building the webhook HTTP client")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                host,
+                outbox,
+                client,
+                config,
+            }),
+        })
+    }
+
+    /// The outbox this sender drains.
+    pub fn outbox(&self) -> &FsOutbox {
+        &self.inner.outbox
+    }
+
+    /// Check an endpoint URL against the address policy now: its scheme,
+    /// an IP literal, or every address its host name resolves to. (The
+    /// check is made again on every request.)
+    pub async fn check_endpoint(&self, url: &str) -> Result<(), String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+        let policy = &self.inner.config.policy;
+        policy.check_url(&url).map_err(|e| e.to_string())?;
+        match url.host() {
+            Some(url::Host::Domain(host)) if !policy.allows_host(host) => policy
+                .resolve(host, url.port_or_known_default().unwrap_or(0))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Send a `webhook.test` ping to the configured endpoint once, and say
+    /// what came back. Nothing is queued or recorded.
+    pub async fn test(&self) -> anyhow::Result<Attempt> {
+        let host = self.inner.host.clone();
+        let config = host
+            .run(|h| h.get_webhook())
+            .await?
+            .context("no webhook endpoint is set")?;
+        let now = now_ms();
+        let id = format!("msg_test_{now}_{:016x}", getrandom::u64().unwrap_or(now));
+        let n = webhook::test_notification(&config, id, now);
+        Ok(self.send(&n).await.0)
+    }
+
+    /// Put a finished delivery back in the queue and, unless another
+    /// sender is running on this outbox (it will pick it up), attempt it
+    /// now. Its `webhook-id` stays the same.
+    pub async fn redeliver(&self, id: &str) -> anyhow::Result<Delivery> {
+        let outbox = &self.inner.outbox;
+        let d = outbox
+            .find(id)?
+            .with_context(|| format!("no delivery with id {id}"))?;
+        if d.state == DeliveryState::Pending {
+            anyhow::bail!(
+                "delivery {id} is still pending (attempt {} is due at {})",
+                d.attempts.len() + 1,
+                webhook::rfc3339(d.next_attempt_at)
+            );
+        }
+        let d = outbox.requeue(&d, now_ms())?;
+        let Some(_lock) = outbox.try_lock_sender()? else {
+            return Ok(d);
+        };
+        let d = self.attempt(d).await;
+        outbox.save(&d)?;
+        Ok(d)
+    }
+
+    /// Attempt every delivery that is due now, wait for the attempts to
+    /// finish, and report. Does nothing if another sender is running.
+    pub async fn deliver_due(&self) -> anyhow::Result<PassReport> {
+        let outbox = &self.inner.outbox;
+        let Some(_lock) = outbox.try_lock_sender()? else {
+            anyhow::bail!("another sender is delivering from this outbox");
+        };
+        let now = now_ms();
+        let mut report = PassReport::default();
+        let mut tasks = JoinSet::new();
+        for name in outbox.pending_names()? {
+            let Some(d) = outbox.load_pending(&name)? else {
+                continue;
+            };
+            if d.next_attempt_at > now {
+                report.count(&d);
+                continue;
+            }
+            while tasks.len() >= self.inner.config.concurrency {
+                report.count(&join(&mut tasks).await?);
+            }
+            tasks.spawn(self.clone().attempt_and_save(d));
+        }
+        while !tasks.is_empty() {
+            report.count(&join(&mut tasks).await?);
+        }
+        Ok(report)
+    }
+
+    /// Deliver until `shutdown` completes: notifications queued by this
+    /// process or any other on the same root, retries when due. Waits for
+    /// the sender lock if another sender holds it. Attempts in flight at
+    /// shutdown are finished and recorded.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let outbox = self.inner.outbox.clone();
+        let tick = self.inner.config.poll_interval;
+        tokio::pin!(shutdown);
+        let lock = loop {
+            if let Some(lock) = outbox.try_lock_sender()? {
+                break lock;
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(tick) => {}
+            }
+        };
+        // Pending deliveries by file name; this sender is the only writer
+        // of pending records while it holds the lock, so what it read once
+        // stays true until it changes it.
+        let mut queue: HashMap<String, Delivery> = HashMap::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut tasks = JoinSet::new();
+        let mut last_scan: Option<Instant> = None;
+        loop {
+            if last_scan.is_none_or(|t| t.elapsed() >= tick) {
+                last_scan = Some(Instant::now());
+                let names = outbox.pending_names()?;
+                let present: HashSet<&String> = names.iter().collect();
+                queue.retain(|n, _| present.contains(n) || in_flight.contains(n));
+                for name in &names {
+                    if !queue.contains_key(name) {
+                        match outbox.load_pending(name) {
+                            Ok(Some(d)) => {
+                                queue.insert(name.clone(), d);
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(file = %name, "unreadable outbox record: {e}"),
+                        }
+                    }
+                }
+            }
+            let now = now_ms();
+            let mut due: Vec<(&String, &Delivery)> = queue
+                .iter()
+                .filter(|(n, d)| d.next_attempt_at <= now && !in_flight.contains(*n))
+                .collect();
+            due.sort_by_key(|(n, d)| (d.next_attempt_at, *n));
+            let room = self.inner.config.concurrency.saturating_sub(tasks.len());
+            let full = room == 0;
+            for (name, d) in due.into_iter().take(room) {
+                in_flight.insert(name.clone());
+                let (name, d, me) = (name.clone(), d.clone(), self.clone());
+                tasks.spawn(async move { (name, me.attempt_and_save(d).await) });
+            }
+            let next_due = queue
+                .iter()
+                .filter(|(n, _)| !in_flight.contains(*n))
+                .map(|(_, d)| d.next_attempt_at.saturating_sub(now))
+                .min()
+                .filter(|_| !full)
+                .map_or(tick, |ms| Duration::from_millis(ms).min(tick));
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    let (name, result) = done.context("a delivery task failed")?;
+                    in_flight.remove(&name);
+                    match result {
+                        Ok(d) if d.state == DeliveryState::Pending => { queue.insert(name, d); }
+                        Ok(_) => { queue.remove(&name); }
+                        // Not recorded: keep the old record; it is retried.
+                        Err(e) => tracing::warn!(file = %name, "recording a delivery failed: {e:#}"),
+                    }
+                }
+                () = tokio::time::sleep(next_due) => {}
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::warn!(file = %name, "recording a delivery failed: {e:#}");
+            }
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Run [`Sender::run`] on the current tokio runtime until the returned
+    /// handle is stopped.
+    pub fn spawn(&self) -> SenderTask {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            me.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        SenderTask { stop, task }
+    }
+
+    async fn attempt_and_save(self, d: Delivery) -> anyhow::Result<Delivery> {
+        let d = self.attempt(d).await;
+        let outbox = self.inner.outbox.clone();
+        let saved = d.clone();
+        tokio::task::spawn_blocking(move || outbox.save(&saved))
+            .await
+            .context("recording a delivery")?
+            .with_context(|| format!("recording delivery {}", d.id()))?;
+        Ok(d)
+    }
+
+    /// One step of a delivery: check that its event was committed (before
+    /// the first attempt), then send it and decide what comes next.
+    async fn attempt(&self, mut d: Delivery) -> Delivery {
+        let now = now_ms();
+        if d.attempts.is_empty() && !d.notification.session_id.is_empty() {
+            match self.committed(&d.notification).await {
+                Committed::Yes => {}
+                Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
+                Committed::NotYet if now < d.notification.timestamp + COMMIT_GRACE_MS => {
+                    d.next_attempt_at = now + 1000;
+                    return d;
+                }
+                Committed::NotYet => {
+                    let why = format!(
+                        "session {} never recorded event {}: the operation that queued \
+                         this notification did not complete",
+                        d.notification.session_id, d.notification.seq
+                    );
+                    return finish(d, DeliveryState::Discarded, why);
+                }
+            }
+        }
+        if self.endpoint_disabled(&d.notification.url).await {
+            return finish(d, DeliveryState::Failed, "the endpoint is disabled".into());
+        }
+        let (attempt, outcome) = self.send(&d.notification).await;
+        d.attempts.push(attempt);
+        match outcome {
+            Outcome::Delivered => finish(d, DeliveryState::Delivered, String::new()),
+            Outcome::Gone => {
+                self.disable_endpoint(&d.notification.url).await;
+                finish(
+                    d,
+                    DeliveryState::Failed,
+                    "the endpoint answered 410 Gone and was disabled".into(),
+                )
+            }
+            Outcome::Refused(why) => finish(d, DeliveryState::Failed, why),
+            Outcome::Retry(asked) => {
+                let n = d.attempts.len();
+                match self.inner.config.schedule.get(n - 1) {
+                    None => {
+                        let why = format!("gave up after {n} attempts");
+                        finish(d, DeliveryState::Failed, why)
+                    }
+                    Some(&step) => {
+                        let wait = asked.unwrap_or_else(|| jitter(step));
+                        d.next_attempt_at = now_ms() + wait.as_millis() as u64;
+                        d
+                    }
+                }
+            }
+        }
+    }
+
+    async fn committed(&self, n: &Notification) -> Committed {
+        let (id, seq) = (n.session_id.clone(), n.seq);
+        match self.inner.host.run(move |h| h.events(&id, seq, 1)).await {
+            Ok(page) => match page.events.first() {
+                Some(e) if webhook::describes(n, e) => Committed::Yes,
+                Some(e) => Committed::No(format!(
+                    "event {seq} of session {} is another {} event: the operation that \
+                     queued this notification lost a race and was not recorded",
+                    n.session_id, e.kind
+                )),
+                None => Committed::NotYet,
+            },
+            // Deleted since (or, rarely, a start that crashed before its
+            // append): sent, as dropping a committed event's notification
+            // is the worse mistake.
+            Err(Error::Session(SessionError::NotFound(_))) => Committed::Yes,
+            Err(e) => {
+                tracing::warn!(session = %n.session_id, "checking a notification's event: {e}");
+                Committed::NotYet
+            }
+        }
+    }
+
+    async fn endpoint_disabled(&self, url: &str) -> bool {
+        match self.inner.host.run(|h| h.get_webhook()).await {
+            Ok(Some(c)) => c.url == url && !c.enabled,
+            _ => false,
+        }
+    }
+
+    async fn disable_endpoint(&self, url: &str) {
+        let url = url.to_owned();
+        let result = self
+            .inner
+            .host
+            .run(move |h| match h.get_webhook()? {
+                // Only if it still points where the 410 came from.
+                Some(mut c) if c.url == url && c.enabled => {
+                    c.enabled = false;
+                    h.set_webhook(&c).map(drop)
+                }
+                _ => Ok(()),
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::warn!("webhook endpoint answered 410 Gone; it is now disabled"),
+            Err(e) => tracing::warn!("disabling the webhook endpoint after a 410: {e}"),
+        }
+    }
+
+    /// One signed POST, no retry, no record.
+    async fn send(&self, n: &Notification) -> (Attempt, Outcome) {
+        let started = Instant::now();
+        let at = now_ms();
+        let result = self.post(n).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let attempt = |status: Option<StatusCode>, error: Option<String>| Attempt {
+            at,
+            duration_ms,
+            status: status.map(|s| s.as_u16()),
+            error,
+        };
+        match result {
+            Ok(resp) => {
+                let status = resp.status();
+                let outcome = match status.as_u16() {
+                    200..=299 => Outcome::Delivered,
+                    410 => Outcome::Gone,
+                    429 | 503 => Outcome::Retry(retry_after(resp.headers())),
+                    _ => Outcome::Retry(None),
+                };
+                let error = match &outcome {
+                    Outcome::Delivered => None,
+                    _ if status.is_redirection() => Some(format!(
+                        "the endpoint answered {status} (redirects are not followed)"
+                    )),
+                    _ => Some(format!("the endpoint answered {status}")),
+                };
+                (attempt(Some(status), error), outcome)
+            }
+            Err(SendError::Refused(r)) => {
+                let why = r.to_string();
+                (attempt(None, Some(why.clone())), Outcome::Refused(why))
+            }
+            Err(SendError::Other(e)) => (attempt(None, Some(e)), Outcome::Retry(None)),
+        }
+    }
+
+    async fn post(&self, n: &Notification) -> Result<reqwest::Response, SendError> {
+        let url = reqwest::Url::parse(&n.url).map_err(|e| SendError::Other(e.to_string()))?;
+        self.inner
+            .config
+            .policy
+            .check_url(&url)
+            .map_err(SendError::Refused)?;
+        let ts = now_ms() / 1000;
+        let sig = signature(&n.secret, &n.id, ts, &n.body).map_err(SendError::Other)?;
+        self.inner
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &n.id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(n.body.clone())
+            .send()
+            .await
+            .map_err(SendError::from_reqwest)
+    }
+}
+
+enum SendError {
+    Refused(Refused),
+    Other(String),
+}
+
+impl SendError {
+    fn from_reqwest(e: reqwest::Error) -> Self {
+        // The resolver's refusal comes back wrapped by the client.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(r) = s.downcast_ref::<Refused>() {
+                return Self::Refused(r.clone());
+            }
+            source = s.source();
+        }
+        let what = if e.is_timeout() {
+            "timed out".to_owned()
+        } else if e.is_connect() {
+            "could not connect".to_owned()
+        } else {
+            "request failed".to_owned()
+        };
+        // The chain holds the useful part (e.g. "connection refused").
+        let mut detail = String::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail = s.to_string();
+            source = s.source();
+        }
+        Self::Other(match detail.is_empty() {
+            true => what,
+            false => format!("{what}: {detail}"),
+        })
+    }
+}
+
+/// A running [`Sender::run`], stopped with [`SenderTask::stop`].
+pub struct SenderTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl SenderTask {
+    /// Stop after the attempts in flight are recorded.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the sender task failed")?
+    }
+}
+
+impl PassReport {
+    fn count(&mut self, d: &Delivery) {
+        match d.state {
+            DeliveryState::Delivered => self.delivered += 1,
+            DeliveryState::Failed => self.failed += 1,
+            DeliveryState::Discarded => self.discarded += 1,
+            DeliveryState::Pending => {
+                self.pending += 1;
+                self.next_due = Some(
+                    self.next_due
+                        .map_or(d.next_attempt_at, |t| t.min(d.next_attempt_at)),
+                );
+            }
+        }
+    }
+}
+
+async fn join(tasks: &mut JoinSet<anyhow::Result<Delivery>>) -> anyhow::Result<Delivery> {
+    match tasks.join_next().await {
+        Some(r) => r.context("a delivery task failed")?,
+        None => anyhow::bail!("no delivery in flight"),
+    }
+}
+
+fn finish(mut d: Delivery, state: DeliveryState, reason: String) -> Delivery {
+    d.state = state;
+    d.reason = (!reason.is_empty()).then_some(reason);
+    d
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            let ms = at.timestamp_millis().max(0) as u64;
+            Duration::from_millis(ms.saturating_sub(now_ms()))
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// `d` ± up to 20 %.
+fn jitter(d: Duration) -> Duration {
+    let r = getrandom::u64().unwrap_or(0) % 4001;
+    d.mul_f64(0.8 + r as f64 / 10_000.0)
+}
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
