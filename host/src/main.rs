@@ -9,7 +9,10 @@ use agent_session_core::{
     Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
     WebhookConfig, webhook::rfc3339,
 };
-use agent_session_host::{CacheDir, Durability, Error, FsStore, SessionHost};
+use agent_session_host::webhook::{self, AddressPolicy, DeliveryConfig, EndpointError, Sender};
+use agent_session_host::{
+    Delivery, DeliveryState, Error, FsOutbox, FsStore, SessionHost, {CacheDir, Durability},
+};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -22,7 +25,8 @@ use serde_json::{Value, json};
 /// it can touch.
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 invalid
-/// input, 5 invalid transition, 6 conflict, 7 limit exceeded, 8 storage.
+/// input, 5 invalid transition, 6 conflict, 7 limit exceeded, 8 storage,
+/// 9 webhook not delivered (webhook test, redeliver).
 #[derive(Parser)]
 #[command(name = "agent-session", version, max_term_width = 100)]
 struct Cli {
@@ -37,6 +41,18 @@ struct Cli {
     /// Print JSON instead of tables (errors too, on stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// Let webhooks reach these special-purpose addresses, ranges or host
+    /// names (e.g. 127.0.0.1,10.0.0.0/8,hooks.internal). By default only
+    /// public addresses are dialled: loopback, private, link-local, CGNAT,
+    /// multicast, documentation and unspecified ones are refused.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENT_SESSION_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "ADDR|RANGE|HOST"
+    )]
+    webhook_allow: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -197,6 +213,57 @@ enum Command {
     /// Configure the webhook endpoint.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Deliver queued webhook notifications.
+    ///
+    /// Session commands only queue notifications (durably, in DIR/outbox);
+    /// this sends them: signed (Standard Webhooks), retried with backoff,
+    /// every attempt recorded. Runs until Ctrl-C unless --once is given;
+    /// only one sender runs per directory at a time.
+    Deliver {
+        /// Attempt what is due now, wait for those attempts, and exit.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+    /// List webhook deliveries, or show one with every attempt.
+    Deliveries {
+        /// A delivery's id (its webhook-id, msg_...).
+        id: Option<String>,
+        /// Only this state: pending, delivered, failed, discarded.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Send a finished delivery again (same webhook-id), now.
+    Redeliver {
+        /// The delivery's id (msg_...).
+        id: String,
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    },
+}
+
+#[derive(Args)]
+struct DeliveryArgs {
+    /// Time allowed per request.
+    #[arg(long, default_value = "15s", value_parser = webhook::parse_duration)]
+    timeout: std::time::Duration,
+    /// Delays before retries; after the last, a delivery is given up.
+    #[arg(
+        long,
+        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        value_parser = parse_schedule,
+        value_name = "DELAYS"
+    )]
+    retry_schedule: Schedule,
+}
+
+/// A parsed `--retry-schedule`.
+#[derive(Clone)]
+struct Schedule(Vec<std::time::Duration>);
+
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    webhook::parse_schedule(text).map(Schedule)
 }
 
 #[derive(Subcommand)]
@@ -219,6 +286,13 @@ enum WebhookCommand {
     },
     /// Show the endpoint (the secret is masked).
     Show,
+    /// Send a signed webhook.test ping to the endpoint once and show the
+    /// answer (nothing is queued).
+    Test {
+        /// Time allowed for the request.
+        #[arg(long, default_value = "15s", value_parser = webhook::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Remove the endpoint.
     Clear,
 }
@@ -254,6 +328,8 @@ struct FilterArgs {
 /// Errors of this command, with their exit codes.
 enum Failure {
     Session(SessionError),
+    /// A webhook request that did not get a 2xx.
+    Undelivered(String),
     Other(anyhow::Error),
 }
 
@@ -297,6 +373,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             let (code, kind, message) = match &failure {
                 Failure::Session(e) => (exit_code(e), e.code(), e.message().to_owned()),
+                Failure::Undelivered(m) => (9, "undelivered", m.clone()),
                 Failure::Other(e) => (1, "error", format!("{e:#}")),
             };
             if json {
@@ -326,6 +403,21 @@ fn exit_code(e: &SessionError) -> u8 {
 fn run(cli: Cli) -> Result<(), Failure> {
     let (host, store) = SessionHost::open_dir(&cli.dir, Durability::Durable, CacheDir::Default)?;
     let out = Output { json: cli.json };
+    let policy = AddressPolicy::from_list(&cli.webhook_allow.join(","))
+        .map_err(|e| invalid(format!("--webhook-allow: {e}")))?;
+    let sender = |timeout, schedule: Option<Schedule>| -> Result<Sender, Failure> {
+        let outbox = FsOutbox::open(&cli.dir)
+            .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
+        let mut config = DeliveryConfig {
+            policy: policy.clone(),
+            timeout,
+            ..DeliveryConfig::default()
+        };
+        if let Some(Schedule(s)) = schedule {
+            config.schedule = s;
+        }
+        Ok(Sender::new(host.clone(), outbox.into(), config)?)
+    };
     match cli.command {
         Command::Fsck { repair } => fsck(&host, &store, repair, &out)?,
         Command::Compact => {
@@ -532,6 +624,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 events,
                 disabled,
             } => {
+                if !disabled && reqwest_url_ok(&url) {
+                    let s = sender(std::time::Duration::from_secs(15), None)?;
+                    match runtime()?.block_on(s.check_endpoint(&url)) {
+                        Err(EndpointError::Refused(r)) => return Err(invalid(r.to_string())),
+                        // Not resolvable now: it may be later, and every
+                        // request is checked anyway.
+                        Err(e) => eprintln!("warning: {e}; every request checks it again"),
+                        Ok(()) => {}
+                    }
+                }
                 let c = host.set_webhook(&WebhookConfig {
                     url,
                     secret,
@@ -541,6 +643,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out.webhook(Some(&c));
             }
             WebhookCommand::Show => out.webhook(host.get_webhook()?.as_ref()),
+            WebhookCommand::Test { timeout } => {
+                if host.get_webhook()?.is_none() {
+                    return Err(invalid("no webhook endpoint is set".into()));
+                }
+                let attempt = runtime()?.block_on(sender(timeout, None)?.test())?;
+                if out.json {
+                    out.print_json(&attempt);
+                } else {
+                    print_attempts(std::slice::from_ref(&attempt));
+                }
+                if let Some(e) = attempt.error {
+                    return Err(Failure::Undelivered(e));
+                }
+            }
             WebhookCommand::Clear => {
                 host.clear_webhook()?;
                 if out.json {
@@ -550,8 +666,170 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         },
+        Command::Deliver { once, delivery } => {
+            let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
+            let rt = runtime()?;
+            if once {
+                let r = rt.block_on(s.deliver_due())?;
+                if out.json {
+                    out.print_json(&json!({
+                        "delivered": r.delivered,
+                        "failed": r.failed,
+                        "discarded": r.discarded,
+                        "pending": r.pending,
+                        "next_due": r.next_due.map(rfc3339),
+                    }));
+                } else {
+                    println!(
+                        "delivered {}, failed {}, discarded {}, pending {}",
+                        r.delivered, r.failed, r.discarded, r.pending
+                    );
+                    if let Some(t) = r.next_due {
+                        println!("next attempt due at {}", rfc3339(t));
+                    }
+                }
+            } else {
+                eprintln!(
+                    "delivering webhooks from {} (Ctrl-C to stop)",
+                    cli.dir.join("outbox").display()
+                );
+                rt.block_on(s.run(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                }))?;
+            }
+        }
+        Command::Deliveries { id, state } => {
+            let outbox = FsOutbox::open(&cli.dir)
+                .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
+            match id {
+                Some(id) => {
+                    let d = outbox
+                        .find(&id)
+                        .context("reading the outbox")?
+                        .ok_or_else(|| not_found_delivery(&id))?;
+                    out.delivery(&d);
+                }
+                None => {
+                    let state = state.as_deref().map(parse_state).transpose()?;
+                    let all: Vec<Delivery> = outbox
+                        .deliveries()
+                        .context("reading the outbox")?
+                        .into_iter()
+                        .filter(|d| state.is_none_or(|s| d.state == s))
+                        .map(masked)
+                        .collect();
+                    if out.json {
+                        out.print_json(&all);
+                    } else {
+                        print_delivery_table(&all);
+                    }
+                }
+            }
+        }
+        Command::Redeliver { id, delivery } => {
+            let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
+            if s.outbox()
+                .find(&id)
+                .context("reading the outbox")?
+                .is_none()
+            {
+                return Err(not_found_delivery(&id));
+            }
+            let d = runtime()?.block_on(s.redeliver(&id))?;
+            out.delivery(&d);
+            match d.state {
+                DeliveryState::Failed => {
+                    return Err(Failure::Undelivered(d.reason.unwrap_or_default()));
+                }
+                DeliveryState::Pending if !out.json => {
+                    println!("queued: the running sender will deliver it");
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?)
+}
+
+/// Whether the core will take the URL far enough to be worth checking.
+fn reqwest_url_ok(url: &str) -> bool {
+    url.starts_with("http") && url::Url::parse(url).is_ok()
+}
+
+fn not_found_delivery(id: &str) -> Failure {
+    Failure::Session(SessionError::NotFound(format!("no delivery with id {id}")))
+}
+
+fn parse_state(s: &str) -> Result<DeliveryState, Failure> {
+    serde_json::from_value(json!(s)).map_err(|_| {
+        invalid(format!(
+            "unknown delivery state {s:?}; expected pending, delivered, failed or discarded"
+        ))
+    })
+}
+
+/// A delivery as shown: the signing secret masked.
+fn masked(mut d: Delivery) -> Delivery {
+    d.notification.secret = mask(&d.notification.secret);
+    d
+}
+
+fn mask(secret: &str) -> String {
+    format!("whsec_…{}", &secret[secret.len().saturating_sub(4)..])
+}
+
+fn print_delivery_table(all: &[Delivery]) {
+    if all.is_empty() {
+        println!("no deliveries");
+        return;
+    }
+    println!(
+        "{:<44}  {:<18}  {:<10}  {:>8}  {:>4}  NEXT / REASON",
+        "ID", "KIND", "STATE", "ATTEMPTS", "LAST"
+    );
+    for d in all {
+        let last = d.attempts.last().map_or("-".to_owned(), |a| {
+            a.status.map_or("err".into(), |s| s.to_string())
+        });
+        let note = match d.state {
+            DeliveryState::Pending => format!("next {}", rfc3339(d.next_attempt_at)),
+            _ => d.reason.clone().unwrap_or_default(),
+        };
+        println!(
+            "{:<44}  {:<18}  {:<10}  {:>8}  {:>4}  {}",
+            d.id(),
+            d.notification.kind,
+            d.state.as_str(),
+            d.attempts.len(),
+            last,
+            clip(&note, 60)
+        );
+    }
+}
+
+fn print_attempts(attempts: &[agent_session_host::Attempt]) {
+    println!(
+        "{:>3}  {:<24}  {:>6}  {:>8}  ERROR",
+        "#", "TIME", "STATUS", "TOOK"
+    );
+    for (i, a) in attempts.iter().enumerate() {
+        println!(
+            "{:>3}  {:<24}  {:>6}  {:>8}  {}",
+            i + 1,
+            rfc3339(a.at),
+            a.status.map_or("-".into(), |s| s.to_string()),
+            format!("{}ms", a.duration_ms),
+            a.error.as_deref().unwrap_or("")
+        );
+    }
 }
 
 fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Result<(), Failure> {
@@ -741,9 +1019,34 @@ impl Output {
         }
     }
 
+    fn delivery(&self, d: &Delivery) {
+        let d = masked(d.clone());
+        if self.json {
+            return self.print_json(&d);
+        }
+        let n = &d.notification;
+        println!("id        {}", n.id);
+        println!("kind      {}", n.kind);
+        if !n.session_id.is_empty() {
+            println!("session   {} (event {})", n.session_id, n.seq);
+        }
+        println!("url       {}", n.url);
+        println!("raised    {}", rfc3339(n.timestamp));
+        println!("state     {}", d.state.as_str());
+        match (&d.reason, d.state) {
+            (Some(r), _) => println!("reason    {r}"),
+            (None, DeliveryState::Pending) => {
+                println!("next      {}", rfc3339(d.next_attempt_at));
+            }
+            _ => {}
+        }
+        println!();
+        print_attempts(&d.attempts);
+    }
+
     fn webhook(&self, c: Option<&WebhookConfig>) {
         let masked = c.map(|c| WebhookConfig {
-            secret: format!("whsec_…{}", &c.secret[c.secret.len().saturating_sub(4)..]),
+            secret: mask(&c.secret),
             ..c.clone()
         });
         if self.json {

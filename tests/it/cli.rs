@@ -172,7 +172,9 @@ fn every_subcommand_runs() {
         "secret is masked"
     );
     cli_json(root, &["complete", &id]);
-    assert_eq!(std::fs::read_dir(root.join("outbox")).unwrap().count(), 1);
+    let queued = cli_json(root, &["deliveries", "--state", "pending"]);
+    assert_eq!(queued.as_array().unwrap().len(), 1);
+    assert_eq!(queued[0]["notification"]["kind"], "session.completed");
     cli_json(root, &["webhook", "clear"]);
     assert_eq!(
         cli_json(root, &["webhook", "show"]),

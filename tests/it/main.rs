@@ -8,4 +8,6 @@ mod cli;
 mod common;
 mod component;
 mod crash;
+mod receiver;
 mod storage;
+mod webhooks;

@@ -98,6 +98,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Why [`Sender::check_endpoint`] objects to an endpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EndpointError {
+    /// The address policy refuses it.
+    #[error(transparent)]
+    Refused(Refused),
+    /// Its host name does not resolve (now).
+    #[error("{0}")]
+    Unresolved(String),
+}
+
 /// What one request came to.
 enum Outcome {
     Delivered,
@@ -182,17 +193,26 @@ impl Sender {
     /// Check an endpoint URL against the address policy now: its scheme,
     /// an IP literal, or every address its host name resolves to. (The
     /// check is made again on every request.)
-    pub async fn check_endpoint(&self, url: &str) -> Result<(), String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+    pub async fn check_endpoint(&self, url: &str) -> Result<(), EndpointError> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| EndpointError::Unresolved(format!("{url:?} is not a URL: {e}")))?;
         let policy = &self.inner.config.policy;
-        policy.check_url(&url).map_err(|e| e.to_string())?;
-        match url.host() {
-            Some(url::Host::Domain(host)) if !policy.allows_host(host) => policy
-                .resolve(host, url.port_or_known_default().unwrap_or(0))
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            _ => Ok(()),
+        policy.check_url(&url).map_err(EndpointError::Refused)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        if policy.allows_host(host) {
+            return Ok(());
+        }
+        match policy
+            .resolve(host, url.port_or_known_default().unwrap_or(0))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.downcast::<Refused>() {
+                Ok(r) => EndpointError::Refused(*r),
+                Err(e) => EndpointError::Unresolved(format!("cannot resolve {host} now: {e}")),
+            }),
         }
     }
 
@@ -416,7 +436,10 @@ impl Sender {
                 let n = d.attempts.len();
                 match self.inner.config.schedule.get(n - 1) {
                     None => {
-                        let why = format!("gave up after {n} attempts");
+                        let why = match n {
+                            1 => "gave up after 1 attempt".to_owned(),
+                            n => format!("gave up after {n} attempts"),
+                        };
                         finish(d, DeliveryState::Failed, why)
                     }
                     Some(&step) => {
