@@ -784,14 +784,33 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         now: u64,
     ) -> Result<(Session, Vec<Event>), SessionError> {
         let first_seq = loaded.as_ref().map_or(0, |l| l.session.event_count);
+        let endpoint = match events
+            .iter()
+            .any(|e| webhook::notification_kind(&e.kind).is_some())
+        {
+            true => self.get_webhook()?,
+            false => None,
+        };
         let events: Vec<Event> = events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| Event {
-                seq: first_seq + i as u64,
-                kind: e.kind,
-                timestamp: now,
-                data: e.data,
+            .map(|(i, mut e)| {
+                // A lifecycle event names the notification it raises: that
+                // is how a sender tells it from the notification of a
+                // writer that lost the race for the same position.
+                if let Some(c) = &endpoint
+                    && webhook::wanted(c, &e.kind).is_some()
+                    && let Some(data) = e.data.as_object_mut()
+                {
+                    let id = format!("msg_{}", self.new_id(now));
+                    data.insert(webhook::ID_FIELD.into(), Value::String(id));
+                }
+                Event {
+                    seq: first_seq + i as u64,
+                    kind: e.kind,
+                    timestamp: now,
+                    data: e.data,
+                }
             })
             .collect();
         let mut state = loaded.as_ref().map(|l| l.session.clone());
@@ -809,7 +828,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         // for an event that was never committed, which the sender drops after
         // checking the history (see `webhook::describes`); the other order
         // would lose the notification of a committed event.
-        self.notify(&session, &events)?;
+        self.notify(endpoint.as_ref(), &session, &events)?;
         self.store
             .append(SESSIONS, id, first_seq, &records, &summary)
             .map_err(|e| match e {
@@ -837,20 +856,17 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         }
     }
 
-    fn notify(&self, session: &Session, events: &[Event]) -> Result<(), SessionError> {
-        let lifecycle: Vec<&Event> = events
-            .iter()
-            .filter(|e| webhook::notification_kind(&e.kind).is_some())
-            .collect();
-        if lifecycle.is_empty() {
-            return Ok(());
-        }
-        let Some(config) = self.get_webhook()? else {
+    fn notify(
+        &self,
+        config: Option<&WebhookConfig>,
+        session: &Session,
+        events: &[Event],
+    ) -> Result<(), SessionError> {
+        let Some(config) = config else {
             return Ok(());
         };
-        for event in lifecycle {
-            let id = format!("msg_{}", self.new_id(event.timestamp));
-            if let Some(n) = webhook::notification(&config, id, session, event) {
+        for event in events {
+            if let Some(n) = webhook::notification(config, session, event) {
                 self.notifier.enqueue(&n).map_err(|e| {
                     SessionError::Storage(format!(
                         "session {} was not changed: its {} notification could not be queued: {e}",

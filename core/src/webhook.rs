@@ -80,21 +80,29 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// The notification `event` raises for the endpoint `config`, or `None`
-/// if the endpoint is disabled, does not want this kind, or the event is
-/// not a lifecycle event.
+/// Key, in a lifecycle event's data, of the id of the notification it
+/// raised (its `webhook-id`).
+pub const ID_FIELD: &str = "webhook_id";
+
+/// The notification kind an event of kind `event_kind` raises for the
+/// endpoint `config`, or `None` if it raises none there (not a lifecycle
+/// event, endpoint disabled, or a kind the endpoint does not want).
+pub fn wanted(config: &WebhookConfig, event_kind: &str) -> Option<&'static str> {
+    let kind = notification_kind(event_kind)?;
+    let wants = config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind);
+    (config.enabled && wants).then_some(kind)
+}
+
+/// The notification `event` raises for the endpoint `config`: the event
+/// must be one it wants and must name the notification's id in its data
+/// ([`ID_FIELD`], set when the event was made).
 pub fn notification(
     config: &WebhookConfig,
-    id: String,
     session: &Session,
     event: &Event,
 ) -> Option<Notification> {
-    let kind = notification_kind(&event.kind)?;
-    if !config.enabled
-        || !(config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind))
-    {
-        return None;
-    }
+    let kind = wanted(config, &event.kind)?;
+    let id = event.data.get(ID_FIELD)?.as_str()?.to_owned();
     // Standard Webhooks body shape: type, timestamp, data.
     let body = json!({
         "type": kind,
@@ -156,13 +164,11 @@ pub fn test_notification(config: &WebhookConfig, id: String, now: u64) -> Notifi
 /// is the event the notification was raised for. A sender asks this before
 /// the first attempt: notifications are queued just before their events
 /// are appended, so one whose append lost a race or never happened (a
-/// crash in between) must not be sent.
+/// crash in between) must not be sent. Two writers can make identical
+/// events in the same millisecond; only the notification id in the event
+/// tells them apart.
 pub fn describes(n: &Notification, event: &Event) -> bool {
-    let Ok(body) = serde_json::from_str::<serde_json::Value>(&n.body) else {
-        return false;
-    };
-    event.seq == n.seq
-        && serde_json::to_value(event).is_ok_and(|e| body.pointer("/data/event") == Some(&e))
+    event.seq == n.seq && event.data.get(ID_FIELD).and_then(|v| v.as_str()) == Some(n.id.as_str())
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC text.

@@ -24,7 +24,10 @@ use agent_session_core::{
     Engine, Environment, SessionFilter, SessionStatus, StartOptions, ToolCall,
 };
 use agent_session_host::{CacheDir, Durability, FsOutbox, FsStore, SessionHost};
+use common::{fmt, machine};
 use serde_json::json;
+
+mod common;
 
 const APPENDS: usize = 300;
 const LONG_HISTORY: u64 = 100_000;
@@ -252,44 +255,8 @@ fn time_pair(
     Ok((Timing { median: a[n / 2] }, Timing { median: b[n / 2] }))
 }
 
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.1} us", d.as_secs_f64() * 1e6)
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn machine(dir: &Path) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let fs = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && canonical.starts_with(f[1]))
-                .then(|| (f[1].len(), format!("{} {}", f[2], f[0])))
-        })
-        .max()
-        .map(|(_, s)| s)
-        .unwrap_or_default();
-    println!(
-        "machine: {cpu}, {cores} cores; disk: {} ({fs})",
-        canonical.display()
-    );
 }
 
 /// Write back what the unsynced prefills left in the page cache, so that

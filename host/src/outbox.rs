@@ -161,6 +161,11 @@ impl FsOutbox {
         read(&self.root, &format!("{OUTBOX_DIR}/{name}")).map(Some)
     }
 
+    /// How many notifications wait for delivery (without reading them).
+    pub fn pending_count(&self) -> io::Result<usize> {
+        Ok(self.pending_names()?.len())
+    }
+
     /// The notifications waiting for delivery, oldest first.
     pub fn pending(&self) -> io::Result<Vec<Delivery>> {
         let mut out = Vec::new();

@@ -13,6 +13,7 @@ use agent_session_core::{SessionFilter, StartOptions};
 use serde_json::Value;
 
 use crate::common::{cache_dir, cli_json, host_at, load_bin};
+use crate::receiver::{Receiver, Reply};
 
 /// What the load generator printed.
 #[derive(Default)]
@@ -99,6 +100,21 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let mut acked = BTreeMap::new();
+    // Lifecycle notifications are queued too; the receiver only comes up
+    // after the last kill (see `committed_events_are_notified_once`).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    host_at(root)
+        .set_webhook(&agent_session_core::WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            event_kinds: vec![],
+            enabled: true,
+        })
+        .unwrap();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..200 {
         seed ^= seed << 13;
@@ -149,6 +165,68 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let fsck = cli_json(root, &["fsck"]);
     assert_eq!(fsck["damaged"], false, "{fsck}");
     assert!(fsck["index"]["unreadable"].as_array().unwrap().is_empty());
+    committed_events_are_notified_once(root, port);
+}
+
+/// Every lifecycle event in the histories reaches the receiver exactly
+/// once, and nothing else does: not the notifications of operations that
+/// lost a race or were killed between queueing and appending.
+fn committed_events_are_notified_once(root: &Path, port: u16) {
+    use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, Sender};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(Receiver::start_at(port, |_| Reply::Status(200)));
+    let host = host_at(root);
+    let outbox = std::sync::Arc::new(agent_session_host::FsOutbox::open(root).unwrap());
+    let config = DeliveryConfig {
+        policy: AddressPolicy::from_list("127.0.0.1").unwrap(),
+        schedule: vec![],
+        // Every writer is dead: what is not in a history now never will be.
+        commit_grace: Duration::ZERO,
+        ..DeliveryConfig::default()
+    };
+    let sender = Sender::new(host.clone(), outbox.clone(), config).unwrap();
+    let report = rt.block_on(sender.deliver_due()).unwrap();
+    assert_eq!((report.pending, report.failed), (0, 0), "{report:?}");
+
+    let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for r in rx.requests() {
+        assert!(ids.insert(r.id()), "{} arrived twice", r.id());
+        let body = r.json();
+        let (sid, seq) = (
+            body["data"]["session"]["id"].as_str().unwrap().to_owned(),
+            body["data"]["event"]["seq"].as_u64().unwrap(),
+        );
+        let event = &all_events(&host, &sid)[seq as usize];
+        assert_eq!(
+            serde_json::to_value(event).unwrap(),
+            body["data"]["event"],
+            "a notification names an event of the history"
+        );
+        *seen.entry((sid, seq)).or_default() += 1;
+    }
+    let mut lifecycle = 0;
+    for s in host
+        .list(&SessionFilter::default(), None, 1000)
+        .unwrap()
+        .sessions
+    {
+        for e in all_events(&host, &s.id) {
+            if agent_session_core::webhook::notification_kind(&e.kind).is_some() {
+                lifecycle += 1;
+                assert_eq!(
+                    seen.get(&(s.id.clone(), e.seq)),
+                    Some(&1),
+                    "{} event {} of {} notified once",
+                    e.kind,
+                    e.seq,
+                    s.id
+                );
+            }
+        }
+    }
+    assert_eq!(seen.len(), lifecycle);
+    assert!(lifecycle > 20, "the load paused and resumed: {lifecycle}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! A real HTTP webhook receiver on 127.0.0.1 (hyper), scripted per test.
+//! Also used by the webhook benchmark (`host/benches/webhooks.rs`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,9 @@ pub enum Reply {
     RetryAfter(u16, u64),
     /// 302 to this location.
     Redirect(String),
+    /// Answer 200 after this long.
+    #[allow(dead_code)] // the webhook benchmark's receiver
+    Slow(Duration),
     /// Never answer.
     Hang,
 }
@@ -148,6 +152,10 @@ async fn answer(
         Reply::Status(code) => resp.status(code),
         Reply::RetryAfter(code, secs) => resp.status(code).header("retry-after", secs.to_string()),
         Reply::Redirect(to) => resp.status(302).header("location", to),
+        Reply::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            resp.status(200)
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(600)).await;
             resp.status(200)

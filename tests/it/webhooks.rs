@@ -24,6 +24,7 @@ fn config(allow: &str, schedule_ms: &[u64]) -> DeliveryConfig {
             .collect(),
         poll_interval: Duration::from_millis(50),
         concurrency: 8,
+        commit_grace: Duration::from_secs(30),
     }
 }
 

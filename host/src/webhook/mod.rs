@@ -26,10 +26,6 @@ pub use sign::signature;
 use crate::outbox::{Attempt, Delivery, DeliveryState, FsOutbox};
 use crate::runtime::{Error, SessionHost};
 
-/// How long a notification may wait for the event that raised it to be
-/// committed before it is taken for one that never was (the operation
-/// crashed between queueing it and appending).
-const COMMIT_GRACE_MS: u64 = 30_000;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -49,6 +45,10 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// How long a notification may wait for the event that raised it to
+    /// be committed before it is taken for one that never was (its
+    /// operation died between queueing it and appending).
+    pub commit_grace: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -68,6 +68,7 @@ impl Default for DeliveryConfig {
             ],
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
+            commit_grace: Duration::from_secs(30),
         }
     }
 }
@@ -402,14 +403,19 @@ impl Sender {
             match self.committed(&d.notification).await {
                 Committed::Yes => {}
                 Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
-                Committed::NotYet if now < d.notification.timestamp + COMMIT_GRACE_MS => {
+                Committed::NotYet
+                    if now
+                        < d.notification.timestamp
+                            + self.inner.config.commit_grace.as_millis() as u64 =>
+                {
                     d.next_attempt_at = now + 1000;
                     return d;
                 }
                 Committed::NotYet => {
                     let why = format!(
                         "session {} never recorded event {}: the operation that queued \
-                         this notification did not complete",
+                         this notification did not complete (or the session was deleted \
+                         before it could be checked)",
                         d.notification.session_id, d.notification.seq
                     );
                     return finish(d, DeliveryState::Discarded, why);
@@ -464,9 +470,13 @@ impl Sender {
                 )),
                 None => Committed::NotYet,
             },
-            // Deleted since (or, rarely, a start that crashed before its
-            // append): sent, as dropping a committed event's notification
+            // No such session: a start whose append never happened (or
+            // not yet) looks the same as a session deleted since, so a
+            // start waits out the grace period and is then dropped. Any
+            // later event was raised on a session that existed: deleted
+            // since, so sent, as dropping a committed event's notification
             // is the worse mistake.
+            Err(Error::Session(SessionError::NotFound(_))) if n.seq == 0 => Committed::NotYet,
             Err(Error::Session(SessionError::NotFound(_))) => Committed::Yes,
             Err(e) => {
                 tracing::warn!(session = %n.session_id, "checking a notification's event: {e}");
