@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
     let outbox = FsOutbox::open(&root)?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
-        let pending = outbox.pending_count()?;
+        let pending = outbox.pending()?.len();
         if pending == 0 {
             break;
         }

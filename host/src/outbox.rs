@@ -1,30 +1,48 @@
 //! The notification outbox: the `notify` capability as durable files in
 //! the store's root, and the record of every delivery attempt.
 //!
-//! - `outbox/<raised ms>-<id>.json`: a notification waiting for delivery,
-//!   with the attempts made so far. The core queues it (crash-safely)
-//!   before it appends the events that raise it.
+//! - `outbox/intake/<segment>.log`: where `enqueue` puts a notification,
+//!   before the core appends the events that raise it. Each process appends
+//!   to a segment of its own (marked frames, one `write` + `fdatasync`: the
+//!   cheapest durable write there is, as the segment's directory entry was
+//!   made durable when it was created), and holds a shared `flock` on it
+//!   while it may still write, so a sender can tell live segments from
+//!   those of processes that have ended (or rotated past 4 MiB).
+//! - `outbox/<raised ms>-<id>.json`: a notification the sender took in,
+//!   with the attempts made so far. Taking in is idempotent (a record that
+//!   exists, pending or done, is not made again), so a segment is deleted
+//!   only once its process is gone, and re-read after a sender restart.
 //! - `outbox/done/<raised ms>-<id>.json`: delivered, failed or discarded.
 //!
-//! Only the sender holding `outbox/.sender.lock` rewrites pending records,
-//! so processes sharing a root never send a notification twice at once.
+//! Only the sender holding `outbox/.sender.lock` takes in and rewrites
+//! records, so processes sharing a root never send a notification twice at
+//! once.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use agent_session_core::{Notification, Notifier};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::fs_store::write_durably;
+use crate::fs_store::marked;
+use crate::fs_store::{sync_dir, write_durably};
 
 /// Directory of pending notifications, relative to the root.
 pub const OUTBOX_DIR: &str = "outbox";
 /// Directory of finished deliveries, relative to the root.
 const DONE_DIR: &str = "outbox/done";
 const LOCK_FILE: &str = "outbox/.sender.lock";
+const INTAKE_DIR: &str = "outbox/intake";
+/// Marks every intake frame (see `marked`).
+const INTAKE_MARK: &[u8; 4] = b"ASNQ";
+/// A process starts a new intake segment past this size, so the old one
+/// can be taken in and deleted while the process goes on.
+const SEGMENT_MAX: u64 = 4 << 20;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +117,8 @@ impl Delivery {
         &self.notification.id
     }
 
-    fn file_name(&self) -> String {
+    /// The name of its record file.
+    pub(crate) fn file_name(&self) -> String {
         file_name(&self.notification)
     }
 }
@@ -112,6 +131,11 @@ fn file_name(n: &Notification) -> String {
 /// A [`Notifier`] writing to `<root>/outbox/`, and the delivery records.
 pub struct FsOutbox {
     root: Dir,
+    /// This process's intake segment, made on the first enqueue; opened
+    /// for appending, with a shared lock held until the last user drops it.
+    segment: Mutex<Option<Arc<File>>>,
+    /// For the sender: how far each live segment has been taken in.
+    taken: Mutex<HashMap<String, u64>>,
 }
 
 /// Held by the one sender that delivers from an outbox; released on drop.
@@ -125,8 +149,118 @@ impl FsOutbox {
         let path = path.as_ref();
         Dir::create_ambient_dir_all(path, ambient_authority())?;
         let root = Dir::open_ambient_dir(path, ambient_authority())?;
-        root.create_dir_all(DONE_DIR)?;
-        Ok(Self { root })
+        if !root.exists(INTAKE_DIR) {
+            root.create_dir_all(DONE_DIR)?;
+            root.create_dir_all(INTAKE_DIR)?;
+            // Segments are trusted to be durable once their own entry is.
+            sync_dir(&root, Path::new(OUTBOX_DIR))?;
+            sync_dir(&root, Path::new("."))?;
+        }
+        Ok(Self {
+            root,
+            segment: Mutex::new(None),
+            taken: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The segment to append to: this process's current one, or a new one.
+    fn segment(&self) -> io::Result<Arc<File>> {
+        let mut current = self.segment.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = current.as_ref()
+            && s.metadata()?.len() < SEGMENT_MAX
+        {
+            return Ok(s.clone());
+        }
+        let name = format!(
+            "{}-{:016x}.log",
+            std::process::id(),
+            getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?
+        );
+        // Made under a name senders do not look at, and locked before it
+        // gets its real one: a sender must never take a segment that is
+        // about to be written for one whose process has ended.
+        let fresh = format!("{INTAKE_DIR}/.{name}.new");
+        let file = self
+            .root
+            .open_with(&fresh, OpenOptions::new().append(true).create_new(true))?
+            .into_std();
+        file.lock_shared()?;
+        self.root
+            .rename(&fresh, &self.root, format!("{INTAKE_DIR}/{name}"))?;
+        sync_dir(&self.root, Path::new(INTAKE_DIR))?;
+        // The previous segment's lock goes with its last user.
+        let s = Arc::new(file);
+        *current = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Take in what processes queued in their intake segments. Only for
+    /// the holder of the [`SenderLock`].
+    ///
+    /// A segment whose process has ended gets a pending record for every
+    /// notification that has none yet, and is deleted. From a live segment,
+    /// the notifications queued since the last look that have no record
+    /// are returned, to be attempted before anything is written for them
+    /// (the attempt's record is the first). Either way nothing is made
+    /// twice: a restarted sender reads the segments again from the start.
+    pub(crate) fn take_in(&self, _lock: &SenderLock) -> io::Result<Vec<Delivery>> {
+        let mut fresh = Vec::new();
+        for name in list_with(&self.root, INTAKE_DIR, ".log")? {
+            let path = format!("{INTAKE_DIR}/{name}");
+            let file = self.root.open(&path)?.into_std();
+            // A segment nobody holds (this process's own included: flock
+            // tells open files apart) will not grow any more.
+            let ended = match file.try_lock() {
+                Ok(()) => true,
+                Err(std::fs::TryLockError::WouldBlock) => false,
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            };
+            let from = if ended { 0 } else { self.taken_from(&name) };
+            let (notifications, used) = read_segment(&file, from, &path)?;
+            for n in notifications {
+                let record = file_name(&n);
+                if self.root.exists(format!("{OUTBOX_DIR}/{record}"))
+                    || self.root.exists(format!("{DONE_DIR}/{record}"))
+                {
+                    continue;
+                }
+                match ended {
+                    true => self.save(&Delivery::new(n))?,
+                    false => fresh.push(Delivery::new(n)),
+                }
+            }
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            if ended {
+                // If this removal is lost, the segment is read again and
+                // nothing is made twice.
+                remove_if_present(&self.root, &path)?;
+                taken.remove(&name);
+            } else {
+                taken.insert(name, from + used);
+            }
+        }
+        Ok(fresh)
+    }
+
+    fn taken_from(&self, segment: &str) -> u64 {
+        let taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.get(segment).copied().unwrap_or(0)
+    }
+
+    /// Notifications in the intake segments (not yet taken in).
+    fn in_intake(&self) -> io::Result<Vec<Notification>> {
+        let mut out = Vec::new();
+        for name in list_with(&self.root, INTAKE_DIR, ".log")? {
+            let path = format!("{INTAKE_DIR}/{name}");
+            let file = match self.root.open(&path) {
+                Ok(f) => f.into_std(),
+                // Taken in and deleted by a sender meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.extend(read_segment(&file, 0, &path)?.0);
+        }
+        Ok(out)
     }
 
     /// The sender lock, if no other sender holds it.
@@ -161,42 +295,52 @@ impl FsOutbox {
         read(&self.root, &format!("{OUTBOX_DIR}/{name}")).map(Some)
     }
 
-    /// How many notifications wait for delivery (without reading them).
-    pub fn pending_count(&self) -> io::Result<usize> {
-        Ok(self.pending_names()?.len())
-    }
-
-    /// The notifications waiting for delivery, oldest first.
+    /// The notifications waiting for delivery (taken in or still in the
+    /// intake), oldest first.
     pub fn pending(&self) -> io::Result<Vec<Delivery>> {
-        let mut out = Vec::new();
-        for name in self.pending_names()? {
-            out.extend(self.load_pending(&name)?);
-        }
-        Ok(out)
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|d| d.state == DeliveryState::Pending)
+            .collect())
     }
 
-    /// Every delivery record, pending and finished, oldest first.
+    /// Every delivery, pending and finished, oldest first.
     pub fn deliveries(&self) -> io::Result<Vec<Delivery>> {
-        let mut out = self.pending()?;
-        for name in list(&self.root, DONE_DIR)? {
-            out.push(read(&self.root, &format!("{DONE_DIR}/{name}"))?);
-        }
-        out.sort_by_key(|d| (d.notification.timestamp, d.notification.id.clone()));
-        Ok(out)
+        self.all()
     }
 
     /// The delivery of notification `id`.
     pub fn find(&self, id: &str) -> io::Result<Option<Delivery>> {
-        let suffix = format!("-{id}.json");
+        Ok(self.all()?.into_iter().find(|d| d.id() == id))
+    }
+
+    fn all(&self) -> io::Result<Vec<Delivery>> {
+        // Intake first: a sender may take a notification in (and even
+        // finish it) while this runs, and must then be seen in its record.
+        let intake = self.in_intake()?;
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
         for dir in [DONE_DIR, OUTBOX_DIR] {
-            if let Some(name) = list(&self.root, dir)?
-                .into_iter()
-                .find(|n| n.ends_with(&suffix))
-            {
-                return read(&self.root, &format!("{dir}/{name}")).map(Some);
+            for name in list(&self.root, dir)? {
+                if !names.insert(name.clone()) {
+                    continue; // finished: the pending copy is stale
+                }
+                match read(&self.root, &format!("{dir}/{name}")) {
+                    Ok(d) => out.push(d),
+                    // Finished and moved by a sender meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(None)
+        for n in intake {
+            if names.insert(file_name(&n)) {
+                out.push(Delivery::new(n));
+            }
+        }
+        out.sort_by_key(|d| (d.notification.timestamp, d.notification.id.clone()));
+        Ok(out)
     }
 
     /// Record `d`: rewritten in place while pending; once finished, written
@@ -242,20 +386,50 @@ impl Notifier for FsOutbox {
                 n.id
             ));
         }
-        let name = file_name(n);
-        let bytes =
-            serde_json::to_vec_pretty(&Delivery::new(n.clone())).map_err(|e| e.to_string())?;
-        write_durably(&self.root, Path::new(OUTBOX_DIR), &name, &bytes)
-            .map_err(|e| format!("writing {OUTBOX_DIR}/{name}: {e}"))
+        let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
+        let mut frame = Vec::with_capacity(marked::HEADER + body.len());
+        marked::encode(INTAKE_MARK, &body, &mut frame);
+        let append = || -> io::Result<()> {
+            let segment = self.segment()?;
+            // O_APPEND: one write per frame, so the frames of concurrent
+            // callers never interleave.
+            (&*segment).write_all(&frame)?;
+            segment.sync_data()
+        };
+        append().map_err(|e| format!("queueing in {INTAKE_DIR}: {e}"))
     }
+}
+
+/// The notifications in a segment from `from`, and how many bytes of whole
+/// frames that was.
+fn read_segment(file: &File, from: u64, path: &str) -> io::Result<(Vec<Notification>, u64)> {
+    let len = file.metadata()?.len();
+    let mut bytes = vec![0u8; len.saturating_sub(from) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, from)?;
+    let (bodies, used) = marked::read(INTAKE_MARK, &bytes, path);
+    let notifications = bodies
+        .into_iter()
+        .filter_map(|b| match serde_json::from_slice(b) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(path, "skipping an unreadable notification: {e}");
+                None
+            }
+        })
+        .collect();
+    Ok((notifications, used as u64))
 }
 
 /// Record file names in `dir`, sorted (temp files and the lock skipped).
 fn list(root: &Dir, dir: &str) -> io::Result<Vec<String>> {
+    list_with(root, dir, ".json")
+}
+
+fn list_with(root: &Dir, dir: &str, suffix: &str) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in root.read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") && !name.starts_with('.') {
+        if name.ends_with(suffix) && !name.starts_with('.') {
             names.push(name);
         }
     }
@@ -275,5 +449,107 @@ fn remove_if_present(root: &Dir, path: &str) -> io::Result<()> {
     match root.remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(id: &str) -> Notification {
+        Notification {
+            id: id.into(),
+            session_id: "s1".into(),
+            seq: 0,
+            url: "https://example.test/h".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            kind: "session.started".into(),
+            timestamp: 1_700_000_000_000,
+            body: "{}".into(),
+        }
+    }
+
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join(INTAKE_DIR)).unwrap().count()
+    }
+
+    #[test]
+    fn intake_is_taken_in_once_and_ended_segments_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = FsOutbox::open(dir.path()).unwrap();
+        writer.enqueue(&note("msg_a")).unwrap();
+        writer.enqueue(&note("msg_b")).unwrap();
+        let sender = FsOutbox::open(dir.path()).unwrap();
+        assert_eq!(
+            sender.pending().unwrap().len(),
+            2,
+            "seen before it is taken in"
+        );
+
+        let lock = sender.try_lock_sender().unwrap().unwrap();
+        assert!(
+            sender.try_lock_sender().unwrap().is_none(),
+            "one sender at a time"
+        );
+        let fresh = sender.take_in(&lock).unwrap();
+        assert_eq!(fresh.len(), 2);
+        assert!(sender.take_in(&lock).unwrap().is_empty(), "taken in once");
+        assert_eq!(
+            segments(dir.path()),
+            1,
+            "the writer is alive: its segment stays"
+        );
+        let mut done = fresh[0].clone();
+        done.state = DeliveryState::Delivered;
+        sender.save(&done).unwrap();
+
+        writer.enqueue(&note("msg_c")).unwrap();
+        drop(writer);
+        // A restarted sender reads the segment from the start: nothing is
+        // made twice, finished records are not brought back.
+        let restarted = FsOutbox::open(dir.path()).unwrap();
+        assert!(restarted.take_in(&lock).unwrap().is_empty());
+        assert_eq!(segments(dir.path()), 0, "an ended segment is deleted");
+        assert_eq!(
+            restarted.pending_names().unwrap().len(),
+            2,
+            "b and c recorded"
+        );
+        let states: Vec<_> = restarted
+            .deliveries()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.notification.id, d.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("msg_a".to_owned(), DeliveryState::Delivered),
+                ("msg_b".to_owned(), DeliveryState::Pending),
+                ("msg_c".to_owned(), DeliveryState::Pending),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_frame_torn_by_a_killed_writer_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FsOutbox::open(dir.path()).unwrap();
+        let mut bytes = Vec::new();
+        for id in ["msg_whole", "msg_torn"] {
+            marked::encode(
+                INTAKE_MARK,
+                &serde_json::to_vec(&note(id)).unwrap(),
+                &mut bytes,
+            );
+        }
+        bytes.truncate(bytes.len() - 5);
+        std::fs::write(dir.path().join(INTAKE_DIR).join("1-dead.log"), bytes).unwrap();
+        let lock = outbox.try_lock_sender().unwrap().unwrap();
+        assert!(outbox.take_in(&lock).unwrap().is_empty());
+        let pending = outbox.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id(), "msg_whole");
+        assert_eq!(segments(dir.path()), 0);
     }
 }

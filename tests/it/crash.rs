@@ -188,6 +188,16 @@ fn committed_events_are_notified_once(root: &Path, port: u16) {
     let report = rt.block_on(sender.deliver_due()).unwrap();
     assert_eq!((report.pending, report.failed), (0, 0), "{report:?}");
 
+    let histories: BTreeMap<String, Vec<agent_session_core::Event>> = host
+        .list(&SessionFilter::default(), None, 1000)
+        .unwrap()
+        .sessions
+        .into_iter()
+        .map(|s| {
+            let events = all_events(&host, &s.id);
+            (s.id, events)
+        })
+        .collect();
     let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for r in rx.requests() {
@@ -197,7 +207,7 @@ fn committed_events_are_notified_once(root: &Path, port: u16) {
             body["data"]["session"]["id"].as_str().unwrap().to_owned(),
             body["data"]["event"]["seq"].as_u64().unwrap(),
         );
-        let event = &all_events(&host, &sid)[seq as usize];
+        let event = &histories[&sid][seq as usize];
         assert_eq!(
             serde_json::to_value(event).unwrap(),
             body["data"]["event"],
@@ -206,21 +216,16 @@ fn committed_events_are_notified_once(root: &Path, port: u16) {
         *seen.entry((sid, seq)).or_default() += 1;
     }
     let mut lifecycle = 0;
-    for s in host
-        .list(&SessionFilter::default(), None, 1000)
-        .unwrap()
-        .sessions
-    {
-        for e in all_events(&host, &s.id) {
+    for (id, history) in &histories {
+        for e in history {
             if agent_session_core::webhook::notification_kind(&e.kind).is_some() {
                 lifecycle += 1;
                 assert_eq!(
-                    seen.get(&(s.id.clone(), e.seq)),
+                    seen.get(&(id.clone(), e.seq)),
                     Some(&1),
-                    "{} event {} of {} notified once",
+                    "{} event {} of {id} notified once",
                     e.kind,
                     e.seq,
-                    s.id
                 );
             }
         }

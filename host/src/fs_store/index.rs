@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use agent_session_core::{IndexEntry, StoreError};
 use cap_std::fs::{Dir, OpenOptions};
 
-use super::{sync_dir, write_durably};
+use super::{marked, sync_dir, write_durably};
 
 const DIR: &str = "index";
 /// Compact when the file is this large and mostly superseded frames.
@@ -71,45 +71,26 @@ fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Starts every frame, so a reader can find the next frame after a torn
-/// one (a writer killed in the middle of its `write`).
+/// Marks every index frame (see `marked`).
 const MAGIC: &[u8; 4] = b"ASIX";
-const FRAME_HEADER: usize = 12;
+const FRAME_HEADER: usize = marked::HEADER;
 
+/// Frame body: key length (u8), key, summary.
 fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
-    let body_len = 1 + key.len() + summary.len();
-    let mut body = Vec::with_capacity(body_len);
+    let mut body = Vec::with_capacity(1 + key.len() + summary.len());
     body.push(key.len() as u8);
     body.extend_from_slice(key.as_bytes());
     body.extend_from_slice(summary);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+    marked::encode(MAGIC, &body, out);
 }
 
-/// The frame at the start of `bytes`: `None` if the bytes end inside it,
-/// `Some(Err)` if it is not a valid frame.
-#[allow(clippy::type_complexity)]
-fn decode_frame(bytes: &[u8]) -> Option<Result<(String, Vec<u8>, usize), ()>> {
-    if bytes.len() < FRAME_HEADER {
-        return (!bytes.starts_with(&MAGIC[..bytes.len().min(4)])).then_some(Err(()));
-    }
-    if &bytes[..4] != MAGIC {
-        return Some(Err(()));
-    }
-    let len = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
-    let body = bytes.get(FRAME_HEADER..FRAME_HEADER + len)?;
-    let Some((&key_len, rest)) = body.split_first() else {
-        return Some(Err(()));
-    };
-    let key_len = usize::from(key_len);
-    if crc32fast::hash(body) != crc || key_len > rest.len() {
-        return Some(Err(()));
-    }
-    let key = String::from_utf8_lossy(&rest[..key_len]).into_owned();
-    Some(Ok((key, rest[key_len..].to_vec(), FRAME_HEADER + len)))
+fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let (&key_len, rest) = body.split_first()?;
+    let key = rest.get(..usize::from(key_len))?;
+    Some((
+        String::from_utf8_lossy(key).into_owned(),
+        rest[key.len()..].to_vec(),
+    ))
 }
 
 impl Index {
@@ -236,37 +217,10 @@ impl Index {
         }
         let mut bytes = vec![0u8; (meta.len() - offset) as usize];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(io_err)?;
-        let mut at = 0usize;
-        let mut updates = Vec::new();
-        while at < bytes.len() {
-            match decode_frame(&bytes[at..]) {
-                Some(Ok((key, summary, len))) => {
-                    updates.push((key, summary));
-                    at += len;
-                }
-                // Being written, or torn at the very end: look again later.
-                None => break,
-                Some(Err(())) => {
-                    // A frame torn by a killed writer, with frames of other
-                    // writers after it: skip to the next whole frame. The
-                    // key it was for keeps its previous summary until its
-                    // next append, or `fsck --repair`.
-                    let next = (at + 1..bytes.len())
-                        .find(|&i| matches!(decode_frame(&bytes[i..]), Some(Ok(_))));
-                    match next {
-                        Some(n) => {
-                            tracing::warn!(
-                                path,
-                                at = offset + at as u64,
-                                "skipping a torn index frame"
-                            );
-                            at = n;
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
+        // A torn frame's key keeps its previous summary until its next
+        // append, or `fsck --repair`.
+        let (bodies, at) = marked::read(MAGIC, &bytes, &path);
+        let updates: Vec<(String, Vec<u8>)> = bodies.into_iter().filter_map(decode).collect();
         self.with(c, |cache| {
             if cache.ino != ino {
                 return;

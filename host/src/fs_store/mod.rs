@@ -24,6 +24,7 @@
 
 mod frame;
 mod index;
+pub(crate) mod marked;
 mod migrate;
 
 use std::collections::HashMap;

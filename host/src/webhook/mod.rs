@@ -259,16 +259,20 @@ impl Sender {
     /// finish, and report. Does nothing if another sender is running.
     pub async fn deliver_due(&self) -> anyhow::Result<PassReport> {
         let outbox = &self.inner.outbox;
-        let Some(_lock) = outbox.try_lock_sender()? else {
+        let Some(lock) = outbox.try_lock_sender()? else {
             anyhow::bail!("another sender is delivering from this outbox");
         };
+        let fresh = outbox
+            .take_in(&lock)
+            .context("taking in queued notifications")?;
         let now = now_ms();
         let mut report = PassReport::default();
         let mut tasks = JoinSet::new();
+        let mut recorded = Vec::new();
         for name in outbox.pending_names()? {
-            let Some(d) = outbox.load_pending(&name)? else {
-                continue;
-            };
+            recorded.extend(outbox.load_pending(&name)?);
+        }
+        for d in recorded.into_iter().chain(fresh) {
             if d.next_attempt_at > now {
                 report.count(&d);
                 continue;
@@ -301,9 +305,10 @@ impl Sender {
                 () = tokio::time::sleep(tick) => {}
             }
         };
-        // Pending deliveries by file name; this sender is the only writer
+        // Pending deliveries by record name; this sender is the only writer
         // of pending records while it holds the lock, so what it read once
-        // stays true until it changes it.
+        // stays true until it changes it (records only appear: taken in,
+        // or put back by `redeliver` in another process).
         let mut queue: HashMap<String, Delivery> = HashMap::new();
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut tasks = JoinSet::new();
@@ -311,10 +316,15 @@ impl Sender {
         loop {
             if last_scan.is_none_or(|t| t.elapsed() >= tick) {
                 last_scan = Some(Instant::now());
-                let names = outbox.pending_names()?;
-                let present: HashSet<&String> = names.iter().collect();
-                queue.retain(|n, _| present.contains(n) || in_flight.contains(n));
-                for name in &names {
+                match outbox.take_in(&lock) {
+                    Ok(fresh) => {
+                        for d in fresh {
+                            queue.entry(d.file_name()).or_insert(d);
+                        }
+                    }
+                    Err(e) => tracing::warn!("taking in queued notifications: {e}"),
+                }
+                for name in &outbox.pending_names()? {
                     if !queue.contains_key(name) {
                         match outbox.load_pending(name) {
                             Ok(Some(d)) => {
