@@ -359,14 +359,20 @@ fn invalid(msg: String) -> Failure {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The sender reports every delivery step; other commands only warnings.
+    let default_log = match cli.command {
+        Command::Deliver { .. } => "warn,agent_session_host=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENT_SESSION_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -783,7 +789,8 @@ fn masked(mut d: Delivery) -> Delivery {
 }
 
 fn mask(secret: &str) -> String {
-    format!("whsec_…{}", &secret[secret.len().saturating_sub(4)..])
+    let tail: Vec<char> = secret.chars().rev().take(4).collect();
+    format!("whsec_…{}", tail.into_iter().rev().collect::<String>())
 }
 
 fn print_delivery_table(all: &[Delivery]) {

@@ -402,6 +402,17 @@ impl Sender {
             .await
             .context("recording a delivery")?
             .with_context(|| format!("recording delivery {}", d.id()))?;
+        let last = d.attempts.last();
+        tracing::info!(
+            id = d.id(),
+            kind = %d.notification.kind,
+            state = d.state.as_str(),
+            attempts = d.attempts.len(),
+            status = last.and_then(|a| a.status),
+            error = last.and_then(|a| a.error.as_deref()),
+            reason = d.reason.as_deref(),
+            "delivery"
+        );
         Ok(d)
     }
 
