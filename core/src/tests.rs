@@ -636,6 +636,10 @@ fn webhooks_notify_lifecycle_events_with_filters() {
     assert!(is_input(bad("ftp://x", &secret, vec![])));
     assert!(is_input(bad("https://", &secret, vec![])));
     assert!(is_input(bad("https://x", "secret", vec![])));
+    assert!(
+        is_input(bad("https://x", "whsec_abcdefghijklmnopq", vec![])),
+        "not base64: it could never sign"
+    );
     assert!(is_input(bad(
         "https://x",
         &secret,

@@ -16,6 +16,17 @@ pub const NOTIFICATION_KINDS: [&str; 6] = [
     "session.timed_out",
 ];
 
+/// Whether `s` is standard, padded base64 (what a `whsec_` secret holds:
+/// the signing key is its decoding).
+fn is_base64(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    s.len().is_multiple_of(4)
+        && s.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
 /// The notification kind an event raises, if it is a lifecycle event.
 pub fn notification_kind(event_kind: &str) -> Option<&'static str> {
     let i = match event_kind {
@@ -57,12 +68,7 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
         return invalid("webhook url must be at most 2048 characters without spaces".into());
     }
     let key = c.secret.strip_prefix("whsec_").unwrap_or("");
-    if key.len() < 16
-        || key.len() > 512
-        || !key
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "+/=".contains(ch))
-    {
+    if key.len() < 16 || key.len() > 512 || !is_base64(key) {
         return invalid(
             "webhook secret must be \"whsec_\" followed by 16 to 512 base64 characters".into(),
         );
@@ -89,8 +95,14 @@ pub const ID_FIELD: &str = "webhook_id";
 /// event, endpoint disabled, or a kind the endpoint does not want).
 pub fn wanted(config: &WebhookConfig, event_kind: &str) -> Option<&'static str> {
     let kind = notification_kind(event_kind)?;
-    let wants = config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind);
-    (config.enabled && wants).then_some(kind)
+    accepts(config, kind).then_some(kind)
+}
+
+/// Whether the endpoint `config` takes notifications of `kind` now
+/// (enabled, and subscribed to that kind).
+pub fn accepts(config: &WebhookConfig, kind: &str) -> bool {
+    config.enabled
+        && (config.event_kinds.is_empty() || config.event_kinds.iter().any(|k| k == kind))
 }
 
 /// The notification `event` raises for the endpoint `config`: the event

@@ -409,13 +409,15 @@ fn exit_code(e: &SessionError) -> u8 {
 fn run(cli: Cli) -> Result<(), Failure> {
     let (host, store) = SessionHost::open_dir(&cli.dir, Durability::Durable, CacheDir::Default)?;
     let out = Output { json: cli.json };
-    let policy = AddressPolicy::from_list(&cli.webhook_allow.join(","))
-        .map_err(|e| invalid(format!("--webhook-allow: {e}")))?;
+    // Parsed only by the commands that send, so a bad setting in the
+    // environment does not stop the others.
     let sender = |timeout, schedule: Option<Schedule>| -> Result<Sender, Failure> {
+        let policy = AddressPolicy::from_list(&cli.webhook_allow.join(","))
+            .map_err(|e| invalid(format!("--webhook-allow: {e}")))?;
         let outbox = FsOutbox::open(&cli.dir)
             .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
         let mut config = DeliveryConfig {
-            policy: policy.clone(),
+            policy,
             timeout,
             ..DeliveryConfig::default()
         };
@@ -734,23 +736,38 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Redeliver { id, delivery } => {
             let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
-            if s.outbox()
-                .find(&id)
-                .context("reading the outbox")?
-                .is_none()
-            {
-                return Err(not_found_delivery(&id));
+            match s.outbox().find(&id).context("reading the outbox")? {
+                None => return Err(not_found_delivery(&id)),
+                Some(d) if d.state == DeliveryState::Pending => {
+                    return Err(Failure::Session(SessionError::InvalidTransition(format!(
+                        "delivery {id} is still pending (attempt {} is due at {}); \
+                         only a finished delivery can be sent again",
+                        d.attempts.len() + 1,
+                        rfc3339(d.next_attempt_at)
+                    ))));
+                }
+                Some(_) => {}
             }
-            let d = runtime()?.block_on(s.redeliver(&id))?;
+            let (d, attempted) = runtime()?.block_on(s.redeliver(&id))?;
             out.delivery(&d);
-            match d.state {
-                DeliveryState::Failed => {
-                    return Err(Failure::Undelivered(d.reason.unwrap_or_default()));
+            if !attempted {
+                if !out.json {
+                    println!("\nqueued: the sender running on this directory will send it");
                 }
-                DeliveryState::Pending if !out.json => {
-                    println!("queued: the running sender will deliver it");
-                }
-                _ => {}
+            } else if d.state != DeliveryState::Delivered {
+                let why = d
+                    .reason
+                    .clone()
+                    .or_else(|| d.attempts.last().and_then(|a| a.error.clone()))
+                    .unwrap_or_default();
+                let next = match d.state {
+                    DeliveryState::Pending => format!(
+                        "; queued again, next attempt at {} by `agent-session deliver`",
+                        rfc3339(d.next_attempt_at)
+                    ),
+                    _ => String::new(),
+                };
+                return Err(Failure::Undelivered(format!("{why}{next}")));
             }
         }
     }

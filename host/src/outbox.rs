@@ -43,6 +43,9 @@ const INTAKE_MARK: &[u8; 4] = b"ASNQ";
 /// A process starts a new intake segment past this size, so the old one
 /// can be taken in and deleted while the process goes on.
 const SEGMENT_MAX: u64 = 4 << 20;
+const SEGMENT_SUFFIX: &str = ".log";
+/// A segment still being made (see `FsOutbox::segment`).
+const FRESH_SUFFIX: &str = ".new";
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +101,11 @@ pub struct Delivery {
     pub attempts: Vec<Attempt>,
     /// Why it failed or was discarded.
     pub reason: Option<String>,
+    /// The intake segment it was queued in, while it may matter: as long
+    /// as that segment's process lives, the event it announces may still
+    /// be appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 impl Delivery {
@@ -109,6 +117,14 @@ impl Delivery {
             state: DeliveryState::Pending,
             attempts: Vec::new(),
             reason: None,
+            writer: None,
+        }
+    }
+
+    fn from_segment(notification: Notification, segment: &str) -> Self {
+        Self {
+            writer: Some(segment.to_owned()),
+            ..Self::new(notification)
         }
     }
 
@@ -134,13 +150,13 @@ pub struct FsOutbox {
     /// This process's intake segment, made on the first enqueue; opened
     /// for appending, with a shared lock held until the last user drops it.
     segment: Mutex<Option<Arc<File>>>,
-    /// For the sender: how far each live segment has been taken in.
-    taken: Mutex<HashMap<String, u64>>,
 }
 
 /// Held by the one sender that delivers from an outbox; released on drop.
 pub struct SenderLock {
     _file: File,
+    /// How far each live intake segment has been taken in under this lock.
+    taken: Mutex<HashMap<String, u64>>,
 }
 
 impl FsOutbox {
@@ -159,7 +175,6 @@ impl FsOutbox {
         Ok(Self {
             root,
             segment: Mutex::new(None),
-            taken: Mutex::new(HashMap::new()),
         })
     }
 
@@ -172,14 +187,14 @@ impl FsOutbox {
             return Ok(s.clone());
         }
         let name = format!(
-            "{}-{:016x}.log",
+            "{}-{:016x}{SEGMENT_SUFFIX}",
             std::process::id(),
             getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?
         );
         // Made under a name senders do not look at, and locked before it
         // gets its real one: a sender must never take a segment that is
         // about to be written for one whose process has ended.
-        let fresh = format!("{INTAKE_DIR}/.{name}.new");
+        let fresh = format!("{INTAKE_DIR}/.{name}{FRESH_SUFFIX}");
         let file = self
             .root
             .open_with(&fresh, OpenOptions::new().append(true).create_new(true))?
@@ -203,54 +218,100 @@ impl FsOutbox {
     /// are returned, to be attempted before anything is written for them
     /// (the attempt's record is the first). Either way nothing is made
     /// twice: a restarted sender reads the segments again from the start.
-    pub(crate) fn take_in(&self, _lock: &SenderLock) -> io::Result<Vec<Delivery>> {
+    /// `held(record)` says which records the caller already holds in memory
+    /// (they are neither returned nor written).
+    pub(crate) fn take_in(
+        &self,
+        lock: &SenderLock,
+        held: impl Fn(&str) -> bool,
+    ) -> io::Result<Vec<Delivery>> {
         let mut fresh = Vec::new();
-        for name in list_with(&self.root, INTAKE_DIR, ".log")? {
+        let mut taken = lock.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let mut progress = Vec::new();
+        for name in list_with(&self.root, INTAKE_DIR, SEGMENT_SUFFIX)? {
             let path = format!("{INTAKE_DIR}/{name}");
-            let file = self.root.open(&path)?.into_std();
-            // A segment nobody holds (this process's own included: flock
-            // tells open files apart) will not grow any more.
-            let ended = match file.try_lock() {
-                Ok(()) => true,
-                Err(std::fs::TryLockError::WouldBlock) => false,
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            let file = match self.root.open(&path) {
+                Ok(f) => f.into_std(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
             };
-            let from = if ended { 0 } else { self.taken_from(&name) };
-            let (notifications, used) = read_segment(&file, from, &path)?;
+            let ended = !is_held(&file)?;
+            let from = if ended {
+                0
+            } else {
+                taken.get(&name).copied().unwrap_or(0)
+            };
+            let (notifications, used) = read_segment(&file, from, &path, ended)?;
             for n in notifications {
                 let record = file_name(&n);
-                if self.root.exists(format!("{OUTBOX_DIR}/{record}"))
+                if held(&record)
+                    || self.root.exists(format!("{OUTBOX_DIR}/{record}"))
                     || self.root.exists(format!("{DONE_DIR}/{record}"))
                 {
                     continue;
                 }
                 match ended {
-                    true => self.save(&Delivery::new(n))?,
-                    false => fresh.push(Delivery::new(n)),
+                    true => self.save(&Delivery::from_segment(n, &name))?,
+                    false => fresh.push(Delivery::from_segment(n, &name)),
                 }
             }
-            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
             if ended {
                 // If this removal is lost, the segment is read again and
                 // nothing is made twice.
                 remove_if_present(&self.root, &path)?;
-                taken.remove(&name);
+                progress.push((name, None));
             } else {
-                taken.insert(name, from + used);
+                progress.push((name, Some(from + used)));
             }
+        }
+        self.sweep_fresh_segments()?;
+        // Only a pass that went through moves the offsets on.
+        for (name, offset) in progress {
+            match offset {
+                Some(o) => taken.insert(name, o),
+                None => taken.remove(&name),
+            };
         }
         Ok(fresh)
     }
 
-    fn taken_from(&self, segment: &str) -> u64 {
-        let taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        taken.get(segment).copied().unwrap_or(0)
+    /// Whether the process that queued into `segment` may still append the
+    /// events of what it queued (it holds the segment, or the segment is
+    /// not known).
+    pub(crate) fn writer_alive(&self, segment: &str) -> io::Result<bool> {
+        match self.root.open(format!("{INTAKE_DIR}/{segment}")) {
+            Ok(f) => is_held(&f.into_std()),
+            // Taken in and deleted: its process had ended.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove segments whose making was cut short (their process died
+    /// between creating and naming them): empty, unheld, a minute old.
+    fn sweep_fresh_segments(&self) -> io::Result<()> {
+        for entry in self.root.read_dir(INTAKE_DIR)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(FRESH_SUFFIX) {
+                continue;
+            }
+            let old = entry
+                .metadata()?
+                .modified()
+                .map(|t| t.into_std().elapsed().unwrap_or_default().as_secs() > 60)?;
+            let path = format!("{INTAKE_DIR}/{name}");
+            if old && !is_held(&self.root.open(&path)?.into_std())? {
+                remove_if_present(&self.root, &path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Notifications in the intake segments (not yet taken in).
     fn in_intake(&self) -> io::Result<Vec<Notification>> {
         let mut out = Vec::new();
-        for name in list_with(&self.root, INTAKE_DIR, ".log")? {
+        for name in list_with(&self.root, INTAKE_DIR, SEGMENT_SUFFIX)? {
             let path = format!("{INTAKE_DIR}/{name}");
             let file = match self.root.open(&path) {
                 Ok(f) => f.into_std(),
@@ -258,7 +319,7 @@ impl FsOutbox {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            out.extend(read_segment(&file, 0, &path)?.0);
+            out.extend(read_segment(&file, 0, &path, false)?.0);
         }
         Ok(out)
     }
@@ -273,7 +334,12 @@ impl FsOutbox {
             )?
             .into_std();
         match file.try_lock() {
-            Ok(()) => Ok(Some(SenderLock { _file: file })),
+            // A new holder reads the live segments from the start: what an
+            // earlier one read but did not record is taken in again.
+            Ok(()) => Ok(Some(SenderLock {
+                _file: file,
+                taken: Mutex::new(HashMap::new()),
+            })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
@@ -284,15 +350,21 @@ impl FsOutbox {
         list(&self.root, OUTBOX_DIR)
     }
 
-    /// A pending record, or `None` if it is already finished (a sender
-    /// stopped between recording the end and removing the pending copy;
-    /// the copy is removed now).
+    /// A pending record, or `None` if it is not one: already finished (a
+    /// sender stopped between recording the end and removing the pending
+    /// copy, which is removed now), or a finished record being put back by
+    /// [`FsOutbox::requeue`] (pending once that is done).
     pub(crate) fn load_pending(&self, name: &str) -> io::Result<Option<Delivery>> {
         if self.root.exists(format!("{DONE_DIR}/{name}")) {
             remove_if_present(&self.root, &format!("{OUTBOX_DIR}/{name}"))?;
             return Ok(None);
         }
-        read(&self.root, &format!("{OUTBOX_DIR}/{name}")).map(Some)
+        match read(&self.root, &format!("{OUTBOX_DIR}/{name}")) {
+            Ok(d) if d.state == DeliveryState::Pending => Ok(Some(d)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The notifications waiting for delivery (taken in or still in the
@@ -330,6 +402,9 @@ impl FsOutbox {
                     Ok(d) => out.push(d),
                     // Finished and moved by a sender meanwhile.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        tracing::warn!("skipping an unreadable delivery record: {e}");
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -364,9 +439,18 @@ impl FsOutbox {
         again.next_attempt_at = now;
         again.reason = None;
         let name = again.file_name();
-        let bytes = serde_json::to_vec_pretty(&again).map_err(io::Error::other)?;
-        write_durably(&self.root, Path::new(OUTBOX_DIR), &name, &bytes)?;
-        remove_if_present(&self.root, &format!("{DONE_DIR}/{name}"))?;
+        // Moved first (atomically: never two copies, never none), then
+        // made pending; a sender skips it in between (see `load_pending`),
+        // and a repeated requeue finds it already moved.
+        match self.root.rename(
+            format!("{DONE_DIR}/{name}"),
+            &self.root,
+            format!("{OUTBOX_DIR}/{name}"),
+        ) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.save(&again)?;
         Ok(again)
     }
 }
@@ -396,17 +480,38 @@ impl Notifier for FsOutbox {
             (&*segment).write_all(&frame)?;
             segment.sync_data()
         };
-        append().map_err(|e| format!("queueing in {INTAKE_DIR}: {e}"))
+        append().map_err(|e| {
+            // A failed write may have left part of a frame: later frames go
+            // to a new segment, not behind it.
+            *self.segment.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            format!("queueing in {INTAKE_DIR}: {e}")
+        })
+    }
+}
+
+/// Whether a process holds `file` (shared lock of a live writer).
+fn is_held(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        // Released when `file` is closed.
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
 /// The notifications in a segment from `from`, and how many bytes of whole
-/// frames that was.
-fn read_segment(file: &File, from: u64, path: &str) -> io::Result<(Vec<Notification>, u64)> {
+/// frames that was. An `ended` segment will not grow: a frame cut short in
+/// it is torn, not being written.
+fn read_segment(
+    file: &File,
+    from: u64,
+    path: &str,
+    ended: bool,
+) -> io::Result<(Vec<Notification>, u64)> {
     let len = file.metadata()?.len();
     let mut bytes = vec![0u8; len.saturating_sub(from) as usize];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, from)?;
-    let (bodies, used) = marked::read(INTAKE_MARK, &bytes, path);
+    let (bodies, used) = marked::read(INTAKE_MARK, &bytes, path, ended);
     let notifications = bodies
         .into_iter()
         .filter_map(|b| match serde_json::from_slice(b) {
@@ -491,9 +596,12 @@ mod tests {
             sender.try_lock_sender().unwrap().is_none(),
             "one sender at a time"
         );
-        let fresh = sender.take_in(&lock).unwrap();
+        let fresh = sender.take_in(&lock, |_| false).unwrap();
         assert_eq!(fresh.len(), 2);
-        assert!(sender.take_in(&lock).unwrap().is_empty(), "taken in once");
+        assert!(
+            sender.take_in(&lock, |_| false).unwrap().is_empty(),
+            "taken in once"
+        );
         assert_eq!(
             segments(dir.path()),
             1,
@@ -502,14 +610,35 @@ mod tests {
         let mut done = fresh[0].clone();
         done.state = DeliveryState::Delivered;
         sender.save(&done).unwrap();
+        // A new holder of the lock reads live segments again: what was read
+        // but not recorded (b) comes back, what was recorded (a) does not.
+        drop(lock);
+        let lock = sender.try_lock_sender().unwrap().unwrap();
+        let again: Vec<_> = sender.take_in(&lock, |_| false).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id(), "msg_b");
+        assert_eq!(
+            again[0].writer.as_deref().map(|w| w.ends_with(".log")),
+            Some(true)
+        );
+        assert!(
+            sender
+                .writer_alive(again[0].writer.as_ref().unwrap())
+                .unwrap()
+        );
 
         writer.enqueue(&note("msg_c")).unwrap();
         drop(writer);
         // A restarted sender reads the segment from the start: nothing is
         // made twice, finished records are not brought back.
         let restarted = FsOutbox::open(dir.path()).unwrap();
-        assert!(restarted.take_in(&lock).unwrap().is_empty());
+        assert!(restarted.take_in(&lock, |_| false).unwrap().is_empty());
         assert_eq!(segments(dir.path()), 0, "an ended segment is deleted");
+        assert!(
+            !restarted
+                .writer_alive(again[0].writer.as_ref().unwrap())
+                .unwrap()
+        );
         assert_eq!(
             restarted.pending_names().unwrap().len(),
             2,
@@ -546,7 +675,7 @@ mod tests {
         bytes.truncate(bytes.len() - 5);
         std::fs::write(dir.path().join(INTAKE_DIR).join("1-dead.log"), bytes).unwrap();
         let lock = outbox.try_lock_sender().unwrap().unwrap();
-        assert!(outbox.take_in(&lock).unwrap().is_empty());
+        assert!(outbox.take_in(&lock, |_| false).unwrap().is_empty());
         let pending = outbox.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id(), "msg_whole");

@@ -180,8 +180,6 @@ fn committed_events_are_notified_once(root: &Path, port: u16) {
     let config = DeliveryConfig {
         policy: AddressPolicy::from_list("127.0.0.1").unwrap(),
         schedule: vec![],
-        // Every writer is dead: what is not in a history now never will be.
-        commit_grace: Duration::ZERO,
         ..DeliveryConfig::default()
     };
     let sender = Sender::new(host.clone(), outbox.clone(), config).unwrap();

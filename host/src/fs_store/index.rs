@@ -219,7 +219,7 @@ impl Index {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(io_err)?;
         // A torn frame's key keeps its previous summary until its next
         // append, or `fsck --repair`.
-        let (bodies, at) = marked::read(MAGIC, &bytes, &path);
+        let (bodies, at) = marked::read(MAGIC, &bytes, &path, false);
         let updates: Vec<(String, Vec<u8>)> = bodies.into_iter().filter_map(decode).collect();
         self.with(c, |cache| {
             if cache.ino != ino {

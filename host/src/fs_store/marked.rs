@@ -38,9 +38,16 @@ fn decode<'a>(marker: &[u8; 4], bytes: &'a [u8]) -> Option<Result<(&'a [u8], usi
 }
 
 /// The bodies of the whole frames in `bytes`, skipping torn ones, and how
-/// many bytes they span: a frame cut at the end (being written, or torn by
-/// the last writer) is left for a later look.
-pub(crate) fn read<'a>(marker: &[u8; 4], bytes: &'a [u8], what: &str) -> (Vec<&'a [u8]>, usize) {
+/// many bytes they span. A frame cut short (its header claims more bytes
+/// than follow) may be one being written: it ends the read, to be looked
+/// at again later, unless the file is `complete` (nobody writes to it any
+/// more), where it is torn like any other and the read goes on after it.
+pub(crate) fn read<'a>(
+    marker: &[u8; 4],
+    bytes: &'a [u8],
+    what: &str,
+    complete: bool,
+) -> (Vec<&'a [u8]>, usize) {
     let mut at = 0usize;
     let mut bodies = Vec::new();
     while at < bytes.len() {
@@ -49,8 +56,8 @@ pub(crate) fn read<'a>(marker: &[u8; 4], bytes: &'a [u8], what: &str) -> (Vec<&'
                 bodies.push(body);
                 at += len;
             }
-            None => break,
-            Some(Err(())) => {
+            None if !complete => break,
+            None | Some(Err(())) => {
                 // Torn by a killed writer, with frames of other writers
                 // after it: go on at the next whole frame.
                 let next = (at + 1..bytes.len())
@@ -84,9 +91,18 @@ mod tests {
         let mut cut = Vec::new();
         encode(b"TEST", b"being written", &mut cut);
         bytes.extend_from_slice(&cut[..7]);
-        let (bodies, used) = read(b"TEST", &bytes, "test");
+        let (bodies, used) = read(b"TEST", &bytes, "test", false);
         assert_eq!(bodies, [b"one".as_slice(), b"two".as_slice()]);
         assert_eq!(used, whole);
-        assert!(read(b"ELSE", &bytes, "test").0.is_empty());
+        assert!(read(b"ELSE", &bytes, "test", false).0.is_empty());
+
+        // A failed write left a header claiming more than follows; in a
+        // complete file the frames after it are still found.
+        let mut bytes = Vec::new();
+        encode(b"TEST", &[7u8; 100], &mut bytes);
+        bytes.truncate(30);
+        encode(b"TEST", b"after", &mut bytes);
+        assert!(read(b"TEST", &bytes, "test", false).0.is_empty());
+        assert_eq!(read(b"TEST", &bytes, "test", true).0, [b"after".as_slice()]);
     }
 }

@@ -45,10 +45,6 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// How long a notification may wait for the event that raised it to
-    /// be committed before it is taken for one that never was (its
-    /// operation died between queueing it and appending).
-    pub commit_grace: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -68,7 +64,6 @@ impl Default for DeliveryConfig {
             ],
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
-            commit_grace: Duration::from_secs(30),
         }
     }
 }
@@ -89,14 +84,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = n
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 500ms, 15s, 5m or 2h"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
     };
-    Ok(Duration::from_millis(ms))
+    n.checked_mul(scale)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Why [`Sender::check_endpoint`] objects to an endpoint.
@@ -115,8 +112,9 @@ enum Outcome {
     Delivered,
     /// 410: the endpoint asks never to be called again.
     Gone,
-    /// The address policy refused the endpoint: retrying cannot help.
-    Refused(String),
+    /// Retrying cannot help: the address policy refused the endpoint, or
+    /// the secret cannot sign.
+    Permanent(String),
     /// Try again, at the time the endpoint asked for if it did.
     Retry(Option<Duration>),
 }
@@ -125,7 +123,10 @@ enum Outcome {
 enum Committed {
     Yes,
     No(String),
+    /// Not (yet) at its position.
     NotYet,
+    /// The history could not be read now.
+    Unknown,
 }
 
 /// What a pass over the outbox did.
@@ -233,8 +234,9 @@ impl Sender {
 
     /// Put a finished delivery back in the queue and, unless another
     /// sender is running on this outbox (it will pick it up), attempt it
-    /// now. Its `webhook-id` stays the same.
-    pub async fn redeliver(&self, id: &str) -> anyhow::Result<Delivery> {
+    /// now. Its `webhook-id` stays the same. Says whether it was attempted
+    /// here.
+    pub async fn redeliver(&self, id: &str) -> anyhow::Result<(Delivery, bool)> {
         let outbox = &self.inner.outbox;
         let d = outbox
             .find(id)?
@@ -248,11 +250,11 @@ impl Sender {
         }
         let d = outbox.requeue(&d, now_ms())?;
         let Some(_lock) = outbox.try_lock_sender()? else {
-            return Ok(d);
+            return Ok((d, false));
         };
         let d = self.attempt(d).await;
         outbox.save(&d)?;
-        Ok(d)
+        Ok((d, true))
     }
 
     /// Attempt every delivery that is due now, wait for the attempts to
@@ -263,14 +265,17 @@ impl Sender {
             anyhow::bail!("another sender is delivering from this outbox");
         };
         let fresh = outbox
-            .take_in(&lock)
+            .take_in(&lock, |_| false)
             .context("taking in queued notifications")?;
         let now = now_ms();
         let mut report = PassReport::default();
         let mut tasks = JoinSet::new();
         let mut recorded = Vec::new();
         for name in outbox.pending_names()? {
-            recorded.extend(outbox.load_pending(&name)?);
+            match outbox.load_pending(&name) {
+                Ok(d) => recorded.extend(d),
+                Err(e) => tracing::warn!(file = %name, "skipping an unreadable record: {e}"),
+            }
         }
         for d in recorded.into_iter().chain(fresh) {
             if d.next_attempt_at > now {
@@ -316,7 +321,7 @@ impl Sender {
         loop {
             if last_scan.is_none_or(|t| t.elapsed() >= tick) {
                 last_scan = Some(Instant::now());
-                match outbox.take_in(&lock) {
+                match outbox.take_in(&lock, |name| queue.contains_key(name)) {
                     Ok(fresh) => {
                         for d in fresh {
                             queue.entry(d.file_name()).or_insert(d);
@@ -359,20 +364,26 @@ impl Sender {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    let (name, result) = done.context("a delivery task failed")?;
+                    let (name, (mut d, result)) = done.context("a delivery task failed")?;
                     in_flight.remove(&name);
                     match result {
-                        Ok(d) if d.state == DeliveryState::Pending => { queue.insert(name, d); }
-                        Ok(_) => { queue.remove(&name); }
-                        // Not recorded: keep the old record; it is retried.
-                        Err(e) => tracing::warn!(file = %name, "recording a delivery failed: {e:#}"),
+                        Ok(()) if d.state == DeliveryState::Pending => { queue.insert(name, d); }
+                        Ok(()) => { queue.remove(&name); }
+                        // Kept as it is now (not attempted again before it
+                        // is due: the endpoint may have it already), and
+                        // recorded again later.
+                        Err(e) => {
+                            tracing::warn!(file = %name, "recording a delivery failed: {e:#}");
+                            d.next_attempt_at = d.next_attempt_at.max(now_ms().saturating_add(5000));
+                            queue.insert(name, d);
+                        }
                     }
                 }
                 () = tokio::time::sleep(next_due) => {}
             }
         }
         while let Some(done) = tasks.join_next().await {
-            if let Ok((name, Err(e))) = done {
+            if let Ok((name, (_, Err(e)))) = done {
                 tracing::warn!(file = %name, "recording a delivery failed: {e:#}");
             }
         }
@@ -394,14 +405,22 @@ impl Sender {
         SenderTask { stop, task }
     }
 
-    async fn attempt_and_save(self, d: Delivery) -> anyhow::Result<Delivery> {
-        let d = self.attempt(d).await;
+    /// Attempt a pending delivery and record the outcome; a finished one
+    /// (whose record could not be written before) is only recorded.
+    async fn attempt_and_save(self, d: Delivery) -> (Delivery, anyhow::Result<()>) {
+        let d = match d.state {
+            DeliveryState::Pending => self.attempt(d).await,
+            _ => d,
+        };
         let outbox = self.inner.outbox.clone();
         let saved = d.clone();
-        tokio::task::spawn_blocking(move || outbox.save(&saved))
+        let result = tokio::task::spawn_blocking(move || outbox.save(&saved))
             .await
-            .context("recording a delivery")?
-            .with_context(|| format!("recording delivery {}", d.id()))?;
+            .context("recording a delivery")
+            .and_then(|r| r.with_context(|| format!("recording delivery {}", d.id())));
+        if result.is_err() {
+            return (d, result);
+        }
         let last = d.attempts.last();
         tracing::info!(
             id = d.id(),
@@ -413,38 +432,55 @@ impl Sender {
             reason = d.reason.as_deref(),
             "delivery"
         );
-        Ok(d)
+        (d, Ok(()))
     }
 
     /// One step of a delivery: check that its event was committed (before
     /// the first attempt), then send it and decide what comes next.
     async fn attempt(&self, mut d: Delivery) -> Delivery {
         let now = now_ms();
+        // Looked at again soon while its writer may still append, less
+        // often once that has taken long.
+        let wait = |ms_queued: u64| match ms_queued {
+            0..60_000 => 1000,
+            _ => 30_000,
+        };
         if d.attempts.is_empty() && !d.notification.session_id.is_empty() {
             match self.committed(&d.notification).await {
                 Committed::Yes => {}
                 Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
-                Committed::NotYet
-                    if now
-                        < d.notification.timestamp
-                            + self.inner.config.commit_grace.as_millis() as u64 =>
-                {
-                    d.next_attempt_at = now + 1000;
+                Committed::Unknown => {
+                    d.next_attempt_at = now.saturating_add(5000);
                     return d;
                 }
                 Committed::NotYet => {
+                    let alive = match &d.writer {
+                        Some(segment) => {
+                            let (outbox, segment) = (self.inner.outbox.clone(), segment.clone());
+                            tokio::task::spawn_blocking(move || outbox.writer_alive(&segment))
+                                .await
+                                .unwrap_or(Ok(true))
+                                .unwrap_or(true)
+                        }
+                        None => false,
+                    };
+                    if alive {
+                        let queued = now.saturating_sub(d.notification.timestamp);
+                        d.next_attempt_at = now.saturating_add(wait(queued));
+                        return d;
+                    }
                     let why = format!(
-                        "session {} never recorded event {}: the operation that queued \
-                         this notification did not complete (or the session was deleted \
-                         before it could be checked)",
+                        "session {} never recorded event {}: the process that queued \
+                         this notification ended before its operation completed (or the \
+                         session was deleted before it could be checked)",
                         d.notification.session_id, d.notification.seq
                     );
                     return finish(d, DeliveryState::Discarded, why);
                 }
             }
         }
-        if self.endpoint_disabled(&d.notification.url).await {
-            return finish(d, DeliveryState::Failed, "the endpoint is disabled".into());
+        if let Err(why) = self.aim(&mut d.notification).await {
+            return finish(d, DeliveryState::Failed, why);
         }
         let (attempt, outcome) = self.send(&d.notification).await;
         d.attempts.push(attempt);
@@ -458,7 +494,7 @@ impl Sender {
                     "the endpoint answered 410 Gone and was disabled".into(),
                 )
             }
-            Outcome::Refused(why) => finish(d, DeliveryState::Failed, why),
+            Outcome::Permanent(why) => finish(d, DeliveryState::Failed, why),
             Outcome::Retry(asked) => {
                 let n = d.attempts.len();
                 match self.inner.config.schedule.get(n - 1) {
@@ -470,8 +506,9 @@ impl Sender {
                         finish(d, DeliveryState::Failed, why)
                     }
                     Some(&step) => {
-                        let wait = asked.unwrap_or_else(|| jitter(step));
-                        d.next_attempt_at = now_ms() + wait.as_millis() as u64;
+                        // Retry-After asks for at least that long.
+                        let wait = asked.map_or(jitter(step), |a| a.max(jitter(step)));
+                        d.next_attempt_at = now_ms().saturating_add(wait.as_millis() as u64);
                         d
                     }
                 }
@@ -493,23 +530,42 @@ impl Sender {
             },
             // No such session: a start whose append never happened (or
             // not yet) looks the same as a session deleted since, so a
-            // start waits out the grace period and is then dropped. Any
-            // later event was raised on a session that existed: deleted
-            // since, so sent, as dropping a committed event's notification
-            // is the worse mistake.
+            // start is treated as not there yet. Any later event was raised
+            // on a session that existed: deleted since, so sent, as
+            // dropping a committed event's notification is the worse
+            // mistake.
             Err(Error::Session(SessionError::NotFound(_))) if n.seq == 0 => Committed::NotYet,
             Err(Error::Session(SessionError::NotFound(_))) => Committed::Yes,
             Err(e) => {
                 tracing::warn!(session = %n.session_id, "checking a notification's event: {e}");
-                Committed::NotYet
+                Committed::Unknown
             }
         }
     }
 
-    async fn endpoint_disabled(&self, url: &str) -> bool {
-        match self.inner.host.run(|h| h.get_webhook()).await {
-            Ok(Some(c)) => c.url == url && !c.enabled,
-            _ => false,
+    /// Point `n` at the endpoint as configured now (its URL or secret may
+    /// have changed since it was queued), or say why it must not be sent.
+    async fn aim(&self, n: &mut Notification) -> Result<(), String> {
+        let config = match self.inner.host.run(|h| h.get_webhook()).await {
+            Ok(c) => c,
+            // Not knowing is no reason to give up: send as queued.
+            Err(e) => {
+                tracing::warn!("reading the webhook endpoint: {e}");
+                return Ok(());
+            }
+        };
+        match config {
+            None => Err("the webhook endpoint was removed".into()),
+            Some(c) if !c.enabled => Err("the webhook endpoint is disabled".into()),
+            Some(c) if !webhook::accepts(&c, &n.kind) => Err(format!(
+                "the webhook endpoint no longer subscribes to {}",
+                n.kind
+            )),
+            Some(c) => {
+                n.url = c.url;
+                n.secret = c.secret;
+                Ok(())
+            }
         }
     }
 
@@ -565,7 +621,10 @@ impl Sender {
             }
             Err(SendError::Refused(r)) => {
                 let why = r.to_string();
-                (attempt(None, Some(why.clone())), Outcome::Refused(why))
+                (attempt(None, Some(why.clone())), Outcome::Permanent(why))
+            }
+            Err(SendError::Permanent(why)) => {
+                (attempt(None, Some(why.clone())), Outcome::Permanent(why))
             }
             Err(SendError::Other(e)) => (attempt(None, Some(e)), Outcome::Retry(None)),
         }
@@ -579,7 +638,7 @@ impl Sender {
             .check_url(&url)
             .map_err(SendError::Refused)?;
         let ts = now_ms() / 1000;
-        let sig = signature(&n.secret, &n.id, ts, &n.body).map_err(SendError::Other)?;
+        let sig = signature(&n.secret, &n.id, ts, &n.body).map_err(SendError::Permanent)?;
         self.inner
             .client
             .post(url)
@@ -596,6 +655,7 @@ impl Sender {
 
 enum SendError {
     Refused(Refused),
+    Permanent(String),
     Other(String),
 }
 
@@ -661,9 +721,12 @@ impl PassReport {
     }
 }
 
-async fn join(tasks: &mut JoinSet<anyhow::Result<Delivery>>) -> anyhow::Result<Delivery> {
+async fn join(tasks: &mut JoinSet<(Delivery, anyhow::Result<()>)>) -> anyhow::Result<Delivery> {
     match tasks.join_next().await {
-        Some(r) => r.context("a delivery task failed")?,
+        Some(r) => {
+            let (d, saved) = r.context("a delivery task failed")?;
+            saved.map(|()| d)
+        }
         None => anyhow::bail!("no delivery in flight"),
     }
 }

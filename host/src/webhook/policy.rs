@@ -250,14 +250,17 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_unspecified() => "unspecified",
         _ if ip.is_loopback() => "loopback",
         _ if s[..6] == [0; 6] => return special_v4(embedded(s[6], s[7])).or(Some("reserved")),
-        _ if s[0] == 0x64 && s[1] == 0xff9b => {
-            return special_v4(embedded(s[6], s[7])).or(Some("NAT64"));
+        // NAT64 and 6to4 reach the IPv4 address they carry.
+        _ if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] => {
+            return special_v4(embedded(s[6], s[7]));
         }
-        _ if s[0] == 0x2002 => return special_v4(embedded(s[1], s[2])).or(Some("6to4")),
+        _ if s[0] == 0x64 && s[1] == 0xff9b => "NAT64 (local use)",
+        _ if s[0] == 0x2002 => return special_v4(embedded(s[1], s[2])),
         _ if ip.is_multicast() => "multicast",
         _ if ip.is_unicast_link_local() => "link-local",
         _ if ip.is_unique_local() => "unique-local (private)",
         _ if s[0] == 0x2001 && s[1] == 0x0db8 => "documentation",
+        _ if s[0] & 0xfff0 == 0x3ff0 => "documentation",
         _ if s[0] == 0x0100 && s[1..4] == [0; 3] => "discard-only",
         _ if s[0] == 0x2001 && s[1] < 0x0200 => "IETF protocol assignment",
         _ if s[0] & 0xe000 != 0x2000 => "reserved (not global unicast)",
@@ -298,6 +301,8 @@ mod tests {
             "fd12:3456::1",
             "ff02::1",
             "2001:db8::1",
+            "3fff::1",
+            "64:ff9b:1::1",
         ] {
             let ip: IpAddr = refused.parse().unwrap();
             assert!(p.check(refused, ip).is_err(), "{refused} must be refused");
@@ -307,6 +312,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
+            "64:ff9b::101:101",
+            "2002:101:101::",
         ] {
             let ip: IpAddr = public.parse().unwrap();
             assert_eq!(p.check(public, ip), Ok(()), "{public} is public");
