@@ -228,13 +228,7 @@ impl FsOutbox {
         let mut fresh = Vec::new();
         let mut taken = lock.taken.lock().unwrap_or_else(|p| p.into_inner());
         let mut progress = Vec::new();
-        for name in list_with(&self.root, INTAKE_DIR, SEGMENT_SUFFIX)? {
-            let path = format!("{INTAKE_DIR}/{name}");
-            let file = match self.root.open(&path) {
-                Ok(f) => f.into_std(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
+        for (name, path, file) in self.segments()? {
             let ended = !is_held(&file)?;
             let from = if ended {
                 0
@@ -311,15 +305,23 @@ impl FsOutbox {
     /// Notifications in the intake segments (not yet taken in).
     fn in_intake(&self) -> io::Result<Vec<Notification>> {
         let mut out = Vec::new();
+        for (_, path, file) in self.segments()? {
+            out.extend(read_segment(&file, 0, &path, false)?.0);
+        }
+        Ok(out)
+    }
+
+    /// The intake segments, open: name, path and file.
+    fn segments(&self) -> io::Result<Vec<(String, String, File)>> {
+        let mut out = Vec::new();
         for name in list_with(&self.root, INTAKE_DIR, SEGMENT_SUFFIX)? {
             let path = format!("{INTAKE_DIR}/{name}");
-            let file = match self.root.open(&path) {
-                Ok(f) => f.into_std(),
+            match self.root.open(&path) {
+                Ok(f) => out.push((name, path, f.into_std())),
                 // Taken in and deleted by a sender meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
-            };
-            out.extend(read_segment(&file, 0, &path, false)?.0);
+            }
         }
         Ok(out)
     }
