@@ -233,6 +233,9 @@ enum Command {
         /// Only this state: pending, delivered, failed, discarded.
         #[arg(long)]
         state: Option<String>,
+        /// Show the newest this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Send a finished delivery again (same webhook-id), now.
     Redeliver {
@@ -584,13 +587,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
         } => {
             let r = host.cleanup(older_than, dry_run)?;
+            // Finished webhook deliveries go with the same retention.
+            let days = u64::from(older_than.unwrap_or(agent_session_core::DEFAULT_RETENTION_DAYS));
+            let cutoff = (chrono::Utc::now().timestamp_millis().max(0) as u64)
+                .saturating_sub(days * 86_400_000);
+            let deliveries = FsOutbox::open(&cli.dir)
+                .and_then(|o| o.prune(cutoff, dry_run))
+                .context("removing old webhook deliveries")?;
             if out.json {
-                out.print_json(&r);
+                let mut v = serde_json::to_value(&r).map_err(anyhow::Error::from)?;
+                v["removed_deliveries"] = json!(deliveries);
+                out.print_json(&v);
             } else {
                 let verb = if r.dry_run { "would remove" } else { "removed" };
                 println!("{verb} {} session(s)", r.removed.len());
                 for id in &r.removed {
                     println!("  {id}");
+                }
+                if !deliveries.is_empty() {
+                    println!("{verb} {} finished webhook deliveries", deliveries.len());
                 }
             }
         }
@@ -706,7 +721,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }))?;
             }
         }
-        Command::Deliveries { id, state } => {
+        Command::Deliveries { id, state, limit } => {
             let outbox = FsOutbox::open(&cli.dir)
                 .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
             match id {
@@ -719,17 +734,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 None => {
                     let state = state.as_deref().map(parse_state).transpose()?;
-                    let all: Vec<Delivery> = outbox
+                    let mut all: Vec<Delivery> = outbox
                         .deliveries()
                         .context("reading the outbox")?
                         .into_iter()
                         .filter(|d| state.is_none_or(|s| d.state == s))
-                        .map(masked)
                         .collect();
+                    let older = all.len().saturating_sub(limit);
+                    let shown: Vec<Delivery> = all.drain(older..).map(masked).collect();
                     if out.json {
-                        out.print_json(&all);
+                        out.print_json(&shown);
                     } else {
-                        print_delivery_table(&all);
+                        print_delivery_table(&shown);
+                        if older > 0 {
+                            println!("\n{older} older not shown (--limit)");
+                        }
                     }
                 }
             }

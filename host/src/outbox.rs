@@ -433,6 +433,26 @@ impl FsOutbox {
         remove_if_present(&self.root, &format!("{OUTBOX_DIR}/{name}"))
     }
 
+    /// Remove the records of finished deliveries raised before `cutoff`
+    /// (milliseconds since the epoch); with `dry_run`, only list them.
+    /// Returns their ids.
+    pub fn prune(&self, cutoff: u64, dry_run: bool) -> io::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for name in list(&self.root, DONE_DIR)? {
+            // Names are `<raised ms, 13 digits>-<id>.json`.
+            let raised = name.get(..13).and_then(|t| t.parse::<u64>().ok());
+            let id = name.get(14..name.len() - ".json".len()).unwrap_or_default();
+            if raised.is_none_or(|t| t >= cutoff) || id.is_empty() {
+                continue;
+            }
+            if !dry_run {
+                remove_if_present(&self.root, &format!("{DONE_DIR}/{name}"))?;
+            }
+            removed.push(id.to_owned());
+        }
+        Ok(removed)
+    }
+
     /// Put a finished delivery back in the queue, due at `now`; its
     /// attempts are kept and new ones are added.
     pub fn requeue(&self, d: &Delivery, now: u64) -> io::Result<Delivery> {
@@ -660,6 +680,14 @@ mod tests {
                 ("msg_c".to_owned(), DeliveryState::Pending),
             ]
         );
+
+        // Retention: finished records only, by when they were raised.
+        let cutoff = note("x").timestamp + 1;
+        assert_eq!(restarted.prune(cutoff, true).unwrap(), ["msg_a"]);
+        assert_eq!(restarted.deliveries().unwrap().len(), 3, "dry run");
+        assert!(restarted.prune(cutoff - 1, false).unwrap().is_empty());
+        assert_eq!(restarted.prune(cutoff, false).unwrap(), ["msg_a"]);
+        assert_eq!(restarted.deliveries().unwrap().len(), 2);
     }
 
     #[test]

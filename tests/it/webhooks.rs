@@ -417,6 +417,16 @@ async fn the_cli_sets_tests_delivers_lists_and_redelivers() {
         assert!(String::from_utf8_lossy(&text.stdout).contains("200"));
         let missing = cli(&root, &["redeliver", "msg_nope"]);
         assert_eq!(missing.status.code(), Some(3));
+        let newest = ok(&["deliveries", "--limit", "1"]);
+        assert_eq!(newest.as_array().unwrap().len(), 1);
+        assert_ne!(newest[0]["notification"]["id"], first.as_str());
+        assert!(
+            !newest.to_string().contains(&SECRET[6..]),
+            "secrets are masked"
+        );
+        let dry = ok(&["cleanup", "--older-than", "0", "--dry-run"]);
+        assert_eq!(dry["removed_deliveries"].as_array().unwrap().len(), 2);
+        assert_eq!(ok(&["deliveries"]).as_array().unwrap().len(), 2);
         first
     })
     .await
