@@ -329,7 +329,13 @@ impl Sender {
                     }
                     Err(e) => tracing::warn!("taking in queued notifications: {e}"),
                 }
-                for name in &outbox.pending_names()? {
+                // A failed look is tried again at the next tick; the sender
+                // goes on with what it has.
+                let names = outbox.pending_names().unwrap_or_else(|e| {
+                    tracing::warn!("listing the outbox: {e}");
+                    Vec::new()
+                });
+                for name in &names {
                     if !queue.contains_key(name) {
                         match outbox.load_pending(name) {
                             Ok(Some(d)) => {
