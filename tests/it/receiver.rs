@@ -22,7 +22,6 @@ pub enum Reply {
     /// 302 to this location.
     Redirect(String),
     /// Answer 200 after this long.
-    #[allow(dead_code)] // the webhook benchmark's receiver
     Slow(Duration),
     /// Never answer.
     Hang,

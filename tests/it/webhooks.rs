@@ -513,3 +513,56 @@ async fn a_changed_endpoint_gets_what_is_queued_and_a_removed_one_fails_it() {
     );
     assert_eq!(new.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_killed_mid_delivery_loses_nothing() {
+    let rx = Receiver::start(|_| Reply::Slow(Duration::from_millis(200))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let host = host_at(&root);
+    hook(&host, &rx.url(), &[]);
+    for i in 0..100 {
+        let id = start(&host, &format!("kill the sender {i}"), None);
+        host.complete(&id, None).unwrap();
+    }
+    let queued = FsOutbox::open(&root).unwrap().pending().unwrap();
+    assert_eq!(queued.len(), 200);
+
+    let bin = env!("CARGO_BIN_EXE_agent-session");
+    for round in 0..4u64 {
+        let mut child = std::process::Command::new(bin)
+            .args(["--webhook-allow", "127.0.0.1", "--dir"])
+            .arg(&root)
+            .args(["deliver", "--retry-schedule", "100ms"])
+            .env("AGENT_SESSION_CACHE_DIR", crate::common::cache_dir())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150 + round * 100)).await;
+        child.kill().unwrap(); // SIGKILL, in the middle of requests
+        child.wait().unwrap();
+    }
+    let s = sender(&root, &host, config("127.0.0.1", &[100; 5]));
+    let all = loop {
+        let report = s.deliver_due().await.unwrap();
+        if report.pending == 0 {
+            break s.outbox().deliveries().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(all.len(), 200, "every notification has one record");
+    assert!(all.iter().all(|d| d.state == DeliveryState::Delivered));
+    let mut arrived: std::collections::HashMap<String, usize> = Default::default();
+    for r in rx.requests() {
+        *arrived.entry(r.id()).or_default() += 1;
+    }
+    for d in &queued {
+        assert!(arrived.contains_key(d.id()), "{} arrived", d.id());
+    }
+    // At least once: only what was in flight at a kill arrives twice.
+    let twice = arrived.values().filter(|&&n| n > 1).count();
+    assert!(
+        twice <= 4 * 16,
+        "{twice} notifications arrived more than once"
+    );
+}
