@@ -1,7 +1,9 @@
 //! Builds the session component (`guests/session`) for `wasm32-wasip2` and
-//! hands its path to the host crate, which embeds it. A nested cargo with
-//! its own target directory is used (as wasmtime builds its test programs),
-//! so the outer build's lock is not contended.
+//! hands its path to the host crate, which embeds it; and the agent plugins
+//! (`guests/plugins`, used by the tests and benchmarks), whose directory it
+//! hands on as `AGENT_SESSION_PLUGINS_DIR`. A nested cargo with its own
+//! target directory is used (as wasmtime builds its test programs), so the
+//! outer build's lock is not contended.
 
 use std::env;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ fn main() {
         "core/src",
         "core/Cargo.toml",
         "guests/session",
+        "guests/plugins",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
@@ -28,31 +31,56 @@ fn main() {
     // A prebuilt component may be given instead (packagers, offline builds).
     let wasm = match env::var_os("AGENT_SESSION_COMPONENT") {
         Some(path) => PathBuf::from(path),
-        None => build_guest(workspace),
+        None => {
+            let release = target_dir(workspace).join(TARGET).join("release");
+            build_guest(
+                workspace,
+                &["-p", "agent-session-guest"],
+                "session component",
+            );
+            release.join("agent_session_guest.wasm")
+        }
     };
     println!(
         "cargo:rustc-env=AGENT_SESSION_COMPONENT_PATH={}",
         wasm.display()
     );
+    let plugins = match env::var_os("AGENT_SESSION_COMPONENT") {
+        // A packager's build brings no plugins; tests need a full build.
+        Some(_) => PathBuf::new(),
+        None => {
+            build_guest(
+                workspace,
+                &["-p", "agent-session-plugins", "--examples"],
+                "example plugins",
+            );
+            target_dir(workspace)
+                .join(TARGET)
+                .join("release")
+                .join("examples")
+        }
+    };
+    println!(
+        "cargo:rustc-env=AGENT_SESSION_PLUGINS_DIR={}",
+        plugins.display()
+    );
 }
 
-fn build_guest(workspace: &std::path::Path) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
+fn target_dir(workspace: &std::path::Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"))
-        .join("wasm-guest");
+        .join("wasm-guest")
+}
+
+fn build_guest(workspace: &std::path::Path, what: &[&str], name: &str) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "agent-session-guest",
-        ])
+        .args(["build", "--release", "--locked"])
+        .args(what)
         .args(["--target", TARGET, "--target-dir"])
-        .arg(&target_dir)
+        .arg(target_dir(workspace))
         // The outer build's flags and wrappers (clippy, coverage) are for
         // the host target, not for the guest.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -62,15 +90,11 @@ fn build_guest(workspace: &std::path::Path) -> PathBuf {
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .status()
-        .expect("could not run cargo to build the session component");
+        .unwrap_or_else(|e| panic!("could not run cargo to build the {name}: {e}"));
     if !status.success() {
         panic!(
-            "building the session component for {TARGET} failed (see above). \
+            "building the {name} for {TARGET} failed (see above). \
              If the target is missing, run: rustup target add {TARGET}"
         );
     }
-    target_dir
-        .join(TARGET)
-        .join("release")
-        .join("agent_session_guest.wasm")
 }

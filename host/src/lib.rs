@@ -25,6 +25,7 @@
 mod cache;
 mod fs_store;
 mod outbox;
+pub mod plugin;
 mod runtime;
 pub mod webhook;
 

@@ -9,6 +9,7 @@ use agent_session_core::{
     Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
     WebhookConfig, webhook::rfc3339,
 };
+use agent_session_host::plugin::{Outcome, PluginLimits, PluginRuntime};
 use agent_session_host::webhook::{self, AddressPolicy, DeliveryConfig, EndpointError, Sender};
 use agent_session_host::{
     Delivery, DeliveryState, Error, FsOutbox, FsStore, SessionHost, {CacheDir, Durability},
@@ -26,7 +27,8 @@ use serde_json::{Value, json};
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 invalid
 /// input, 5 invalid transition, 6 conflict, 7 limit exceeded, 8 storage,
-/// 9 webhook not delivered (webhook test, redeliver).
+/// 9 webhook not delivered (webhook test, redeliver), 10 plugin failed
+/// (returned an error, timed out or trapped).
 #[derive(Parser)]
 #[command(name = "agent-session", version, max_term_width = 100)]
 struct Cli {
@@ -237,6 +239,10 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Run agent plugins (WebAssembly components of the agent-plugin world)
+    /// in a sandbox, each in its own session namespace.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Send a finished delivery again (same webhook-id), now.
     Redeliver {
         /// The delivery's id (msg_...).
@@ -244,6 +250,56 @@ enum Command {
         #[command(flatten)]
         delivery: DeliveryArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run a plugin's `run(task, config)`.
+    ///
+    /// The plugin sees only the sessions of its namespace (stored in
+    /// DIR/plugins/NAMESPACE; use `--dir DIR/plugins/NAMESPACE` to look at
+    /// them with the other commands) and nothing else of the machine. A
+    /// plugin stopped by a limit has its open sessions marked failed.
+    Run {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// The task to hand it.
+        #[arg(long)]
+        task: String,
+        /// Free-form configuration for it (often JSON).
+        #[arg(long, default_value = "")]
+        config: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run a plugin's `resume(session-id)` on a session it left paused.
+    Resume {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// The session to resume.
+        session_id: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Session namespace (default: the plugin file's name).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Wall-clock time the run may take.
+    #[arg(long, default_value = "30s", value_parser = webhook::parse_duration)]
+    timeout: std::time::Duration,
+    /// Memory the plugin may use, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    memory: usize,
+    /// Fuel (roughly, WebAssembly instructions) it may burn; default unbounded.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Calls of the session API it may make.
+    #[arg(long, default_value_t = 10_000)]
+    calls: u64,
 }
 
 #[derive(Args)]
@@ -333,6 +389,8 @@ enum Failure {
     Session(SessionError),
     /// A webhook request that did not get a 2xx.
     Undelivered(String),
+    /// A plugin returned an error, timed out or trapped.
+    Plugin(String),
     Other(anyhow::Error),
 }
 
@@ -383,6 +441,7 @@ fn main() -> ExitCode {
             let (code, kind, message) = match &failure {
                 Failure::Session(e) => (exit_code(e), e.code(), e.message().to_owned()),
                 Failure::Undelivered(m) => (9, "undelivered", m.clone()),
+                Failure::Plugin(m) => (10, "plugin-failed", m.clone()),
                 Failure::Other(e) => (1, "error", format!("{e:#}")),
             };
             if json {
@@ -753,6 +812,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Plugin(cmd) => run_plugin(cmd, &cli.dir, &out)?,
         Command::Redeliver { id, delivery } => {
             let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
             match s.outbox().find(&id).context("reading the outbox")? {
@@ -791,6 +851,67 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result<(), Failure> {
+    let (path, sandbox) = match &cmd {
+        PluginCommand::Run {
+            plugin, sandbox, ..
+        }
+        | PluginCommand::Resume {
+            plugin, sandbox, ..
+        } => (plugin, sandbox),
+    };
+    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let namespace = match &sandbox.namespace {
+        Some(n) => n.clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let limits = PluginLimits {
+        timeout: sandbox.timeout,
+        memory: sandbox.memory.saturating_mul(1 << 20),
+        fuel: sandbox.fuel,
+        calls: sandbox.calls,
+    };
+    let runtime = PluginRuntime::new(CacheDir::Default)?;
+    let plugin = runtime
+        .load(&wasm)
+        .with_context(|| format!("loading the plugin {}", path.display()))?;
+    let sessions = PluginRuntime::namespace(dir, &namespace, CacheDir::Default)
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    let run = match &cmd {
+        PluginCommand::Run { task, config, .. } => {
+            runtime.run(&plugin, &sessions, task, config, &limits)?
+        }
+        PluginCommand::Resume { session_id, .. } => {
+            runtime.resume(&plugin, &sessions, session_id, &limits)?
+        }
+    };
+    let (kind, text) = match &run.outcome {
+        Outcome::Returned(Ok(r)) => ("returned", r.clone()),
+        Outcome::Returned(Err(e)) => ("error", e.clone()),
+        Outcome::TimedOut(e) => ("timed_out", e.clone()),
+        Outcome::Trapped(e) => ("trapped", e.clone()),
+    };
+    if out.json {
+        out.print_json(&json!({
+            "namespace": namespace,
+            "outcome": kind,
+            "result": matches!(run.outcome, Outcome::Returned(Ok(_))).then_some(&text),
+            "error": (!matches!(run.outcome, Outcome::Returned(Ok(_)))).then_some(&text),
+            "sessions": run.sessions,
+            "calls": run.calls,
+        }));
+    } else if kind == "returned" {
+        println!("{text}");
+    }
+    match run.outcome {
+        Outcome::Returned(Ok(_)) => Ok(()),
+        _ => Err(Failure::Plugin(format!("{kind}: {text}"))),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

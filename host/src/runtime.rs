@@ -33,6 +33,10 @@ mod bindings {
 use bindings::agent::session::{notify, store as wit_store, types as wit};
 use bindings::{SessionComponent, SessionComponentPre};
 
+/// The WIT types of the session API, shared with the plugin runtime's
+/// bindings so calls are handed on without conversion.
+pub use bindings::agent::session::types as wit_types;
+
 /// The session component, as built from `guests/session` by this crate's
 /// build script.
 pub static SESSION_COMPONENT: &[u8] = include_bytes!(env!("AGENT_SESSION_COMPONENT_PATH"));
@@ -62,7 +66,7 @@ pub type SharedNotifier = Arc<dyn Notifier + Send + Sync>;
 
 /// Per-call state of a component instance: its (empty) WASI context and
 /// the capabilities it imports.
-struct HostState {
+pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     store: SharedStore,
@@ -280,7 +284,7 @@ pub struct SessionHost {
     inner: Arc<Inner>,
 }
 
-type Guest = bindings::exports::agent::session::sessions::Guest;
+pub(crate) type Guest = bindings::exports::agent::session::sessions::Guest;
 type CallResult<T> = wasmtime::Result<Result<T, wit::SessionError>>;
 
 impl SessionHost {
@@ -357,10 +361,29 @@ impl SessionHost {
             .map_err(Error::component)?
     }
 
+    /// A call of the session API at the WIT level, for hosts that hand it on
+    /// (the plugin runtime). A failure of the component itself becomes a
+    /// `storage` error: the caller cannot tell it apart and need not.
+    pub(crate) fn forward<T>(
+        &self,
+        f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<T, wit::SessionError> {
+        self.call_raw(f)
+            .unwrap_or_else(|e| Err(wit::SessionError::Storage(e.to_string())))
+    }
+
     fn call<T>(
         &self,
         f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
     ) -> Result<T, Error> {
+        self.call_raw(f)?
+            .map_err(|e| Error::Session(from_wit_error(e)))
+    }
+
+    fn call_raw<T>(
+        &self,
+        f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<Result<T, wit::SessionError>, Error> {
         let mut warm = match self.inner.idle.lock() {
             Ok(mut idle) => idle.pop(),
             Err(_) => None,
@@ -379,7 +402,7 @@ impl SessionHost {
                 {
                     idle.push((store, instance));
                 }
-                r.map_err(|e| Error::Session(from_wit_error(e)))
+                Ok(r)
             }
             // A trapped instance is dropped, never reused.
             Err(trap) => Err(Error::component(trap)),

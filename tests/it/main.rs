@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod component;
 mod crash;
+mod plugins;
 mod receiver;
 mod storage;
 mod webhooks;

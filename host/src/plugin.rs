@@ -1,0 +1,496 @@
+//! The plugin runtime: runs agent plugins (components of the `agent-plugin`
+//! world, `wit/plugin.wit`) with the session API as their only capability.
+//!
+//! - **Namespaces.** A plugin's `sessions` import is served by a
+//!   [`SessionHost`] on its own root, `<dir>/plugins/<namespace>/`: there is
+//!   no path from one namespace to another's sessions, so a plugin cannot
+//!   list, read or change them (it gets `not-found`, as for any unknown id).
+//! - **Limits.** Each run gets a fresh instance with a wall-clock deadline
+//!   (epoch interruption), a memory cap (`StoreLimits`), optionally a fuel
+//!   budget, and a budget of session calls. No files, network, environment
+//!   or arguments are granted.
+//! - **Clean failure.** A trapped or timed-out instance is dropped, never
+//!   reused; the sessions it started or resumed that are still open are
+//!   marked failed with the reason, so nothing is left half-done.
+//! - **Cheap starts.** Plugins are compiled once (cached across processes,
+//!   keyed by the engine's compatibility hash) and pre-instantiated.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::cache;
+use crate::fs_store::Durability;
+use crate::runtime::{CacheDir, SessionHost, wit_types as wit};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "agent-plugin",
+        with: {
+            "agent:session/types": crate::runtime::wit_types,
+        },
+    });
+}
+
+use bindings::agent::session::sessions;
+use bindings::{AgentPlugin, AgentPluginPre};
+
+/// How often the deadline clock ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What one run of a plugin may use.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Wall-clock time for the run.
+    pub timeout: Duration,
+    /// Linear memory, in bytes, over all its memories.
+    pub memory: usize,
+    /// WebAssembly fuel (roughly, instructions); `None`: unbounded.
+    pub fuel: Option<u64>,
+    /// Calls of the session API.
+    pub calls: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            memory: 64 << 20,
+            fuel: None,
+            calls: 10_000,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The plugin returned (its own success or error).
+    Returned(Result<String, String>),
+    /// The deadline passed (or the fuel ran out).
+    TimedOut(String),
+    /// The plugin trapped: out of memory, a bug, an abort.
+    Trapped(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRun {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Sessions it started or resumed (failed by the host if the run
+    /// did not return).
+    pub sessions: Vec<String>,
+    /// Session API calls it made.
+    pub calls: u64,
+}
+
+/// A compiled, pre-instantiated plugin.
+pub struct Plugin {
+    pre: AgentPluginPre<PluginState>,
+}
+
+/// Runs plugins. One per process is enough; plugins loaded by it share its
+/// engine and deadline clock.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CacheDir,
+    ticking: Arc<AtomicBool>,
+}
+
+struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    sessions: SessionHost,
+    calls_left: u64,
+    calls: u64,
+    touched: BTreeSet<String>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl PluginRuntime {
+    /// A runtime caching compiled plugins in `cache`.
+    pub fn new(cache: CacheDir) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true).consume_fuel(true);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
+        // What Rust's std pulls in; the context grants nothing but clocks
+        // and randomness.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        sessions::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (clock, running) = (engine.weak(), ticking.clone());
+        std::thread::Builder::new()
+            .name("plugin-deadlines".into())
+            .spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match clock.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .context("starting the plugin deadline clock")?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            ticking,
+        })
+    }
+
+    /// Compile (or load from the cache) and pre-instantiate a plugin.
+    pub fn load(&self, wasm: &[u8]) -> anyhow::Result<Plugin> {
+        let component: Component = cache::load(&self.engine, wasm, &self.cache)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the plugin needs imports it is not granted (only agent:session/sessions and WASI clocks/random are)")?;
+        Ok(Plugin {
+            pre: AgentPluginPre::new(pre)
+                .map_err(anyhow::Error::from)
+                .context("the component is not an agent plugin")?,
+        })
+    }
+
+    /// The session host of namespace `name` under `root`
+    /// (`<root>/plugins/<name>/`, created if needed).
+    pub fn namespace(root: &Path, name: &str, cache: CacheDir) -> anyhow::Result<SessionHost> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        anyhow::ensure!(
+            valid,
+            "namespace {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+        );
+        let dir = root.join("plugins").join(name);
+        Ok(SessionHost::open_dir(&dir, Durability::Durable, cache)?.0)
+    }
+
+    /// Run `plugin`'s `run(task, config)` on `sessions` (its namespace).
+    pub fn run(
+        &self,
+        plugin: &Plugin,
+        sessions: &SessionHost,
+        task: &str,
+        config: &str,
+        limits: &PluginLimits,
+    ) -> anyhow::Result<PluginRun> {
+        self.call(plugin, sessions, limits, |p, store| {
+            p.call_run(store, task, config)
+        })
+    }
+
+    /// Run `plugin`'s `resume(session-id)` on `sessions`.
+    pub fn resume(
+        &self,
+        plugin: &Plugin,
+        sessions: &SessionHost,
+        session_id: &str,
+        limits: &PluginLimits,
+    ) -> anyhow::Result<PluginRun> {
+        self.call(plugin, sessions, limits, |p, store| {
+            p.call_resume(store, session_id)
+        })
+    }
+
+    fn call(
+        &self,
+        plugin: &Plugin,
+        sessions: &SessionHost,
+        limits: &PluginLimits,
+        f: impl FnOnce(
+            &AgentPlugin,
+            &mut wasmtime::Store<PluginState>,
+        ) -> wasmtime::Result<Result<String, String>>,
+    ) -> anyhow::Result<PluginRun> {
+        let state = PluginState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            sessions: sessions.clone(),
+            calls_left: limits.calls,
+            calls: 0,
+            touched: BTreeSet::new(),
+        };
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(limits.fuel.unwrap_or(u64::MAX))?;
+        let ticks = (limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let result = plugin
+            .pre
+            .instantiate(&mut store)
+            .and_then(|p| f(&p, &mut store));
+        let outcome = match result {
+            Ok(r) => Outcome::Returned(r),
+            Err(e) => match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Outcome::TimedOut(format!(
+                    "the plugin ran past its deadline of {:?}",
+                    limits.timeout
+                )),
+                Some(Trap::OutOfFuel) => {
+                    Outcome::TimedOut("the plugin used up its fuel".to_owned())
+                }
+                _ => Outcome::Trapped(format!("{e:#}")),
+            },
+        };
+        // The instance (and its store) goes with this function: never
+        // reused after a trap.
+        let state = store.into_data();
+        let touched: Vec<String> = state.touched.into_iter().collect();
+        if let Outcome::TimedOut(why) | Outcome::Trapped(why) = &outcome {
+            for id in &touched {
+                match sessions.is_resumable(id) {
+                    Ok(true) => {
+                        let error = format!("plugin stopped: {why}");
+                        if let Err(e) = sessions.fail(id, &error) {
+                            tracing::warn!(session = %id, "recording a stopped plugin's failure: {e}");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(session = %id, "checking a stopped plugin's session: {e}")
+                    }
+                }
+            }
+        }
+        Ok(PluginRun {
+            outcome,
+            sessions: touched,
+            calls: state.calls,
+        })
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+impl PluginState {
+    /// Count a call against the budget.
+    fn spend(&mut self) -> Result<(), wit::SessionError> {
+        if self.calls_left == 0 {
+            return Err(wit::SessionError::LimitExceeded(format!(
+                "this run made its {} calls of the session API",
+                self.calls
+            )));
+        }
+        self.calls_left -= 1;
+        self.calls += 1;
+        Ok(())
+    }
+
+    /// A session the run works on, to be cleaned up if it dies.
+    fn touch<T>(
+        &mut self,
+        id: impl Fn(&T) -> &str,
+        r: Result<T, wit::SessionError>,
+    ) -> Result<T, wit::SessionError> {
+        if let Ok(v) = &r {
+            self.touched.insert(id(v).to_owned());
+        }
+        r
+    }
+}
+
+fn not_granted<T>(what: &str) -> Result<T, wit::SessionError> {
+    Err(wit::SessionError::InvalidInput(format!(
+        "{what} is not granted to plugins"
+    )))
+}
+
+impl sessions::Host for PluginState {
+    fn start(&mut self, options: wit::StartOptions) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        let r = self.sessions.forward(|g, s| g.call_start(s, &options));
+        self.touch(|s: &wit::Session| &s.id, r)
+    }
+    fn get(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_get(s, &id))
+    }
+    fn pause(
+        &mut self,
+        id: String,
+        reason: Option<String>,
+    ) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_pause(s, &id, reason.as_deref()))
+    }
+    fn resume(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        let r = self.sessions.forward(|g, s| g.call_resume(s, &id));
+        self.touch(|s: &wit::Session| &s.id, r)
+    }
+    fn complete(
+        &mut self,
+        id: String,
+        result: Option<String>,
+    ) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_complete(s, &id, result.as_deref()))
+    }
+    fn fail(&mut self, id: String, error: String) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_fail(s, &id, &error))
+    }
+    fn iterate(
+        &mut self,
+        id: String,
+        data: Option<String>,
+    ) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_iterate(s, &id, data.as_deref()))
+    }
+    fn record_tool_call(
+        &mut self,
+        id: String,
+        call: wit::ToolCall,
+    ) -> Result<wit::Event, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_record_tool_call(s, &id, &call))
+    }
+    fn record_learning(
+        &mut self,
+        id: String,
+        learning: wit::Learning,
+    ) -> Result<wit::Event, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_record_learning(s, &id, &learning))
+    }
+    fn record_event(
+        &mut self,
+        id: String,
+        kind: String,
+        data: String,
+    ) -> Result<wit::Event, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_record_event(s, &id, &kind, &data))
+    }
+    fn events(
+        &mut self,
+        id: String,
+        from: u64,
+        limit: u32,
+    ) -> Result<wit::EventPage, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_events(s, &id, from, limit))
+    }
+    fn recent_events(&mut self, id: String) -> Result<Vec<wit::Event>, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_recent_events(s, &id))
+    }
+    fn update_context(
+        &mut self,
+        id: String,
+        patch: String,
+    ) -> Result<wit::Session, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_update_context(s, &id, &patch))
+    }
+    fn resumption_context(&mut self, id: String) -> Result<wit::Resumption, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_resumption_context(s, &id))
+    }
+    fn list(
+        &mut self,
+        filter: wit::SessionFilter,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<wit::SessionPage, wit::SessionError> {
+        self.spend()?;
+        self.sessions
+            .forward(|g, s| g.call_list(s, &filter, cursor.as_deref(), limit))
+    }
+    fn stats(
+        &mut self,
+        filter: wit::SessionFilter,
+    ) -> Result<wit::SessionStats, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_stats(s, &filter))
+    }
+    fn cleanup(
+        &mut self,
+        _: Option<u32>,
+        _: bool,
+    ) -> Result<wit::CleanupReport, wit::SessionError> {
+        not_granted("cleanup")
+    }
+    fn delete(&mut self, id: String) -> Result<(), wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_delete(s, &id))
+    }
+    fn rebuild_index(&mut self, _: bool) -> Result<wit::IndexReport, wit::SessionError> {
+        not_granted("rebuild-index")
+    }
+    fn export(&mut self, id: String) -> Result<String, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_export(s, &id))
+    }
+    fn import(&mut self, _: String) -> Result<wit::Session, wit::SessionError> {
+        not_granted("import")
+    }
+    fn set_webhook(
+        &mut self,
+        _: wit::WebhookConfig,
+    ) -> Result<wit::WebhookConfig, wit::SessionError> {
+        not_granted("set-webhook")
+    }
+    fn get_webhook(&mut self) -> Result<Option<wit::WebhookConfig>, wit::SessionError> {
+        not_granted("get-webhook")
+    }
+    fn clear_webhook(&mut self) -> Result<(), wit::SessionError> {
+        not_granted("clear-webhook")
+    }
+    fn is_resumable(&mut self, id: String) -> Result<bool, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_is_resumable(s, &id))
+    }
+    fn duration(&mut self, id: String) -> Result<u64, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_duration(s, &id))
+    }
+    fn progress(&mut self, id: String) -> Result<f64, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(|g, s| g.call_progress(s, &id))
+    }
+}
