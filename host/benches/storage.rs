@@ -17,14 +17,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agent_session_core::memory::MemoryOutbox;
-use agent_session_core::{
-    Engine, Environment, SessionFilter, SessionStatus, StartOptions, ToolCall,
-};
+use agent_session_core::{Engine, SessionFilter, SessionStatus, StartOptions, ToolCall};
 use agent_session_host::{CacheDir, Durability, FsOutbox, FsStore, SessionHost};
-use common::{fmt, machine};
+use common::{WallClock, fmt, machine, ratio, time, time_pair};
 use serde_json::json;
 
 mod common;
@@ -189,23 +187,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Timing {
-    median: Duration,
-}
-
-fn time(n: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Timing> {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        f()?;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    Ok(Timing {
-        median: samples[n / 2],
-    })
-}
-
 type Op = Box<dyn FnMut() -> anyhow::Result<()> + Send>;
 
 /// Operations per second of `writers` threads, each running the operation
@@ -233,30 +214,6 @@ fn throughput(
             .map_err(|_| anyhow::anyhow!("a writer panicked"))??;
     }
     Ok((writers * ROUNDS) as f64 / start.elapsed().as_secs_f64())
-}
-
-/// Time `f` and `g` alternately, `n` times each.
-fn time_pair(
-    n: usize,
-    mut f: impl FnMut() -> anyhow::Result<()>,
-    mut g: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<(Timing, Timing)> {
-    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for _ in 0..n {
-        let t = Instant::now();
-        f()?;
-        a.push(t.elapsed());
-        let t = Instant::now();
-        g()?;
-        b.push(t.elapsed());
-    }
-    a.sort();
-    b.sort();
-    Ok((Timing { median: a[n / 2] }, Timing { median: b[n / 2] }))
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
 }
 
 /// Write back what the unsynced prefills left in the page cache, so that
@@ -295,29 +252,6 @@ impl RawLog {
         self.0.write_all(&[7u8; 512])?;
         self.0.sync_data()?;
         Ok(())
-    }
-}
-
-struct WallClock;
-
-impl Environment for WallClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        // Ids need uniqueness, not secrecy, in a benchmark: xorshift.
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static STATE: AtomicU64 = AtomicU64::new(0x2545_f491_4f6c_dd1d);
-        for b in buf {
-            let mut x = STATE.load(Ordering::Relaxed);
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            STATE.store(x, Ordering::Relaxed);
-            *b = (x >> 32) as u8;
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use wasmtime::component::Component;
 use crate::runtime::CacheDir;
 
 /// Compile `wasm`, or load its compiled form from the cache.
-pub(crate) fn load(engine: &Engine, wasm: &[u8], cache: &CacheDir) -> anyhow::Result<Component> {
+pub fn load(engine: &Engine, wasm: &[u8], cache: &CacheDir) -> anyhow::Result<Component> {
     let Some(dir) = resolve(cache) else {
         return compile(engine, wasm);
     };

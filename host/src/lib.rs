@@ -22,7 +22,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-mod cache;
+pub mod cache;
 mod fs_store;
 mod outbox;
 pub mod plugin;

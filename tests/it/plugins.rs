@@ -49,7 +49,10 @@ fn the_example_plugin_pauses_and_a_second_process_resumes_it() {
     let s = sessions.get(&id).unwrap();
     assert_eq!(s.status, SessionStatus::Completed);
     assert_eq!(s.iteration, 3);
-    assert_eq!(s.context["config"], r#"{"repo":"x"}"#, "the config it was given");
+    assert_eq!(
+        s.context["config"], r#"{"repo":"x"}"#,
+        "the config it was given"
+    );
     let kinds: Vec<String> = sessions
         .events(&id, 0, 100)
         .unwrap()
