@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, core unit tests, the store's
 # tests, and the integration tests that run the real component in wasmtime
-# (through the Rust API and the CLI). One profile (release) and one target
+# (through the Rust API and the CLI), plugins in Rust and in Python included. One profile (release) and one target
 # directory are shared with the quick start, so nothing is built twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,11 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
+# The plugin written in Python (componentize-py, from PyPI) for the plugin
+# runtime's tests.
+AGENT_SESSION_PY_PLUGIN="$(./scripts/python-plugin.sh)"
+export AGENT_SESSION_PY_PLUGIN
 
 echo "==> cargo test"
 cargo test --release --locked

@@ -213,3 +213,25 @@ fn a_component_that_is_not_a_plugin_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     assert!(PluginRuntime::namespace(dir.path(), "../escape", CacheDir::Disabled).is_err());
 }
+
+#[test]
+fn a_python_plugin_runs_in_the_same_runtime() {
+    let wasm = std::env::var("AGENT_SESSION_PY_PLUGIN").expect(
+        "AGENT_SESSION_PY_PLUGIN names the Python plugin; ./scripts/test.sh builds it \
+         (scripts/python-plugin.sh)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let ran = cli_json(root, &["plugin", "run", &wasm, "--task", "review the PR"]);
+    assert_eq!(ran["outcome"], "returned", "{ran}");
+    let result: serde_json::Value = serde_json::from_str(ran["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["status"], "paused");
+    let id = result["session"].as_str().unwrap();
+    let resumed = cli_json(root, &["plugin", "resume", &wasm, id]);
+    assert_eq!(resumed["outcome"], "returned", "{resumed}");
+
+    let s = namespace(root, "checklist_agent").get(id).unwrap();
+    assert_eq!(s.status, SessionStatus::Completed);
+    assert_eq!((s.mode.as_str(), s.iteration), ("python", 2));
+    assert_eq!(s.context["language"], "python");
+}
