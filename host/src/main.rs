@@ -273,11 +273,15 @@ enum PluginCommand {
         sandbox: SandboxArgs,
     },
     /// Run a plugin's `resume(session-id)` on a session it left paused.
+    ///
+    /// The plugin that ran in the session's namespace is used (a copy is
+    /// kept there by `plugin run`), unless --plugin names another.
     Resume {
-        /// The plugin component (.wasm).
-        plugin: PathBuf,
         /// The session to resume.
         session_id: String,
+        /// The plugin component (.wasm) to resume it with.
+        #[arg(long)]
+        plugin: Option<PathBuf>,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -854,21 +858,39 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result<(), Failure> {
-    let (path, sandbox) = match &cmd {
+    let read = |path: &PathBuf| -> Result<Vec<u8>, Failure> {
+        Ok(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+    };
+    let stem = |path: &PathBuf| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let (wasm, namespace, sandbox) = match &cmd {
         PluginCommand::Run {
             plugin, sandbox, ..
+        } => {
+            let namespace = sandbox.namespace.clone().unwrap_or_else(|| stem(plugin));
+            (read(plugin)?, namespace, sandbox)
         }
-        | PluginCommand::Resume {
-            plugin, sandbox, ..
-        } => (plugin, sandbox),
-    };
-    let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let namespace = match &sandbox.namespace {
-        Some(n) => n.clone(),
-        None => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        PluginCommand::Resume {
+            session_id,
+            plugin,
+            sandbox,
+        } => match (plugin, &sandbox.namespace) {
+            (Some(p), ns) => (read(p)?, ns.clone().unwrap_or_else(|| stem(p)), sandbox),
+            (None, _) => {
+                let (ns, wasm) = PluginRuntime::find(dir, session_id, CacheDir::Default)?
+                    .ok_or_else(|| {
+                        Failure::Session(SessionError::NotFound(format!(
+                            "no plugin namespace in {} holds session {session_id} \
+                             (name the plugin with --plugin)",
+                            dir.join("plugins").display()
+                        )))
+                    })?;
+                (wasm, ns, sandbox)
+            }
+        },
     };
     let limits = PluginLimits {
         timeout: sandbox.timeout,
@@ -879,9 +901,10 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
     let runtime = PluginRuntime::new(CacheDir::Default)?;
     let plugin = runtime
         .load(&wasm)
-        .with_context(|| format!("loading the plugin {}", path.display()))?;
+        .with_context(|| format!("loading the plugin for namespace {namespace}"))?;
     let sessions = PluginRuntime::namespace(dir, &namespace, CacheDir::Default)
         .map_err(|e| invalid(format!("{e:#}")))?;
+    PluginRuntime::remember(dir, &namespace, &wasm)?;
     let run = match &cmd {
         PluginCommand::Run { task, config, .. } => {
             runtime.run(&plugin, &sessions, task, config, &limits)?

@@ -45,6 +45,22 @@ use bindings::{AgentPlugin, AgentPluginPre};
 
 /// How often the deadline clock ticks.
 const TICK: Duration = Duration::from_millis(10);
+/// The copy of a namespace's plugin, in the namespace's directory.
+const PLUGIN_FILE: &str = "plugin.wasm";
+
+/// `<root>/plugins/<name>`, for a name that cannot lead anywhere else.
+fn namespace_dir(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    anyhow::ensure!(
+        valid,
+        "namespace {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+    );
+    Ok(root.join("plugins").join(name))
+}
 
 /// What one run of a plugin may use.
 #[derive(Debug, Clone)]
@@ -177,17 +193,47 @@ impl PluginRuntime {
     /// The session host of namespace `name` under `root`
     /// (`<root>/plugins/<name>/`, created if needed).
     pub fn namespace(root: &Path, name: &str, cache: CacheDir) -> anyhow::Result<SessionHost> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        anyhow::ensure!(
-            valid,
-            "namespace {name:?} must be 1 to 64 letters, digits, '-' or '_'"
-        );
-        let dir = root.join("plugins").join(name);
-        Ok(SessionHost::open_dir(&dir, Durability::Durable, cache)?.0)
+        Ok(SessionHost::open_dir(namespace_dir(root, name)?, Durability::Durable, cache)?.0)
+    }
+
+    /// Keep a copy of the plugin that works in namespace `name`, so a
+    /// session it paused can be resumed by id alone (in another process,
+    /// or on another machine the root was copied to).
+    pub fn remember(root: &Path, name: &str, wasm: &[u8]) -> anyhow::Result<()> {
+        let path = namespace_dir(root, name)?.join(PLUGIN_FILE);
+        if std::fs::read(&path).is_ok_and(|kept| kept == wasm) {
+            return Ok(());
+        }
+        let tmp = path.with_extension("wasm.tmp");
+        std::fs::write(&tmp, wasm)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("keeping a copy of the plugin in {}", path.display()))
+    }
+
+    /// The namespace under `root` holding session `id`, and the plugin
+    /// kept there by [`PluginRuntime::remember`].
+    pub fn find(
+        root: &Path,
+        id: &str,
+        cache: CacheDir,
+    ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+        let dir = root.join("plugins");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(None);
+        };
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let Ok(ns) = namespace_dir(root, &name) else {
+                continue;
+            };
+            let Ok(wasm) = std::fs::read(ns.join(PLUGIN_FILE)) else {
+                continue;
+            };
+            if Self::namespace(root, &name, cache.clone())?.get(id).is_ok() {
+                return Ok(Some((name, wasm)));
+            }
+        }
+        Ok(None)
     }
 
     /// Run `plugin`'s `run(task, config)` on `sessions` (its namespace).

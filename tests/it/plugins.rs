@@ -41,8 +41,8 @@ fn the_example_plugin_pauses_and_a_second_process_resumes_it() {
     assert_eq!(result["status"], "paused");
     let id = result["session"].as_str().unwrap().to_owned();
 
-    // Another process picks it up after the approval.
-    let resumed = cli_json(root, &["plugin", "resume", wasm, &id]);
+    // Another process picks it up after the approval, by id alone.
+    let resumed = cli_json(root, &["plugin", "resume", &id]);
     assert_eq!(resumed["outcome"], "returned", "{resumed}");
 
     let sessions = namespace(root, "approval_agent");
@@ -212,6 +212,11 @@ fn a_component_that_is_not_a_plugin_is_refused() {
     assert!(runtime.load(b"not wasm").is_err());
     let dir = tempfile::tempdir().unwrap();
     assert!(PluginRuntime::namespace(dir.path(), "../escape", CacheDir::Disabled).is_err());
+    let unknown = crate::common::cli(
+        dir.path(),
+        &["plugin", "resume", "01a220e9-8bbd-7e22-97fb-b33b8a5d9f69"],
+    );
+    assert_eq!(unknown.status.code(), Some(3), "no namespace holds it");
 }
 
 #[test]
@@ -227,7 +232,7 @@ fn a_python_plugin_runs_in_the_same_runtime() {
     let result: serde_json::Value = serde_json::from_str(ran["result"].as_str().unwrap()).unwrap();
     assert_eq!(result["status"], "paused");
     let id = result["session"].as_str().unwrap();
-    let resumed = cli_json(root, &["plugin", "resume", &wasm, id]);
+    let resumed = cli_json(root, &["plugin", "resume", id, "--plugin", &wasm]);
     assert_eq!(resumed["outcome"], "returned", "{resumed}");
 
     let s = namespace(root, "checklist_agent").get(id).unwrap();
