@@ -269,6 +269,10 @@ enum PluginCommand {
         /// Free-form configuration for it (often JSON).
         #[arg(long, default_value = "")]
         config: String,
+        /// Let this plugin take over a namespace another plugin worked in
+        /// (its sessions included).
+        #[arg(long)]
+        replace_plugin: bool,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -296,8 +300,9 @@ struct SandboxArgs {
     #[arg(long, default_value = "30s", value_parser = webhook::parse_duration)]
     timeout: std::time::Duration,
     /// Memory the plugin may use, in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    memory: usize,
+    #[arg(long, default_value_t = 64, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    memory: u32,
     /// Fuel (roughly, WebAssembly instructions) it may burn; default unbounded.
     #[arg(long)]
     fuel: Option<u64>,
@@ -866,35 +871,61 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
+    let not_found = |m: String| Failure::Session(SessionError::NotFound(m));
     let (wasm, namespace, sandbox) = match &cmd {
         PluginCommand::Run {
-            plugin, sandbox, ..
+            plugin,
+            sandbox,
+            replace_plugin,
+            ..
         } => {
+            let wasm = read(plugin)?;
             let namespace = sandbox.namespace.clone().unwrap_or_else(|| stem(plugin));
-            (read(plugin)?, namespace, sandbox)
+            let kept =
+                PluginRuntime::kept(dir, &namespace).map_err(|e| invalid(format!("{e:#}")))?;
+            if kept.is_some_and(|k| k != wasm) && !replace_plugin {
+                return Err(invalid(format!(
+                    "namespace {namespace} belongs to another plugin (a different one is kept \
+                     there); run this one with another --namespace, or take the namespace \
+                     over with --replace-plugin"
+                )));
+            }
+            (wasm, namespace, sandbox)
         }
         PluginCommand::Resume {
             session_id,
             plugin,
             sandbox,
-        } => match (plugin, &sandbox.namespace) {
-            (Some(p), ns) => (read(p)?, ns.clone().unwrap_or_else(|| stem(p)), sandbox),
-            (None, _) => {
-                let (ns, wasm) = PluginRuntime::find(dir, session_id, CacheDir::Default)?
-                    .ok_or_else(|| {
-                        Failure::Session(SessionError::NotFound(format!(
-                            "no plugin namespace in {} holds session {session_id} \
-                             (name the plugin with --plugin)",
+        } => {
+            let (namespace, kept) = match &sandbox.namespace {
+                Some(ns) => (
+                    ns.clone(),
+                    PluginRuntime::kept(dir, ns).map_err(|e| invalid(format!("{e:#}")))?,
+                ),
+                None => match PluginRuntime::find(dir, session_id, CacheDir::Default)? {
+                    Some((ns, wasm)) => (ns, Some(wasm)),
+                    None => {
+                        return Err(not_found(format!(
+                            "no plugin namespace in {} holds session {session_id}",
                             dir.join("plugins").display()
-                        )))
-                    })?;
-                (wasm, ns, sandbox)
-            }
-        },
+                        )));
+                    }
+                },
+            };
+            let wasm = match plugin {
+                Some(p) => read(p)?,
+                None => kept.ok_or_else(|| {
+                    not_found(format!(
+                        "no plugin is kept in namespace {namespace}; name one with --plugin"
+                    ))
+                })?,
+            };
+            (wasm, namespace, sandbox)
+        }
     };
     let limits = PluginLimits {
         timeout: sandbox.timeout,
-        memory: sandbox.memory.saturating_mul(1 << 20),
+        memory: (sandbox.memory as usize).saturating_mul(1 << 20),
         fuel: sandbox.fuel,
         calls: sandbox.calls,
     };
@@ -904,7 +935,9 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
         .with_context(|| format!("loading the plugin for namespace {namespace}"))?;
     let sessions = PluginRuntime::namespace(dir, &namespace, CacheDir::Default)
         .map_err(|e| invalid(format!("{e:#}")))?;
-    PluginRuntime::remember(dir, &namespace, &wasm)?;
+    if matches!(cmd, PluginCommand::Run { .. }) {
+        PluginRuntime::remember(dir, &namespace, &wasm)?;
+    }
     let run = match &cmd {
         PluginCommand::Run { task, config, .. } => {
             runtime.run(&plugin, &sessions, task, config, &limits)?

@@ -6,12 +6,18 @@
 //!   no path from one namespace to another's sessions, so a plugin cannot
 //!   list, read or change them (it gets `not-found`, as for any unknown id).
 //! - **Limits.** Each run gets a fresh instance with a wall-clock deadline
-//!   (epoch interruption), a memory cap (`StoreLimits`), optionally a fuel
-//!   budget, and a budget of session calls. No files, network, environment
-//!   or arguments are granted.
+//!   (epoch interruption), a memory cap over all its memories (a resource
+//!   limiter, with bounds on instances, tables and memories), optionally a
+//!   fuel budget, and a budget of session calls. WASI is linked with
+//!   nothing granted: no preopened directories, no network, no
+//!   environment or arguments, and no way to block (`poll` and
+//!   `pollable.block` trap, as a plugin waiting in the host could not be
+//!   interrupted by its deadline).
 //! - **Clean failure.** A trapped or timed-out instance is dropped, never
-//!   reused; the sessions it started or resumed that are still open are
-//!   marked failed with the reason, so nothing is left half-done.
+//!   reused. The sessions a run started or resumed that it leaves active
+//!   when it does not return success (trap, timeout, or an error it
+//!   returned) are marked failed with the reason; sessions it paused stay
+//!   paused, ready to resume.
 //! - **Cheap starts.** Plugins are compiled once (cached across processes,
 //!   keyed by the engine's compatibility hash) and pre-instantiated.
 
@@ -23,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Config, Engine, ResourceLimiter, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::cache;
@@ -126,7 +132,7 @@ pub struct PluginRuntime {
 struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryCap,
     sessions: SessionHost,
     calls_left: u64,
     calls: u64,
@@ -152,6 +158,17 @@ impl PluginRuntime {
         // What Rust's std pulls in; the context grants nothing but clocks
         // and randomness.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Waiting happens in the host, where the deadline cannot reach.
+        linker.allow_shadowing(true);
+        let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
+        for name in ["poll", "[method]pollable.block"] {
+            poll.func_new(name, |_, _, _, _| {
+                Err(wasmtime::Error::msg(
+                    "plugins may not block (wasi:io/poll): the deadline could not stop them",
+                ))
+            })?;
+        }
+        linker.allow_shadowing(false);
         sessions::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
         let ticking = Arc::new(AtomicBool::new(true));
         let (clock, running) = (engine.weak(), ticking.clone());
@@ -182,7 +199,7 @@ impl PluginRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("the plugin needs imports it is not granted (only agent:session/sessions and WASI clocks/random are)")?;
+            .context("the plugin needs imports it is not granted (agent:session/sessions and WASI without files, network or environment are)")?;
         Ok(Plugin {
             pre: AgentPluginPre::new(pre)
                 .map_err(anyhow::Error::from)
@@ -204,10 +221,24 @@ impl PluginRuntime {
         if std::fs::read(&path).is_ok_and(|kept| kept == wasm) {
             return Ok(());
         }
-        let tmp = path.with_extension("wasm.tmp");
-        std::fs::write(&tmp, wasm)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("keeping a copy of the plugin in {}", path.display()))
+        let tmp = path.with_extension(format!("wasm.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, wasm)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("keeping a copy of the plugin in {}", path.display()))
+    }
+
+    /// The plugin kept in namespace `name` by [`PluginRuntime::remember`].
+    pub fn kept(root: &Path, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let path = namespace_dir(root, name)?.join(PLUGIN_FILE);
+        match std::fs::read(&path) {
+            Ok(wasm) => Ok(Some(wasm)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
     }
 
     /// The namespace under `root` holding session `id`, and the plugin
@@ -229,8 +260,10 @@ impl PluginRuntime {
             let Ok(wasm) = std::fs::read(ns.join(PLUGIN_FILE)) else {
                 continue;
             };
-            if Self::namespace(root, &name, cache.clone())?.get(id).is_ok() {
-                return Ok(Some((name, wasm)));
+            match Self::namespace(root, &name, cache.clone()) {
+                Ok(sessions) if sessions.get(id).is_ok() => return Ok(Some((name, wasm))),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(namespace = %name, "skipping a namespace: {e:#}"),
             }
         }
         Ok(None)
@@ -276,10 +309,10 @@ impl PluginRuntime {
         let state = PluginState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap {
+                cap: limits.memory,
+                used: 0,
+            },
             sessions: sessions.clone(),
             calls_left: limits.calls,
             calls: 0,
@@ -297,6 +330,9 @@ impl PluginRuntime {
             .and_then(|p| f(&p, &mut store));
         let outcome = match result {
             Ok(r) => Outcome::Returned(r),
+            Err(e) if e.downcast_ref::<MemoryCapReached>().is_some() => {
+                Outcome::Trapped(format!("{}", MemoryCapReached(limits.memory)))
+            }
             Err(e) => match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => Outcome::TimedOut(format!(
                     "the plugin ran past its deadline of {:?}",
@@ -312,19 +348,21 @@ impl PluginRuntime {
         // reused after a trap.
         let state = store.into_data();
         let touched: Vec<String> = state.touched.into_iter().collect();
-        if let Outcome::TimedOut(why) | Outcome::Trapped(why) = &outcome {
+        let why = match &outcome {
+            Outcome::Returned(Ok(_)) => None,
+            Outcome::Returned(Err(e)) => Some(format!("plugin returned an error: {e}")),
+            Outcome::TimedOut(e) | Outcome::Trapped(e) => Some(format!("plugin stopped: {e}")),
+        };
+        if let Some(why) = why {
             for id in &touched {
-                match sessions.is_resumable(id) {
-                    Ok(true) => {
-                        let error = format!("plugin stopped: {why}");
-                        if let Err(e) = sessions.fail(id, &error) {
-                            tracing::warn!(session = %id, "recording a stopped plugin's failure: {e}");
+                match sessions.get(id) {
+                    Ok(s) if s.status == agent_session_core::SessionStatus::Active => {
+                        if let Err(e) = sessions.fail(id, &why) {
+                            tracing::warn!(session = %id, "recording a plugin's failure: {e}");
                         }
                     }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(session = %id, "checking a stopped plugin's session: {e}")
-                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(session = %id, "checking a plugin's session: {e}"),
                 }
             }
         }
@@ -333,6 +371,67 @@ impl PluginRuntime {
             sessions: touched,
             calls: state.calls,
         })
+    }
+}
+
+/// Caps the linear memory of a run over all its memories (a component may
+/// hold several core modules, each with its own), and bounds how many
+/// instances, memories and tables it may make.
+struct MemoryCap {
+    cap: usize,
+    used: usize,
+}
+
+/// The error a run stops with at its memory cap.
+#[derive(Debug)]
+struct MemoryCapReached(usize);
+
+impl std::fmt::Display for MemoryCapReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the plugin reached its memory cap of {} MiB",
+            self.0 >> 20
+        )
+    }
+}
+
+impl std::error::Error for MemoryCapReached {}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.used - current.min(self.used) + desired;
+        if total > self.cap {
+            return Err(wasmtime::Error::new(MemoryCapReached(self.cap)));
+        }
+        self.used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
     }
 }
 

@@ -73,6 +73,32 @@ fn the_example_plugin_pauses_and_a_second_process_resumes_it() {
             "complete"
         ]
     );
+    // A different plugin may not take the namespace (and its sessions) over.
+    let other = plugin_path("namespace_escape");
+    let taken = crate::common::cli(
+        root,
+        &[
+            "plugin",
+            "run",
+            other.to_str().unwrap(),
+            "--task",
+            "x",
+            "--namespace",
+            "approval_agent",
+        ],
+    );
+    assert_eq!(
+        taken.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let zero = crate::common::cli(
+        root,
+        &["plugin", "run", wasm, "--task", "x", "--memory", "0"],
+    );
+    assert_eq!(zero.status.code(), Some(2));
+
     // The namespace is the plugin's: the main root holds no sessions.
     assert!(
         crate::common::host_at(root)
@@ -149,7 +175,21 @@ fn hostile_plugins_are_stopped_and_nothing_else_is_touched() {
         )
         .unwrap();
     assert!(
-        matches!(&run.outcome, Outcome::Trapped(m) if m.contains("memory")),
+        matches!(&run.outcome, Outcome::Trapped(m) if m.contains("memory cap of 16 MiB")),
+        "{run:?}"
+    );
+
+    let run = runtime
+        .run(
+            &load("sleeper"),
+            &namespace(root, "sleep"),
+            "nap",
+            "",
+            &limits,
+        )
+        .unwrap();
+    assert!(
+        matches!(&run.outcome, Outcome::Trapped(m) if m.contains("may not block")),
         "{run:?}"
     );
 
@@ -181,7 +221,12 @@ fn hostile_plugins_are_stopped_and_nothing_else_is_touched() {
         "{run:?}"
     );
     assert_eq!(run.calls, 200);
-    assert_eq!(flood.get(&run.sessions[0]).unwrap().event_count, 200);
+    let flooded = flood.get(&run.sessions[0]).unwrap();
+    assert_eq!(
+        flooded.event_count, 201,
+        "its start, 199 events, and the host's failure"
+    );
+    assert_eq!(flooded.status, SessionStatus::Failed, "not left active");
 
     // The host is still up, and the victim's session is as it was.
     let after = victim_ns.get(&victim.id).unwrap();
