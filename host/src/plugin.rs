@@ -270,6 +270,8 @@ impl PluginRuntime {
     }
 
     /// Run `plugin`'s `run(task, config)` on `sessions` (its namespace).
+    /// Blocks until the run ends (at most its timeout, plus the session
+    /// call in flight); from async code, call it on a blocking thread.
     pub fn run(
         &self,
         plugin: &Plugin,

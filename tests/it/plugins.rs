@@ -11,7 +11,13 @@ use agent_session_host::{CacheDir, SessionHost};
 use crate::common::{cache_dir, cli_json};
 
 fn plugin_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("AGENT_SESSION_PLUGINS_DIR")).join(format!("{name}.wasm"))
+    let path = PathBuf::from(env!("AGENT_SESSION_PLUGINS_DIR")).join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is built by host/build.rs (unless AGENT_SESSION_SKIP_PLUGINS is set)",
+        path.display()
+    );
+    path
 }
 
 fn namespace(root: &std::path::Path, name: &str) -> SessionHost {
