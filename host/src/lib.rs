@@ -8,6 +8,9 @@
 //!   directory, with the record of every delivery attempt.
 //! - [`webhook::Sender`]: delivers the outbox over HTTP (signed, retried,
 //!   behind an address policy against SSRF).
+//! - [`plugin::PluginRuntime`]: runs agent plugins (components of the
+//!   `agent-plugin` world) sandboxed, each on a session namespace of its own.
+//! - [`cache`]: compiled components cached across processes.
 //!
 //! The host carries bytes; every session rule is in `agent-session-core`,
 //! compiled into the component.
