@@ -422,7 +422,7 @@ impl FsOutbox {
 
     /// Record `d`: rewritten in place while pending; once finished, written
     /// to `done/` before the pending copy is removed, so a crash leaves at
-    /// worst both (and [`FsOutbox::load_pending`] sorts that out).
+    /// worst both (and the next look at the pending record sorts that out).
     pub fn save(&self, d: &Delivery) -> io::Result<()> {
         let name = d.file_name();
         let bytes = serde_json::to_vec_pretty(d).map_err(io::Error::other)?;
