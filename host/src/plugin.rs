@@ -34,7 +34,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::cache;
 use crate::fs_store::Durability;
-use crate::runtime::{CacheDir, SessionHost, wit_types as wit};
+use crate::runtime::{CacheDir, CallResult, Guest, HostState, SessionHost, wit_types as wit};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -457,6 +457,15 @@ impl PluginState {
         Ok(())
     }
 
+    /// A session call handed on to the namespace, within the budget.
+    fn pass<T>(
+        &mut self,
+        f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<T, wit::SessionError> {
+        self.spend()?;
+        self.sessions.forward(f)
+    }
+
     /// A session the run works on, to be cleaned up if it dies.
     fn touch<T>(
         &mut self,
@@ -478,26 +487,21 @@ fn not_granted<T>(what: &str) -> Result<T, wit::SessionError> {
 
 impl sessions::Host for PluginState {
     fn start(&mut self, options: wit::StartOptions) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        let r = self.sessions.forward(|g, s| g.call_start(s, &options));
+        let r = self.pass(|g, s| g.call_start(s, &options));
         self.touch(|s: &wit::Session| &s.id, r)
     }
     fn get(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_get(s, &id))
+        self.pass(|g, s| g.call_get(s, &id))
     }
     fn pause(
         &mut self,
         id: String,
         reason: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_pause(s, &id, reason.as_deref()))
+        self.pass(|g, s| g.call_pause(s, &id, reason.as_deref()))
     }
     fn resume(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        let r = self.sessions.forward(|g, s| g.call_resume(s, &id));
+        let r = self.pass(|g, s| g.call_resume(s, &id));
         self.touch(|s: &wit::Session| &s.id, r)
     }
     fn complete(
@@ -505,40 +509,31 @@ impl sessions::Host for PluginState {
         id: String,
         result: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_complete(s, &id, result.as_deref()))
+        self.pass(|g, s| g.call_complete(s, &id, result.as_deref()))
     }
     fn fail(&mut self, id: String, error: String) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_fail(s, &id, &error))
+        self.pass(|g, s| g.call_fail(s, &id, &error))
     }
     fn iterate(
         &mut self,
         id: String,
         data: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_iterate(s, &id, data.as_deref()))
+        self.pass(|g, s| g.call_iterate(s, &id, data.as_deref()))
     }
     fn record_tool_call(
         &mut self,
         id: String,
         call: wit::ToolCall,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_record_tool_call(s, &id, &call))
+        self.pass(|g, s| g.call_record_tool_call(s, &id, &call))
     }
     fn record_learning(
         &mut self,
         id: String,
         learning: wit::Learning,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_record_learning(s, &id, &learning))
+        self.pass(|g, s| g.call_record_learning(s, &id, &learning))
     }
     fn record_event(
         &mut self,
@@ -546,9 +541,7 @@ impl sessions::Host for PluginState {
         kind: String,
         data: String,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_record_event(s, &id, &kind, &data))
+        self.pass(|g, s| g.call_record_event(s, &id, &kind, &data))
     }
     fn events(
         &mut self,
@@ -556,27 +549,20 @@ impl sessions::Host for PluginState {
         from: u64,
         limit: u32,
     ) -> Result<wit::EventPage, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_events(s, &id, from, limit))
+        self.pass(|g, s| g.call_events(s, &id, from, limit))
     }
     fn recent_events(&mut self, id: String) -> Result<Vec<wit::Event>, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_recent_events(s, &id))
+        self.pass(|g, s| g.call_recent_events(s, &id))
     }
     fn update_context(
         &mut self,
         id: String,
         patch: String,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_update_context(s, &id, &patch))
+        self.pass(|g, s| g.call_update_context(s, &id, &patch))
     }
     fn resumption_context(&mut self, id: String) -> Result<wit::Resumption, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_resumption_context(s, &id))
+        self.pass(|g, s| g.call_resumption_context(s, &id))
     }
     fn list(
         &mut self,
@@ -584,16 +570,13 @@ impl sessions::Host for PluginState {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<wit::SessionPage, wit::SessionError> {
-        self.spend()?;
-        self.sessions
-            .forward(|g, s| g.call_list(s, &filter, cursor.as_deref(), limit))
+        self.pass(|g, s| g.call_list(s, &filter, cursor.as_deref(), limit))
     }
     fn stats(
         &mut self,
         filter: wit::SessionFilter,
     ) -> Result<wit::SessionStats, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_stats(s, &filter))
+        self.pass(|g, s| g.call_stats(s, &filter))
     }
     fn cleanup(
         &mut self,
@@ -603,15 +586,13 @@ impl sessions::Host for PluginState {
         not_granted("cleanup")
     }
     fn delete(&mut self, id: String) -> Result<(), wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_delete(s, &id))
+        self.pass(|g, s| g.call_delete(s, &id))
     }
     fn rebuild_index(&mut self, _: bool) -> Result<wit::IndexReport, wit::SessionError> {
         not_granted("rebuild-index")
     }
     fn export(&mut self, id: String) -> Result<String, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_export(s, &id))
+        self.pass(|g, s| g.call_export(s, &id))
     }
     fn import(&mut self, _: String) -> Result<wit::Session, wit::SessionError> {
         not_granted("import")
@@ -629,15 +610,12 @@ impl sessions::Host for PluginState {
         not_granted("clear-webhook")
     }
     fn is_resumable(&mut self, id: String) -> Result<bool, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_is_resumable(s, &id))
+        self.pass(|g, s| g.call_is_resumable(s, &id))
     }
     fn duration(&mut self, id: String) -> Result<u64, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_duration(s, &id))
+        self.pass(|g, s| g.call_duration(s, &id))
     }
     fn progress(&mut self, id: String) -> Result<f64, wit::SessionError> {
-        self.spend()?;
-        self.sessions.forward(|g, s| g.call_progress(s, &id))
+        self.pass(|g, s| g.call_progress(s, &id))
     }
 }

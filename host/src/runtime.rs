@@ -285,7 +285,7 @@ pub struct SessionHost {
 }
 
 pub(crate) type Guest = bindings::exports::agent::session::sessions::Guest;
-type CallResult<T> = wasmtime::Result<Result<T, wit::SessionError>>;
+pub(crate) type CallResult<T> = wasmtime::Result<Result<T, wit::SessionError>>;
 
 impl SessionHost {
     /// A host on the filesystem store rooted at `dir` (created if needed),
