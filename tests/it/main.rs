@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod component;
+mod conformance;
 mod crash;
 mod plugins;
 mod receiver;

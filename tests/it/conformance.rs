@@ -1,0 +1,420 @@
+//! The conformance suite (`tests/conformance/*.json`, format in its
+//! README) on the two Rust hosts: the native core on an in-memory store,
+//! and the component in wasmtime on a filesystem store. The Node and
+//! Python runners (`packages/`) execute the same files.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use agent_session_core::memory::{MemoryOutbox, MemoryStore};
+use agent_session_core::{
+    Engine, Environment, Learning, SessionError, SessionFilter, StartOptions, ToolCall,
+    WebhookConfig,
+};
+use agent_session_host::{Error as HostError, SessionHost};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::common;
+
+/// A host of the session API, called by WIT operation name with canonical
+/// arguments, answering in canonical form.
+trait Host {
+    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure>;
+}
+
+/// Why a call produced no canonical result.
+enum Failure {
+    /// The API answered with an error (a possible expectation).
+    Session(SessionError),
+    /// The scenario or the host is broken (never expected).
+    Broken(String),
+}
+
+impl From<SessionError> for Failure {
+    fn from(e: SessionError) -> Self {
+        Self::Session(e)
+    }
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        match e {
+            HostError::Session(e) => Self::Session(e),
+            other => Self::Broken(other.to_string()),
+        }
+    }
+}
+
+/// Argument `i` of `args`, decoded.
+fn arg<T: DeserializeOwned>(args: &[Value], i: usize) -> Result<T, Failure> {
+    let v = args.get(i).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(v).map_err(|e| Failure::Broken(format!("argument {i}: {e}")))
+}
+
+fn out(v: impl serde::Serialize) -> Result<Value, Failure> {
+    serde_json::to_value(v).map_err(|e| Failure::Broken(e.to_string()))
+}
+
+/// Dispatches by name to the typed methods of `$api`, which both hosts
+/// have with the same names; `$by_ref` adapts the few whose argument
+/// types differ (owned in the core, borrowed in the host).
+macro_rules! dispatch {
+    ($api:expr, $op:expr, $args:expr, |$a:ident| { $($adapted:tt)* }) => {{
+        let $a = $args;
+        let api = $api;
+        match $op {
+            "start" => out(api.start(arg::<StartOptions>($a, 0)?)?),
+            "get" => out(api.get(&arg::<String>($a, 0)?)?),
+            "resume" => out(api.resume(&arg::<String>($a, 0)?)?),
+            "events" => out(api.events(&arg::<String>($a, 0)?, arg($a, 1)?, arg($a, 2)?)?),
+            "recent-events" => out(api.recent_events(&arg::<String>($a, 0)?)?),
+            "resumption-context" => out(api.resumption_context(&arg::<String>($a, 0)?)?),
+            "list" => out(api.list(
+                &arg::<SessionFilter>($a, 0)?,
+                arg::<Option<String>>($a, 1)?.as_deref(),
+                arg($a, 2)?,
+            )?),
+            "stats" => out(api.stats(&arg::<SessionFilter>($a, 0)?)?),
+            "cleanup" => out(api.cleanup(arg($a, 0)?, arg($a, 1)?)?),
+            "delete" => out(api.delete(&arg::<String>($a, 0)?)?),
+            "export" => out(api.export(&arg::<String>($a, 0)?)?),
+            "get-webhook" => out(api.get_webhook()?),
+            "clear-webhook" => out(api.clear_webhook()?),
+            "is-resumable" => out(api.is_resumable(&arg::<String>($a, 0)?)?),
+            "duration" => out(api.duration(&arg::<String>($a, 0)?)?),
+            "progress" => out(api.progress(&arg::<String>($a, 0)?)?),
+            $($adapted)*
+            other => Err(Failure::Broken(format!("unknown operation {other:?}"))),
+        }
+    }};
+}
+
+struct Native(Engine<MemoryStore, MemoryOutbox, WallClock>);
+
+impl Host for Native {
+    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure> {
+        dispatch!(&self.0, op, args, |a| {
+            "pause" => out(self.0.pause(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "complete" => out(self.0.complete(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "fail" => out(self.0.fail(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "iterate" => out(self.0.iterate(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-tool-call" => out(self.0.record_tool_call(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-learning" => out(self.0.record_learning(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-event" => out(self.0.record_event(&arg::<String>(a, 0)?, &arg::<String>(a, 1)?, arg(a, 2)?)?),
+            "update-context" => out(self.0.update_context(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "rebuild-index" => out(self.0.reindex(arg(a, 0)?)?),
+            "import" => out(self.0.import(arg(a, 0)?)?),
+            "set-webhook" => out(self.0.set_webhook(arg(a, 0)?)?),
+        })
+    }
+}
+
+struct Component(SessionHost);
+
+impl Host for Component {
+    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure> {
+        dispatch!(&self.0, op, args, |a| {
+            "pause" => out(self.0.pause(&arg::<String>(a, 0)?, arg::<Option<String>>(a, 1)?.as_deref())?),
+            "complete" => out(self.0.complete(&arg::<String>(a, 0)?, arg::<Option<Value>>(a, 1)?.as_ref())?),
+            "fail" => out(self.0.fail(&arg::<String>(a, 0)?, &arg::<String>(a, 1)?)?),
+            "iterate" => out(self.0.iterate(&arg::<String>(a, 0)?, arg::<Option<Value>>(a, 1)?.as_ref())?),
+            "record-tool-call" => out(self.0.record_tool_call(&arg::<String>(a, 0)?, &arg::<ToolCall>(a, 1)?)?),
+            "record-learning" => out(self.0.record_learning(&arg::<String>(a, 0)?, &arg::<Learning>(a, 1)?)?),
+            "record-event" => out(self.0.record_event(&arg::<String>(a, 0)?, &arg::<String>(a, 1)?, &arg::<Value>(a, 2)?)?),
+            "update-context" => out(self.0.update_context(&arg::<String>(a, 0)?, &arg::<Value>(a, 1)?)?),
+            "rebuild-index" => out(self.0.rebuild_index(arg(a, 0)?)?),
+            "import" => out(self.0.import(&arg::<Value>(a, 0)?)?),
+            "set-webhook" => out(self.0.set_webhook(&arg::<WebhookConfig>(a, 0)?)?),
+        })
+    }
+}
+
+/// Time and randomness from the machine, as WASI gives them to the
+/// component.
+struct WallClock;
+
+impl Environment for WallClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the system's random source works");
+    }
+}
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+    files
+}
+
+/// Runs every scenario on a fresh host from `fresh`, reports the count,
+/// and fails listing every scenario that did not pass.
+fn run_all<H: Host>(name: &str, mut fresh: impl FnMut() -> (Option<tempfile::TempDir>, H)) {
+    let files = scenario_files();
+    let mut failures = Vec::new();
+    for file in &files {
+        let (_dir, host) = fresh();
+        if let Err(e) = run_scenario(&host, file) {
+            failures.push(format!("{}: {e}", file.file_name().unwrap().display()));
+        }
+    }
+    let passed = files.len() - failures.len();
+    // Written to the stream directly: the test harness captures `eprintln!`.
+    let _ = writeln!(
+        std::io::stderr(),
+        "conformance ({name}): {passed} of {} scenarios passed",
+        files.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn run_scenario(host: &impl Host, file: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let scenario: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let steps = scenario["steps"].as_array().ok_or("no \"steps\" array")?;
+    let mut names = Map::new();
+    for (i, step) in steps.iter().enumerate() {
+        let op = step["op"].as_str().ok_or(format!("step {i}: no \"op\""))?;
+        let at = |e: String| format!("step {i} ({op}): {e}");
+        let args = match step.get("args") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| substitute(v, &names))
+                .collect::<Result<_, _>>()
+                .map_err(at)?,
+            Some(_) => return Err(at("\"args\" is not an array".into())),
+        };
+        let actual = match host.call(op, &args) {
+            Ok(v) => Ok(v),
+            Err(Failure::Session(e)) => Err(json!({"error": e.code(), "message": e.message()})),
+            Err(Failure::Broken(e)) => return Err(at(e)),
+        };
+        let expect = &step["expect"];
+        match (&actual, expect.get("ok"), expect.get("error")) {
+            (Ok(v), Some(pattern), None) => {
+                matches(pattern, v, &names, "").map_err(|e| at(format!("{e}\n  actual: {v}")))?
+            }
+            (Err(e), None, Some(Value::String(code))) => {
+                if e["error"] != *code {
+                    return Err(at(format!("expected error {code}, got {e}")));
+                }
+                if let Some(Value::String(part)) = expect.get("message")
+                    && !e["message"].as_str().unwrap_or("").contains(part.as_str())
+                {
+                    return Err(at(format!(
+                        "expected a message containing {part:?}, got {e}"
+                    )));
+                }
+            }
+            (actual, _, _) => {
+                return Err(at(format!("expected {expect}, got {}", show(actual))));
+            }
+        }
+        if let (Some(Value::String(name)), Ok(v)) = (step.get("as"), &actual) {
+            names.insert(name.clone(), v.clone());
+        }
+    }
+    Ok(())
+}
+
+fn show(r: &Result<Value, Value>) -> String {
+    match r {
+        Ok(v) => format!("ok {v}"),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// The value of a `$name.path` reference, `None` if `s` is not one.
+fn reference(s: &str, names: &Map<String, Value>) -> Option<Result<Value, String>> {
+    let rest = s.strip_prefix('$')?;
+    if rest.starts_with('$') || rest == "any" {
+        return None;
+    }
+    let mut parts = rest.split('.');
+    let name = parts.next().unwrap_or_default();
+    let Some(mut v) = names.get(name) else {
+        return Some(Err(format!("no value kept as {name:?}")));
+    };
+    for p in parts {
+        let next = match v {
+            Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get(i)),
+            Value::Object(o) => o.get(p),
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => return Some(Err(format!("{s}: no {p:?}"))),
+        }
+    }
+    Some(Ok(v.clone()))
+}
+
+/// `v` with references and generators replaced.
+fn substitute(v: &Value, names: &Map<String, Value>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) => match reference(s, names) {
+            Some(r) => r?,
+            None => Value::String(
+                s.strip_prefix('$')
+                    .filter(|r| r.starts_with('$'))
+                    .unwrap_or(s)
+                    .into(),
+            ),
+        },
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$repeat") => {
+            let (unit, n) = match &o["$repeat"] {
+                Value::Array(p) if p.len() == 2 => (p[0].as_str(), p[1].as_u64()),
+                _ => (None, None),
+            };
+            match (unit, n) {
+                (Some(u), Some(n)) => Value::String(u.repeat(n as usize)),
+                _ => return Err("$repeat takes [string, count]".into()),
+            }
+        }
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), substitute(x, names)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Whether `actual` matches `pattern` (README "Patterns"); the error says
+/// where it does not.
+fn matches(
+    pattern: &Value,
+    actual: &Value,
+    names: &Map<String, Value>,
+    at: &str,
+) -> Result<(), String> {
+    let fail = |why: String| {
+        Err(format!(
+            "at {}: {why}",
+            if at.is_empty() { "." } else { at }
+        ))
+    };
+    match pattern {
+        Value::String(s) if s == "$any" => {
+            if actual.is_null() {
+                return fail("expected a value, got null".into());
+            }
+            Ok(())
+        }
+        Value::String(s) if reference(s, names).is_some() => {
+            let want = reference(s, names).unwrap()?;
+            matches(&want, actual, names, at)
+        }
+        Value::String(s) => {
+            let want = s
+                .strip_prefix('$')
+                .filter(|r| r.starts_with('$'))
+                .unwrap_or(s);
+            if actual.as_str() != Some(want) {
+                return fail(format!("expected {want:?}, got {actual}"));
+            }
+            Ok(())
+        }
+        Value::Object(o) if o.len() == 1 && o.contains_key("$len") => {
+            let len = match actual {
+                Value::Array(a) => a.len(),
+                Value::String(s) => s.chars().count(),
+                other => return fail(format!("expected an array or string, got {other}")),
+            };
+            if o["$len"].as_u64() != Some(len as u64) {
+                return fail(format!("expected length {}, got {len}", o["$len"]));
+            }
+            Ok(())
+        }
+        Value::Object(o) if o.len() == 1 && (o.contains_key("$gte") || o.contains_key("$lte")) => {
+            let (key, bound) = o.iter().next().unwrap();
+            let bound = substitute(bound, names)?
+                .as_f64()
+                .ok_or("the bound is not a number")?;
+            let Some(n) = actual.as_f64() else {
+                return fail(format!("expected a number, got {actual}"));
+            };
+            let ok = if key == "$gte" {
+                n >= bound
+            } else {
+                n <= bound
+            };
+            if !ok {
+                return fail(format!("expected {key} {bound}, got {n}"));
+            }
+            Ok(())
+        }
+        Value::Object(o) => {
+            let Value::Object(a) = actual else {
+                return fail(format!("expected an object, got {actual}"));
+            };
+            for (k, p) in o {
+                let Some(v) = a.get(k) else {
+                    return fail(format!("no field {k:?}"));
+                };
+                matches(p, v, names, &format!("{at}.{k}"))?;
+            }
+            Ok(())
+        }
+        Value::Array(p) => {
+            let Value::Array(a) = actual else {
+                return fail(format!("expected an array, got {actual}"));
+            };
+            if p.len() != a.len() {
+                return fail(format!("expected {} elements, got {}", p.len(), a.len()));
+            }
+            for (i, (p, v)) in p.iter().zip(a).enumerate() {
+                matches(p, v, names, &format!("{at}.{i}"))?;
+            }
+            Ok(())
+        }
+        Value::Number(n) => match (n.as_f64(), actual.as_f64()) {
+            (Some(x), Some(y)) if x == y => Ok(()),
+            _ => fail(format!("expected {n}, got {actual}")),
+        },
+        other => {
+            if other != actual {
+                return fail(format!("expected {other}, got {actual}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn native_core() {
+    run_all("native core", || {
+        (
+            None,
+            Native(Engine::new(
+                MemoryStore::new(),
+                MemoryOutbox::new(),
+                WallClock,
+            )),
+        )
+    });
+}
+
+#[test]
+fn component_in_wasmtime() {
+    run_all("wasmtime", || {
+        let (dir, host) = common::host();
+        (Some(dir), Component(host))
+    });
+}
