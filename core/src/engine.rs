@@ -133,7 +133,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             None => Map::new(),
         };
         let now = self.env.now_ms();
-        let id = self.new_id(now);
+        let id = self.new_session_id(now)?;
         let start = NewEvent::new(
             event_kind::START,
             json!({
@@ -667,6 +667,30 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .to_string()
     }
 
+    /// A session id that sorts after every existing one. Ids are the
+    /// listing order (newest first), and two UUID v7s of one millisecond
+    /// (or of a clock that stepped back) are in random order, so a new id
+    /// that does not come after the newest is moved past it (RFC 9562
+    /// §6.2, method 2: a random increment of the counter bits, so that
+    /// processes starting sessions at once still do not collide).
+    fn new_session_id(&self, now_ms: u64) -> Result<String, SessionError> {
+        let mut random = [0u8; 10];
+        self.env.fill_random(&mut random);
+        let id = uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid();
+        let newest = self.store.scan(SESSIONS, None, 1)?;
+        let Some(newest) = newest
+            .first()
+            .and_then(|e| uuid::Uuid::try_parse(&e.key).ok())
+            .filter(|n| *n >= id)
+        else {
+            return Ok(id.to_string());
+        };
+        let step = 1 + u128::from(u32::from_le_bytes([
+            random[0], random[1], random[2], random[3],
+        ]));
+        Ok(uuid_v7_after(newest.as_u128(), step).to_string())
+    }
+
     /// The session's state: its snapshot (if any) and the events after it.
     fn load(&self, id: &str) -> Result<Loaded, SessionError> {
         // A snapshot only saves replay time: if it cannot be read, the
@@ -939,6 +963,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     }
 }
 
+/// The UUID v7 `step` counter values after `id`: its 74 random bits (rand_a
+/// and rand_b) count up, carrying into the millisecond.
+fn uuid_v7_after(id: u128, step: u128) -> uuid::Uuid {
+    const RAND_B: u128 = (1 << 62) - 1;
+    let ms = id >> 80;
+    let counter = (((id >> 64) & 0xfff) << 62 | (id & RAND_B)) + step;
+    let (ms, counter) = (ms + (counter >> 74), counter & ((1 << 74) - 1));
+    uuid::Uuid::from_u128(
+        (ms & ((1 << 48) - 1)) << 80
+            | 0x7 << 76
+            | (counter >> 62) << 64
+            | 0b10 << 62
+            | (counter & RAND_B),
+    )
+}
+
 /// The state after `event`: the one place where events change a session.
 /// Writers check the rules before appending; replaying a history (on every
 /// load, after the last snapshot) goes through here only.
@@ -1131,4 +1171,22 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::uuid_v7_after;
+
+    #[test]
+    fn the_counter_carries_into_the_millisecond() {
+        let last = uuid::Uuid::parse_str("01890000-0000-7fff-bfff-ffffffffffff").unwrap();
+        let next = uuid_v7_after(last.as_u128(), 3);
+        assert_eq!(next.to_string(), "01890000-0001-7000-8000-000000000002");
+        assert!(next > last);
+        let plain = uuid::Uuid::parse_str("01890000-0000-7000-8000-0000000000ff").unwrap();
+        assert_eq!(
+            uuid_v7_after(plain.as_u128(), 1).to_string(),
+            "01890000-0000-7000-8000-000000000100"
+        );
+    }
 }

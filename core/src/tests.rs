@@ -828,3 +828,52 @@ fn a_snapshot_ahead_of_its_history_is_ignored() {
     assert!(matches!(late, Err(StoreError::Conflict(_))));
     assert!(matches!(e.get(&s.id), Err(SessionError::NotFound(_))));
 }
+
+/// Random bits that only go down, at one fixed time: ids made from them
+/// alone would list oldest first.
+struct Descending(std::sync::atomic::AtomicU8);
+
+impl Environment for Descending {
+    fn now_ms(&self) -> u64 {
+        T0
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        let n = self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        buf.fill(n);
+    }
+}
+
+#[test]
+fn sessions_of_one_millisecond_list_newest_first() {
+    let e = Engine::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        Descending(255.into()),
+    );
+    let started: Vec<String> = (0..20)
+        .map(|i| {
+            e.start(StartOptions {
+                task: format!("task {i}"),
+                ..Default::default()
+            })
+            .unwrap()
+            .id
+        })
+        .collect();
+    let listed: Vec<String> = e
+        .list(&SessionFilter::default(), None, 100)
+        .unwrap()
+        .sessions
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let newest_first: Vec<String> = started.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+    for id in &started {
+        let u = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(u.get_version_num(), 7, "{id}");
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+        let (secs, _) = u.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs, T0 / 1000, "{id} keeps its millisecond");
+    }
+}

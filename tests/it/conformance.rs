@@ -158,16 +158,35 @@ fn scenario_files() -> Vec<PathBuf> {
 }
 
 /// Runs every scenario on a fresh host from `fresh`, reports the count,
-/// and fails listing every scenario that did not pass.
-fn run_all<H: Host>(name: &str, mut fresh: impl FnMut() -> (Option<tempfile::TempDir>, H)) {
+/// writes the transcript (README "Transcripts") as `<file>.json`, and
+/// fails listing every scenario that did not pass.
+fn run_all<H: Host>(
+    name: &str,
+    file: &str,
+    mut fresh: impl FnMut() -> (Option<tempfile::TempDir>, H),
+) {
     let files = scenario_files();
     let mut failures = Vec::new();
-    for file in &files {
+    let mut transcript = Map::new();
+    for path in &files {
         let (_dir, host) = fresh();
-        if let Err(e) = run_scenario(&host, file) {
-            failures.push(format!("{}: {e}", file.file_name().unwrap().display()));
+        let scenario = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut steps = Vec::new();
+        if let Err(e) = run_scenario(&host, path, &mut steps) {
+            failures.push(format!("{scenario}: {e}"));
         }
+        transcript.insert(scenario, Value::Array(steps));
     }
+    let out = std::env::var_os("AGENT_SESSION_CONFORMANCE_OUT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/conformance"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join(format!("{file}.json")),
+        serde_json::to_vec_pretty(&transcript).unwrap(),
+    )
+    .unwrap();
     let passed = files.len() - failures.len();
     // Written to the stream directly: the test harness captures `eprintln!`.
     let _ = writeln!(
@@ -178,7 +197,7 @@ fn run_all<H: Host>(name: &str, mut fresh: impl FnMut() -> (Option<tempfile::Tem
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-fn run_scenario(host: &impl Host, file: &Path) -> Result<(), String> {
+fn run_scenario(host: &impl Host, file: &Path, transcript: &mut Vec<Value>) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let scenario: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     let steps = scenario["steps"].as_array().ok_or("no \"steps\" array")?;
@@ -200,6 +219,10 @@ fn run_scenario(host: &impl Host, file: &Path) -> Result<(), String> {
             Err(Failure::Session(e)) => Err(json!({"error": e.code(), "message": e.message()})),
             Err(Failure::Broken(e)) => return Err(at(e)),
         };
+        transcript.push(json!([
+            op,
+            comparable(op, actual.as_ref().unwrap_or_else(|e| e))
+        ]));
         let expect = &step["expect"];
         match (&actual, expect.get("ok"), expect.get("error")) {
             (Ok(v), Some(pattern), None) => {
@@ -226,6 +249,57 @@ fn run_scenario(host: &impl Host, file: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An outcome with what legitimately differs between runs masked (README
+/// "Transcripts"): ids, times and durations.
+fn comparable(op: &str, v: &Value) -> Value {
+    const TIMES: [&str; 4] = ["created_at", "updated_at", "ended_at", "timestamp"];
+    match v {
+        _ if op == "duration" && v.is_number() => json!("<duration>"),
+        Value::String(s) => Value::String(mask_uuids(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| comparable(op, x)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let x = if TIMES.contains(&k.as_str()) && x.is_number() {
+                        json!("<time>")
+                    } else {
+                        comparable(op, x)
+                    };
+                    (mask_uuids(k), x)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `s` with every UUID in it replaced by `<uuid>`.
+fn mask_uuids(s: &str) -> String {
+    const SHAPE: &[u8; 36] = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    let b = s.as_bytes();
+    let is_uuid = |at: usize| {
+        b.get(at..at + 36).is_some_and(|w| {
+            w.iter().zip(SHAPE).all(|(c, m)| match m {
+                b'-' => *c == b'-',
+                _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+            })
+        })
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    while at < b.len() {
+        if is_uuid(at) {
+            out.push_str("<uuid>");
+            at += 36;
+        } else {
+            let c = s[at..].chars().next().unwrap();
+            out.push(c);
+            at += c.len_utf8();
+        }
+    }
+    out
 }
 
 fn show(r: &Result<Value, Value>) -> String {
@@ -399,7 +473,7 @@ fn matches(
 
 #[test]
 fn native_core() {
-    run_all("native core", || {
+    run_all("native core", "native", || {
         (
             None,
             Native(Engine::new(
@@ -413,7 +487,7 @@ fn native_core() {
 
 #[test]
 fn component_in_wasmtime() {
-    run_all("wasmtime", || {
+    run_all("wasmtime", "wasmtime", || {
         let (dir, host) = common::host();
         (Some(dir), Component(host))
     });
