@@ -17,6 +17,21 @@ use agent_session_host::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+
+/// `println!` that ends the process quietly when the reader of stdout has
+/// gone (`agent-session list | head`), as Unix tools do, where `println!`
+/// would panic. Output comes after the operation it reports, which has
+/// completed by then.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
 use serde_json::{Value, json};
 
 /// Durable, sandboxed session state for AI-agent hosts.
@@ -508,7 +523,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     &json!({ "index_bytes_before": before, "index_bytes_after": after }),
                 );
             } else {
-                println!("index: {before} bytes -> {after} bytes");
+                out!("index: {before} bytes -> {after} bytes");
             }
         }
         Command::Start {
@@ -529,7 +544,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 context: context.map(|c| parse_json("--context", &c)).transpose()?,
             })?;
             if quiet {
-                println!("{}", s.id);
+                out!("{}", s.id);
             } else {
                 out.session(&s);
             }
@@ -545,9 +560,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out.print_json(&v);
             } else {
                 out.session(&s);
-                println!("progress     {:.1}%", s.progress());
-                println!("duration     {}", human_duration(duration));
-                println!("resumable    {}", s.is_resumable());
+                out!("progress     {:.1}%", s.progress());
+                out!("duration     {}", human_duration(duration));
+                out!("resumable    {}", s.is_resumable());
             }
         }
         Command::Events {
@@ -605,8 +620,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     out.print_json(&r);
                 } else {
                     out.session(&r.session);
-                    println!("resumable    {}", r.resumable);
-                    println!("\nrecent events:");
+                    out!("resumable    {}", r.resumable);
+                    out!("\nrecent events:");
                     out.events(&r.recent_events, None);
                 }
             }
@@ -629,7 +644,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 print_session_table(&page.sessions);
                 if let Some(c) = page.next_cursor {
-                    println!("\nmore: --cursor {c}");
+                    out!("\nmore: --cursor {c}");
                 }
             }
         }
@@ -638,16 +653,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if out.json {
                 out.print_json(&st);
             } else {
-                println!("total               {}", st.total);
+                out!("total               {}", st.total);
                 for (status, n) in &st.by_status {
-                    println!("  {:<18}{n}", status.as_str());
+                    out!("  {:<18}{n}", status.as_str());
                 }
-                println!("by mode");
+                out!("by mode");
                 for (mode, n) in &st.by_mode {
-                    println!("  {mode:<18}{n}");
+                    out!("  {mode:<18}{n}");
                 }
-                println!("average iterations  {:.2}", st.average_iterations);
-                println!("success rate        {:.1}%", st.success_rate * 100.0);
+                out!("average iterations  {:.2}", st.average_iterations);
+                out!("success rate        {:.1}%", st.success_rate * 100.0);
             }
         }
         Command::Cleanup {
@@ -668,12 +683,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 out.print_json(&v);
             } else {
                 let verb = if r.dry_run { "would remove" } else { "removed" };
-                println!("{verb} {} session(s)", r.removed.len());
+                out!("{verb} {} session(s)", r.removed.len());
                 for id in &r.removed {
-                    println!("  {id}");
+                    out!("  {id}");
                 }
                 if !deliveries.is_empty() {
-                    println!("{verb} {} finished webhook deliveries", deliveries.len());
+                    out!("{verb} {} finished webhook deliveries", deliveries.len());
                 }
             }
         }
@@ -682,7 +697,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if out.json {
                 out.print_json(&json!({ "deleted": id }));
             } else {
-                println!("deleted {id}");
+                out!("deleted {id}");
             }
         }
         Command::Export { id, output } => {
@@ -691,7 +706,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             match output {
                 Some(path) => std::fs::write(&path, text + "\n")
                     .with_context(|| format!("writing {}", path.display()))?,
-                None => println!("{text}"),
+                None => out!("{text}"),
             }
         }
         Command::Import { file } => {
@@ -753,7 +768,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 if out.json {
                     out.print_json(&json!({ "cleared": true }));
                 } else {
-                    println!("webhook endpoint removed");
+                    out!("webhook endpoint removed");
                 }
             }
         },
@@ -771,12 +786,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         "next_due": r.next_due.map(rfc3339),
                     }));
                 } else {
-                    println!(
+                    out!(
                         "delivered {}, failed {}, discarded {}, pending {}",
-                        r.delivered, r.failed, r.discarded, r.pending
+                        r.delivered,
+                        r.failed,
+                        r.discarded,
+                        r.pending
                     );
                     if let Some(t) = r.next_due {
-                        println!("next attempt due at {}", rfc3339(t));
+                        out!("next attempt due at {}", rfc3339(t));
                     }
                 }
             } else {
@@ -815,7 +833,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     } else {
                         print_delivery_table(&shown);
                         if older > 0 {
-                            println!("\n{older} older not shown (--limit)");
+                            out!("\n{older} older not shown (--limit)");
                         }
                     }
                 }
@@ -840,7 +858,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.delivery(&d);
             if !attempted {
                 if !out.json {
-                    println!("\nqueued: the sender running on this directory will send it");
+                    out!("\nqueued: the sender running on this directory will send it");
                 }
             } else if d.state != DeliveryState::Delivered {
                 let why = d
@@ -962,7 +980,7 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
             "calls": run.calls,
         }));
     } else if kind == "returned" {
-        println!("{text}");
+        out!("{text}");
     }
     match run.outcome {
         Outcome::Returned(Ok(_)) => Ok(()),
@@ -1008,12 +1026,16 @@ fn mask(secret: &str) -> String {
 
 fn print_delivery_table(all: &[Delivery]) {
     if all.is_empty() {
-        println!("no deliveries");
+        out!("no deliveries");
         return;
     }
-    println!(
+    out!(
         "{:<44}  {:<18}  {:<10}  {:>8}  {:>4}  NEXT / REASON",
-        "ID", "KIND", "STATE", "ATTEMPTS", "LAST"
+        "ID",
+        "KIND",
+        "STATE",
+        "ATTEMPTS",
+        "LAST"
     );
     for d in all {
         let last = d.attempts.last().map_or("-".to_owned(), |a| {
@@ -1023,7 +1045,7 @@ fn print_delivery_table(all: &[Delivery]) {
             DeliveryState::Pending => format!("next {}", rfc3339(d.next_attempt_at)),
             _ => d.reason.clone().unwrap_or_default(),
         };
-        println!(
+        out!(
             "{:<44}  {:<18}  {:<10}  {:>8}  {:>4}  {}",
             d.id(),
             d.notification.kind,
@@ -1036,12 +1058,15 @@ fn print_delivery_table(all: &[Delivery]) {
 }
 
 fn print_attempts(attempts: &[agent_session_host::Attempt]) {
-    println!(
+    out!(
         "{:>3}  {:<24}  {:>6}  {:>8}  ERROR",
-        "#", "TIME", "STATUS", "TOOK"
+        "#",
+        "TIME",
+        "STATUS",
+        "TOOK"
     );
     for (i, a) in attempts.iter().enumerate() {
-        println!(
+        out!(
             "{:>3}  {:<24}  {:>6}  {:>8}  {}",
             i + 1,
             rfc3339(a.at),
@@ -1089,33 +1114,34 @@ fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Resu
             &json!({ "repair": repair, "store": report, "index": index, "damaged": damaged }),
         );
     } else {
-        println!(
+        out!(
             "checked {} sessions, {} records",
-            report.checked, report.records
+            report.checked,
+            report.records
         );
         let verb = if repair {
             "cut"
         } else {
             "found (fsck --repair cuts them)"
         };
-        println!("torn tails {verb}: {}", report.torn_tails.len());
+        out!("torn tails {verb}: {}", report.torn_tails.len());
         for t in &report.torn_tails {
-            println!("  {t}");
+            out!("  {t}");
         }
         for s in &report.dropped_snapshots {
-            println!("dropped unreadable snapshot {s}");
+            out!("dropped unreadable snapshot {s}");
         }
         for (entry, why) in &report.damaged {
-            println!("DAMAGED {entry}: {why}");
+            out!("DAMAGED {entry}: {why}");
         }
         match index.get("error") {
-            Some(e) => println!("index: {e} (fsck --repair rebuilds it)"),
+            Some(e) => out!("index: {e} (fsck --repair rebuilds it)"),
             None => {
                 let stale = index["stale"].as_array().map_or(0, Vec::len);
                 let verb = if repair { "refreshed" } else { "stale" };
-                println!("index: {} sessions, {stale} {verb}", index["sessions"]);
+                out!("index: {} sessions, {stale} {verb}", index["sessions"]);
                 for u in index["unreadable"].as_array().into_iter().flatten() {
-                    println!("UNREADABLE {}", u.as_str().unwrap_or_default());
+                    out!("UNREADABLE {}", u.as_str().unwrap_or_default());
                 }
             }
         }
@@ -1183,7 +1209,7 @@ struct Output {
 impl Output {
     fn print_json(&self, v: &impl Serialize) {
         match serde_json::to_string_pretty(v) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(e) => eprintln!("error: cannot print JSON: {e}"),
         }
     }
@@ -1192,41 +1218,41 @@ impl Output {
         if self.json {
             return self.print_json(s);
         }
-        println!("id           {}", s.id);
-        println!("task         {}", s.task);
-        println!("status       {}", s.status);
-        println!("mode         {}", s.mode);
-        println!("user         {}", s.user_id.as_deref().unwrap_or("-"));
-        println!("channel      {}", s.channel_id.as_deref().unwrap_or("-"));
-        println!("iteration    {}/{}", s.iteration, s.max_iterations);
-        println!("created      {}", rfc3339(s.created_at));
-        println!("updated      {}", rfc3339(s.updated_at));
+        out!("id           {}", s.id);
+        out!("task         {}", s.task);
+        out!("status       {}", s.status);
+        out!("mode         {}", s.mode);
+        out!("user         {}", s.user_id.as_deref().unwrap_or("-"));
+        out!("channel      {}", s.channel_id.as_deref().unwrap_or("-"));
+        out!("iteration    {}/{}", s.iteration, s.max_iterations);
+        out!("created      {}", rfc3339(s.created_at));
+        out!("updated      {}", rfc3339(s.updated_at));
         if let Some(t) = s.ended_at {
-            println!("ended        {}", rfc3339(t));
+            out!("ended        {}", rfc3339(t));
         }
         if let Some(r) = &s.pause_reason {
-            println!("paused for   {r}");
+            out!("paused for   {r}");
         }
         if let Some(r) = &s.result {
-            println!("result       {r}");
+            out!("result       {r}");
         }
         if let Some(e) = &s.error {
-            println!("error        {e}");
+            out!("error        {e}");
         }
         if !s.context.is_empty() {
-            println!("context      {}", Value::Object(s.context.clone()));
+            out!("context      {}", Value::Object(s.context.clone()));
         }
-        println!("events       {}", s.event_count);
-        println!("version      {}", s.version);
+        out!("events       {}", s.event_count);
+        out!("version      {}", s.version);
     }
 
     fn events(&self, events: &[Event], next: Option<u64>) {
         if self.json {
             return self.print_json(&json!({ "events": events, "next_seq": next }));
         }
-        println!("{:>5}  {:<24}  {:<12}  DATA", "SEQ", "TIME", "KIND");
+        out!("{:>5}  {:<24}  {:<12}  DATA", "SEQ", "TIME", "KIND");
         for e in events {
-            println!(
+            out!(
                 "{:>5}  {:<24}  {:<12}  {}",
                 e.seq,
                 rfc3339(e.timestamp),
@@ -1235,7 +1261,7 @@ impl Output {
             );
         }
         if let Some(n) = next {
-            println!("\nmore: --from {n}");
+            out!("\nmore: --from {n}");
         }
     }
 
@@ -1245,22 +1271,22 @@ impl Output {
             return self.print_json(&d);
         }
         let n = &d.notification;
-        println!("id        {}", n.id);
-        println!("kind      {}", n.kind);
+        out!("id        {}", n.id);
+        out!("kind      {}", n.kind);
         if !n.session_id.is_empty() {
-            println!("session   {} (event {})", n.session_id, n.seq);
+            out!("session   {} (event {})", n.session_id, n.seq);
         }
-        println!("url       {}", n.url);
-        println!("raised    {}", rfc3339(n.timestamp));
-        println!("state     {}", d.state.as_str());
+        out!("url       {}", n.url);
+        out!("raised    {}", rfc3339(n.timestamp));
+        out!("state     {}", d.state.as_str());
         match (&d.reason, d.state) {
-            (Some(r), _) => println!("reason    {r}"),
+            (Some(r), _) => out!("reason    {r}"),
             (None, DeliveryState::Pending) => {
-                println!("next      {}", rfc3339(d.next_attempt_at));
+                out!("next      {}", rfc3339(d.next_attempt_at));
             }
             _ => {}
         }
-        println!();
+        out!();
         print_attempts(&d.attempts);
     }
 
@@ -1273,17 +1299,17 @@ impl Output {
             return self.print_json(&masked);
         }
         match masked {
-            None => println!("no webhook endpoint is set"),
+            None => out!("no webhook endpoint is set"),
             Some(c) => {
-                println!("url      {}", c.url);
-                println!("secret   {}", c.secret);
+                out!("url      {}", c.url);
+                out!("secret   {}", c.secret);
                 let kinds = if c.event_kinds.is_empty() {
                     "all".to_owned()
                 } else {
                     c.event_kinds.join(", ")
                 };
-                println!("events   {kinds}");
-                println!("enabled  {}", c.enabled);
+                out!("events   {kinds}");
+                out!("enabled  {}", c.enabled);
             }
         }
     }
@@ -1291,15 +1317,21 @@ impl Output {
 
 fn print_session_table(sessions: &[Session]) {
     if sessions.is_empty() {
-        println!("no sessions");
+        out!("no sessions");
         return;
     }
-    println!(
+    out!(
         "{:<36}  {:<9}  {:<10}  {:>9}  {:<10}  {:<10}  {:<24}  TASK",
-        "ID", "STATUS", "MODE", "ITER", "USER", "CHANNEL", "UPDATED"
+        "ID",
+        "STATUS",
+        "MODE",
+        "ITER",
+        "USER",
+        "CHANNEL",
+        "UPDATED"
     );
     for s in sessions {
-        println!(
+        out!(
             "{:<36}  {:<9}  {:<10}  {:>9}  {:<10}  {:<10}  {:<24}  {}",
             s.id,
             s.status.as_str(),

@@ -208,3 +208,26 @@ fn dir_comes_from_the_environment() {
     assert!(out.status.success());
     assert!(dir.path().join("sessions").is_dir());
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_cli_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    cli_json(root, &["start", "printed to nobody"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-session"))
+        .arg("--dir")
+        .arg(root)
+        .arg("list")
+        .env("AGENT_SESSION_CACHE_DIR", crate::common::cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the CLI has loaded the component, so its first write
+    // meets a pipe without a reader (`agent-session list | head`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
