@@ -1,0 +1,236 @@
+// Types of the agent-session Node API (src/index.js). Hand-written from
+// wit/session.wit (agent:session@0.3.0): keep in sync with it.
+//
+// WIT -> JS: records are objects with camelCase fields; `option` none is
+// null; u64 is number; JSON-text values are JS values (`Json`);
+// `session-stats` counts are objects from name to count. Failures throw
+// SessionError; an argument its WIT type cannot hold (a number for a
+// string, -1 for a count, undefined for a JSON value) throws a TypeError.
+
+/** A JSON value (context, results, event data, tool input and output). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** active <-> paused -> completed | failed | timeout (the last three are terminal). */
+export type SessionStatus = 'active' | 'paused' | 'completed' | 'failed' | 'timeout';
+
+/** The cases of the WIT `session-error` variant. */
+export type SessionErrorCode =
+  | 'not-found'
+  | 'invalid-transition'
+  | 'invalid-input'
+  | 'conflict'
+  | 'storage'
+  | 'limit-exceeded';
+
+/** Every failure of the session API, with the component's message. */
+export class SessionError extends Error {
+  constructor(code: SessionErrorCode, message: string);
+  readonly name: 'SessionError';
+  readonly code: SessionErrorCode;
+}
+
+/** A session's current state. Times are milliseconds since the Unix epoch. */
+export interface Session {
+  id: string;
+  task: string;
+  mode: string;
+  userId: string | null;
+  channelId: string | null;
+  status: SessionStatus;
+  iteration: number;
+  maxIterations: number;
+  /** A JSON object. */
+  context: { [key: string]: Json };
+  /** The reason given with the last pause, if paused. */
+  pauseReason: string | null;
+  /** The result given on completion, if completed. */
+  result: Json;
+  /** The error given on failure, if failed. */
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** Set when the session reached a terminal status. */
+  endedAt: number | null;
+  /** Number of events in the session's history. */
+  eventCount: number;
+  /** The history length this state was read at; every change bumps it. */
+  version: number;
+}
+
+/** One entry of a session's history. */
+export interface Event {
+  /** Position in the history, from 0, without gaps. */
+  seq: number;
+  /** start, iteration, tool_call, learning, pause, resume, complete, error, timeout, or a custom kind. */
+  kind: string;
+  timestamp: number;
+  data: Json;
+}
+
+/** Arguments of `start`. */
+export interface StartOptions {
+  task: string;
+  /** "default" when absent. */
+  mode?: string | null;
+  userId?: string | null;
+  channelId?: string | null;
+  /** 100 when absent. */
+  maxIterations?: number | null;
+  /** A JSON object; {} when absent. */
+  context?: { [key: string]: Json } | null;
+}
+
+/** A tool call to record. */
+export interface ToolCall {
+  name: string;
+  input: Json;
+  output: Json;
+  /** 0 when absent. */
+  durationMs?: number;
+}
+
+/** Something the agent learned. */
+export interface Learning {
+  insight: string;
+  /** Where the insight was (or should be) written down. */
+  expertiseFile?: string | null;
+}
+
+/** Which sessions a query selects; every present field must match. */
+export interface SessionFilter {
+  userId?: string | null;
+  channelId?: string | null;
+  mode?: string | null;
+  status?: SessionStatus | null;
+  createdAfter?: number | null;
+  createdBefore?: number | null;
+  updatedAfter?: number | null;
+  updatedBefore?: number | null;
+}
+
+/** One page of a listing, newest first. */
+export interface SessionPage {
+  sessions: Session[];
+  /** Pass to the next `list` call to continue; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** One page of a history, in sequence order. */
+export interface EventPage {
+  events: Event[];
+  /** Position to read from next; null when the end was reached. */
+  nextSeq: number | null;
+}
+
+/** Aggregates over the sessions a filter selects. */
+export interface SessionStats {
+  total: number;
+  byStatus: Record<SessionStatus, number>;
+  byMode: Record<string, number>;
+  /** Mean iteration count. */
+  averageIterations: number;
+  /** completed / (completed + failed + timeout); 0 when none ended. */
+  successRate: number;
+}
+
+/** What `cleanup` removed, or would remove on a dry run. */
+export interface CleanupReport {
+  dryRun: boolean;
+  removed: string[];
+}
+
+/** Everything needed to pick a session up again. */
+export interface Resumption {
+  session: Session;
+  /** The last (at most 10) events, oldest first. */
+  recentEvents: Event[];
+  resumable: boolean;
+}
+
+/** What an index check or rebuild found. */
+export interface IndexReport {
+  /** Sessions whose history was read. */
+  sessions: number;
+  /** Sessions whose index entry did not match their history. */
+  stale: string[];
+  /** Sessions whose history could not be read, with the reason. */
+  unreadable: string[];
+}
+
+/** Where lifecycle notifications go. */
+export interface WebhookConfig {
+  url: string;
+  /** `whsec_` followed by base64. */
+  secret: string;
+  /** Event kinds to send; empty means every lifecycle event. */
+  eventKinds: string[];
+  enabled: boolean;
+}
+
+/** `setWebhook`'s argument: `eventKinds` defaults to [], `enabled` to true. */
+export interface WebhookInput {
+  url: string;
+  secret: string;
+  eventKinds?: string[];
+  enabled?: boolean;
+}
+
+/** An exported session: the portable JSON document of `export` / `import`. */
+export type ExportDocument = { [key: string]: Json };
+
+export interface OpenOptions {
+  /** The directory of the sessions (created if needed); shareable with the Rust CLI. */
+  dir: string;
+  /** Instead of the package's build: the module jco generated (its .js file or
+   * directory), or a component .wasm to transpile now. */
+  component?: string;
+}
+
+/** The session API over one directory; every method is synchronous. */
+export interface Sessions {
+  start(options: StartOptions): Session;
+  get(id: string): Session;
+  pause(id: string, reason?: string | null): Session;
+  resume(id: string): Session;
+  complete(id: string, result?: Json): Session;
+  fail(id: string, error: string): Session;
+
+  iterate(id: string, data?: Json): Session;
+  recordToolCall(id: string, call: ToolCall): Event;
+  recordLearning(id: string, learning: Learning): Event;
+  recordEvent(id: string, kind: string, data: Json): Event;
+  /** At most `limit` (max 1000, default 100) events from position `from` (default 0). */
+  events(id: string, from?: number, limit?: number): EventPage;
+  recentEvents(id: string): Event[];
+
+  /** Merge into the context: top-level keys are replaced, a null value removes the key. */
+  updateContext(id: string, patch: { [key: string]: Json }): Session;
+  resumptionContext(id: string): Resumption;
+
+  /** Newest first, at most `limit` (max 1000, default 100). */
+  list(filter?: SessionFilter, cursor?: string | null, limit?: number): SessionPage;
+  stats(filter?: SessionFilter): SessionStats;
+
+  /** Remove ended sessions older than `olderThanDays` (30 when null). */
+  cleanup(olderThanDays?: number | null, dryRun?: boolean): CleanupReport;
+  delete(id: string): void;
+  rebuildIndex(dryRun?: boolean): IndexReport;
+  export(id: string): ExportDocument;
+  import(document: ExportDocument): Session;
+
+  setWebhook(config: WebhookInput): WebhookConfig;
+  getWebhook(): WebhookConfig | null;
+  clearWebhook(): void;
+
+  isResumable(id: string): boolean;
+  /** Milliseconds from creation to end (or to now). */
+  duration(id: string): number;
+  /** Iteration / max-iterations, from 0 to 100. */
+  progress(id: string): number;
+
+  /** Release this process's outbox segment (ending the process does too). */
+  close(): void;
+}
+
+/** Open the sessions stored in `dir`. */
+export function openSessions(options: OpenOptions): Promise<Sessions>;

@@ -1,0 +1,31 @@
+// Transpile the session component to JavaScript with jco (into gen/).
+// The component is the one the Rust host runs; its path comes from
+// AGENT_SESSION_COMPONENT, or the cargo build's output in the workspace.
+import { existsSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const wasm = resolve(
+  pkg,
+  process.env.AGENT_SESSION_COMPONENT ??
+    '../../target/wasm-guest/wasm32-wasip2/release/agent_session_guest.wasm',
+);
+
+if (!existsSync(wasm)) {
+  console.error(
+    `agent-session: no component at ${wasm}; build it with cargo build --release -p agent-session-host ` +
+      '(or point AGENT_SESSION_COMPONENT at the .wasm)',
+  );
+  process.exit(1);
+}
+
+// A fresh gen/: the loader takes every core module beside the JS module.
+const gen = resolve(pkg, 'gen');
+rmSync(gen, { recursive: true, force: true });
+const jco = resolve(pkg, 'node_modules/@bytecodealliance/jco/dist/jco.js');
+const run = spawnSync(process.execPath, [jco, 'transpile', wasm, '-o', gen, '--instantiation', 'async', '--quiet'], {
+  stdio: 'inherit',
+});
+process.exit(run.status ?? 1);

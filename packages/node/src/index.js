@@ -1,0 +1,480 @@
+// The session API on Node: the agent-session component (the same .wasm the
+// Rust host runs) through jco, over a directory in the Rust store's format.
+//
+//   const s = await openSessions({ dir: './sessions' });
+//   const session = s.start({ task: 'write the parser' });
+//   s.iterate(session.id, { step: 1 });
+//
+// Methods mirror the WIT `sessions` interface in camelCase. Values are
+// plain objects with camelCase fields; JSON-text values are JS values;
+// u64s are Numbers; `option` none is null. Failures throw `SessionError`;
+// an argument its WIT type cannot hold throws a TypeError (src/args.js).
+
+import { FsStore, SESSIONS, storeInterface } from './fs-store.js';
+import { Outbox, notifyInterface } from './outbox.js';
+import { loadComponent } from './component.js';
+import * as a from './args.js';
+
+/** The cases of the WIT `session-error` variant. */
+const ERROR_CODES = new Set([
+  'not-found',
+  'invalid-transition',
+  'invalid-input',
+  'conflict',
+  'storage',
+  'limit-exceeded',
+]);
+
+/**
+ * A failure of the session API: `code` is the WIT `session-error` case,
+ * the message the component's.
+ */
+export class SessionError extends Error {
+  /**
+   * @param {'not-found' | 'invalid-transition' | 'invalid-input' | 'conflict' | 'storage' | 'limit-exceeded'} code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = 'SessionError';
+    this.code = code;
+  }
+}
+
+/**
+ * Open the sessions stored in `dir` (created if needed). A root whose
+ * index must be rebuilt (after a lost index file) is reindexed first, as
+ * the Rust host does.
+ * @param {{ dir: string, component?: string }} options `component`: the
+ *   module jco generated (file or directory) or a component `.wasm`, instead
+ *   of the package's build.
+ * @returns {Promise<Sessions>}
+ */
+export async function openSessions({ dir, component } = {}) {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
+  const store = FsStore.open(dir);
+  const outbox = Outbox.open(dir);
+  const sessions = new Sessions(await loadComponent(component), store, outbox);
+  if (store.needsReindex()) {
+    store.clearIndex(SESSIONS);
+    sessions.rebuildIndex(false);
+    store.reindexed();
+  }
+  return sessions;
+}
+
+// --- conversions of the jco values to the API's ---
+
+const num = (v) => (v === undefined || v === null ? null : Number(v));
+const opt = (v) => (v === undefined ? null : v);
+const parse = (text) => (text === undefined || text === null ? null : JSON.parse(text));
+
+const session = (s) => ({
+  id: s.id,
+  task: s.task,
+  mode: s.mode,
+  userId: opt(s.userId),
+  channelId: opt(s.channelId),
+  status: s.status,
+  iteration: s.iteration,
+  maxIterations: s.maxIterations,
+  context: parse(s.context),
+  pauseReason: opt(s.pauseReason),
+  result: parse(s.result),
+  error: opt(s.error),
+  createdAt: num(s.createdAt),
+  updatedAt: num(s.updatedAt),
+  endedAt: num(s.endedAt),
+  eventCount: num(s.eventCount),
+  version: num(s.version),
+});
+
+const event = (e) => ({ seq: num(e.seq), kind: e.kind, timestamp: num(e.timestamp), data: parse(e.data) });
+
+const webhook = (w) => ({ url: w.url, secret: w.secret, eventKinds: [...w.eventKinds], enabled: w.enabled });
+
+function filter(f, where) {
+  a.record(f, where);
+  return {
+    userId: a.optStr(f.userId, `${where}.userId`),
+    channelId: a.optStr(f.channelId, `${where}.channelId`),
+    mode: a.optStr(f.mode, `${where}.mode`),
+    status: a.optStatus(f.status, `${where}.status`),
+    createdAfter: a.optU64(f.createdAfter, `${where}.createdAfter`),
+    createdBefore: a.optU64(f.createdBefore, `${where}.createdBefore`),
+    updatedAfter: a.optU64(f.updatedAfter, `${where}.updatedAfter`),
+    updatedBefore: a.optU64(f.updatedBefore, `${where}.updatedBefore`),
+  };
+}
+
+/**
+ * The session API over one directory. Synchronous: every call runs the
+ * component on the calling thread (storage I/O included).
+ */
+export class Sessions {
+  #component;
+  #imports;
+  /** The instance, reused across calls (the component keeps nothing
+   * between calls); dropped after a trap. */
+  #exports = null;
+  #outbox;
+
+  /** @internal use `openSessions` */
+  constructor(component, store, outbox) {
+    this.#component = component;
+    this.#imports = { store: storeInterface(store), notify: notifyInterface(outbox) };
+    this.#outbox = outbox;
+  }
+
+  #call(name, ...args) {
+    this.#exports ??= this.#component.instantiate(this.#imports);
+    try {
+      return this.#exports[name](...args);
+    } catch (e) {
+      const p = e?.payload;
+      if (p && ERROR_CODES.has(p.tag)) throw new SessionError(p.tag, p.val);
+      // A trap, or an exception that unwound the component: its state can
+      // no longer be trusted; the next call gets a fresh instance.
+      this.#exports = null;
+      throw e;
+    }
+  }
+
+  // --- lifecycle ---
+
+  /**
+   * Start a new active session.
+   * @param {import('../index.d.ts').StartOptions} options
+   * @returns {import('../index.d.ts').Session}
+   */
+  start(options) {
+    const o = a.record(options, 'start: options');
+    return session(
+      this.#call('start', {
+        task: a.str(o.task, 'start: options.task'),
+        mode: a.optStr(o.mode, 'start: options.mode'),
+        userId: a.optStr(o.userId, 'start: options.userId'),
+        channelId: a.optStr(o.channelId, 'start: options.channelId'),
+        maxIterations: a.optU32(o.maxIterations, 'start: options.maxIterations'),
+        context: a.optJson(o.context, 'start: options.context'),
+      }),
+    );
+  }
+
+  /**
+   * Read a session.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Session}
+   */
+  get(id) {
+    return session(this.#call('get', a.str(id, 'get: id')));
+  }
+
+  /**
+   * Pause an active session.
+   * @param {string} id
+   * @param {string | null} [reason]
+   * @returns {import('../index.d.ts').Session}
+   */
+  pause(id, reason = null) {
+    return session(this.#call('pause', a.str(id, 'pause: id'), a.optStr(reason, 'pause: reason')));
+  }
+
+  /**
+   * Resume a paused session.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Session}
+   */
+  resume(id) {
+    return session(this.#call('resume', a.str(id, 'resume: id')));
+  }
+
+  /**
+   * Complete an active or paused session.
+   * @param {string} id
+   * @param {unknown} [result] a JSON value; null: none
+   * @returns {import('../index.d.ts').Session}
+   */
+  complete(id, result = null) {
+    return session(this.#call('complete', a.str(id, 'complete: id'), a.optJson(result, 'complete: result')));
+  }
+
+  /**
+   * Fail an active or paused session.
+   * @param {string} id
+   * @param {string} error
+   * @returns {import('../index.d.ts').Session}
+   */
+  fail(id, error) {
+    return session(this.#call('fail', a.str(id, 'fail: id'), a.str(error, 'fail: error')));
+  }
+
+  // --- iterations and events ---
+
+  /**
+   * Count one iteration of an active session; reaching its max-iterations
+   * moves it to `timeout`.
+   * @param {string} id
+   * @param {unknown} [data] a JSON value; null: none
+   * @returns {import('../index.d.ts').Session}
+   */
+  iterate(id, data = null) {
+    return session(this.#call('iterate', a.str(id, 'iterate: id'), a.optJson(data, 'iterate: data')));
+  }
+
+  /**
+   * Record a tool call in an active session's history.
+   * @param {string} id
+   * @param {import('../index.d.ts').ToolCall} call
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordToolCall(id, call) {
+    const c = a.record(call, 'recordToolCall: call');
+    return event(
+      this.#call('recordToolCall', a.str(id, 'recordToolCall: id'), {
+        name: a.str(c.name, 'recordToolCall: call.name'),
+        input: a.json(c.input, 'recordToolCall: call.input'),
+        output: a.json(c.output, 'recordToolCall: call.output'),
+        durationMs: a.u64(c.durationMs ?? 0, 'recordToolCall: call.durationMs'),
+      }),
+    );
+  }
+
+  /**
+   * Record a learning in an active or paused session's history.
+   * @param {string} id
+   * @param {import('../index.d.ts').Learning} learning
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordLearning(id, learning) {
+    const l = a.record(learning, 'recordLearning: learning');
+    return event(
+      this.#call('recordLearning', a.str(id, 'recordLearning: id'), {
+        insight: a.str(l.insight, 'recordLearning: learning.insight'),
+        expertiseFile: a.optStr(l.expertiseFile, 'recordLearning: learning.expertiseFile'),
+      }),
+    );
+  }
+
+  /**
+   * Record a custom event (its kind not one of the built-in ones).
+   * @param {string} id
+   * @param {string} kind
+   * @param {unknown} data a JSON value
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordEvent(id, kind, data) {
+    return event(
+      this.#call(
+        'recordEvent',
+        a.str(id, 'recordEvent: id'),
+        a.str(kind, 'recordEvent: kind'),
+        a.json(data, 'recordEvent: data'),
+      ),
+    );
+  }
+
+  /**
+   * Read the history from position `from`, at most `limit` events (max 1000).
+   * @param {string} id
+   * @param {number} [from]
+   * @param {number} [limit]
+   * @returns {import('../index.d.ts').EventPage}
+   */
+  events(id, from = 0, limit = 100) {
+    const page = this.#call('events', a.str(id, 'events: id'), a.u64(from, 'events: from'), a.u32(limit, 'events: limit'));
+    return { events: page.events.map(event), nextSeq: num(page.nextSeq) };
+  }
+
+  /**
+   * The last 10 events, oldest first.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Event[]}
+   */
+  recentEvents(id) {
+    return this.#call('recentEvents', a.str(id, 'recentEvents: id')).map(event);
+  }
+
+  // --- context ---
+
+  /**
+   * Merge a JSON object into the session's context: top-level keys are
+   * replaced, a null value removes the key.
+   * @param {string} id
+   * @param {Record<string, unknown>} patch
+   * @returns {import('../index.d.ts').Session}
+   */
+  updateContext(id, patch) {
+    return session(this.#call('updateContext', a.str(id, 'updateContext: id'), a.json(patch, 'updateContext: patch')));
+  }
+
+  /**
+   * The session, its recent history and whether it can be resumed.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Resumption}
+   */
+  resumptionContext(id) {
+    const r = this.#call('resumptionContext', a.str(id, 'resumptionContext: id'));
+    return { session: session(r.session), recentEvents: r.recentEvents.map(event), resumable: r.resumable };
+  }
+
+  // --- queries ---
+
+  /**
+   * Sessions matching `filter`, newest first, at most `limit` (max 1000).
+   * @param {import('../index.d.ts').SessionFilter} [f]
+   * @param {string | null} [cursor] the previous page's `nextCursor`
+   * @param {number} [limit]
+   * @returns {import('../index.d.ts').SessionPage}
+   */
+  list(f = {}, cursor = null, limit = 100) {
+    const page = this.#call(
+      'list',
+      filter(f, 'list: filter'),
+      a.optStr(cursor, 'list: cursor'),
+      a.u32(limit, 'list: limit'),
+    );
+    return { sessions: page.sessions.map(session), nextCursor: opt(page.nextCursor) };
+  }
+
+  /**
+   * Aggregates over the sessions matching `filter`.
+   * @param {import('../index.d.ts').SessionFilter} [f]
+   * @returns {import('../index.d.ts').SessionStats}
+   */
+  stats(f = {}) {
+    const s = this.#call('stats', filter(f, 'stats: filter'));
+    return {
+      total: num(s.total),
+      byStatus: Object.fromEntries(s.byStatus.map((c) => [c.status, num(c.count)])),
+      byMode: Object.fromEntries(s.byMode.map((c) => [c.mode, num(c.count)])),
+      averageIterations: s.averageIterations,
+      successRate: s.successRate,
+    };
+  }
+
+  // --- maintenance ---
+
+  /**
+   * Remove completed, failed and timed-out sessions that ended more than
+   * `olderThanDays` days ago (30 when null); active and paused ones never.
+   * @param {number | null} [olderThanDays]
+   * @param {boolean} [dryRun] only report what would be removed
+   * @returns {import('../index.d.ts').CleanupReport}
+   */
+  cleanup(olderThanDays = null, dryRun = false) {
+    const r = this.#call(
+      'cleanup',
+      a.optU32(olderThanDays, 'cleanup: olderThanDays'),
+      a.bool(dryRun, 'cleanup: dryRun'),
+    );
+    return { dryRun: r.dryRun, removed: [...r.removed] };
+  }
+
+  /**
+   * Remove one session and its history.
+   * @param {string} id
+   */
+  delete(id) {
+    this.#call('delete', a.str(id, 'delete: id'));
+  }
+
+  /**
+   * Compare the index with the histories and, unless `dryRun`, refresh
+   * every entry that differs.
+   * @param {boolean} [dryRun]
+   * @returns {import('../index.d.ts').IndexReport}
+   */
+  rebuildIndex(dryRun = false) {
+    const r = this.#call('rebuildIndex', a.bool(dryRun, 'rebuildIndex: dryRun'));
+    return { sessions: num(r.sessions), stale: [...r.stale], unreadable: [...r.unreadable] };
+  }
+
+  /**
+   * The session and its whole history as a portable JSON document.
+   * @param {string} id
+   * @returns {import('../index.d.ts').ExportDocument}
+   */
+  export(id) {
+    return JSON.parse(this.#call('export', a.str(id, 'export: id')));
+  }
+
+  /**
+   * Recreate a session from an exported document (the id is kept; it
+   * must not exist yet).
+   * @param {import('../index.d.ts').ExportDocument} document
+   * @returns {import('../index.d.ts').Session}
+   */
+  import(document) {
+    return session(this.#call('import', a.json(document, 'import: document')));
+  }
+
+  // --- webhooks ---
+
+  /**
+   * Set (or replace) the webhook endpoint. Notifications are queued in the
+   * directory's outbox; the Rust CLI's `agent-session deliver` sends them.
+   * @param {import('../index.d.ts').WebhookInput} config
+   * @returns {import('../index.d.ts').WebhookConfig}
+   */
+  setWebhook(config) {
+    const c = a.record(config, 'setWebhook: config');
+    return webhook(
+      this.#call('setWebhook', {
+        url: a.str(c.url, 'setWebhook: config.url'),
+        secret: a.str(c.secret, 'setWebhook: config.secret'),
+        eventKinds: a.strings(c.eventKinds ?? [], 'setWebhook: config.eventKinds'),
+        enabled: a.bool(c.enabled ?? true, 'setWebhook: config.enabled'),
+      }),
+    );
+  }
+
+  /**
+   * The webhook endpoint, or null if none is set.
+   * @returns {import('../index.d.ts').WebhookConfig | null}
+   */
+  getWebhook() {
+    const w = this.#call('getWebhook');
+    return w === undefined || w === null ? null : webhook(w);
+  }
+
+  /** Remove the webhook endpoint. */
+  clearWebhook() {
+    this.#call('clearWebhook');
+  }
+
+  // --- utilities ---
+
+  /**
+   * Whether the session can be resumed (active or paused).
+   * @param {string} id
+   * @returns {boolean}
+   */
+  isResumable(id) {
+    return this.#call('isResumable', a.str(id, 'isResumable: id'));
+  }
+
+  /**
+   * Milliseconds from creation to end (or to now, if not ended).
+   * @param {string} id
+   * @returns {number}
+   */
+  duration(id) {
+    return num(this.#call('duration', a.str(id, 'duration: id')));
+  }
+
+  /**
+   * Iteration / max-iterations as a percentage from 0 to 100.
+   * @param {string} id
+   * @returns {number}
+   */
+  progress(id) {
+    return this.#call('progress', a.str(id, 'progress: id'));
+  }
+
+  /** Release this process's outbox segment (the process's end does too). */
+  close() {
+    this.#outbox.close();
+    this.#exports = null;
+  }
+}

@@ -1,0 +1,247 @@
+// The conformance suite (../../tests/conformance/*.json, format in its
+// README) on the Node host: the component through jco, on the Node
+// filesystem store. Every scenario file is one test, on a fresh directory;
+// like the Rust runners, it writes the transcript of what each step
+// returned to target/conformance/node.json (or
+// $AGENT_SESSION_CONFORMANCE_OUT) for compare.py.
+
+import { after, test } from 'node:test';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { openSessions, SessionError } from '../src/index.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SCENARIOS = path.resolve(HERE, '../../../tests/conformance');
+const OUT = process.env.AGENT_SESSION_CONFORMANCE_OUT ?? path.resolve(HERE, '../../../target/conformance');
+
+// --- canonical form (README "Canonical form") <-> the Node API ---
+
+const camel = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** Output fields whose values are JSON values or maps by name: their
+ * contents keep their keys. */
+const RAW_OUT = new Set(['context', 'result', 'data', 'byStatus', 'byMode']);
+
+/** A canonical record as the API takes it: only its own keys change (the
+ * argument records are flat; their JSON fields keep their keys). */
+function toApi(record) {
+  if (record === null || typeof record !== 'object') return record;
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [camel(k), v]));
+}
+
+/** An API value in canonical form. */
+function canonical(v) {
+  if (v === undefined || v === null) return null;
+  if (Array.isArray(v)) return v.map(canonical);
+  if (typeof v !== 'object') return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), RAW_OUT.has(k) ? x : canonical(x)]));
+}
+
+/** Which arguments of an operation are records (the rest are strings,
+ * numbers, options or JSON values, passed as they are). */
+const RECORD_ARGS = {
+  start: [0],
+  'record-tool-call': [1],
+  'record-learning': [1],
+  list: [0],
+  stats: [0],
+  'set-webhook': [0],
+};
+
+/** Call `op` (its WIT name) with canonical `args`; the canonical outcome:
+ * `{ ok }` or `{ error: { error, message } }`. Anything else thrown means
+ * the host is broken, and goes on up. */
+function call(sessions, op, args) {
+  const method = camel(op.replace(/-/g, '_'));
+  if (typeof sessions[method] !== 'function' || method === 'close') throw new Error(`unknown operation ${op}`);
+  const records = RECORD_ARGS[op] ?? [];
+  const apiArgs = args.map((a, i) => (records.includes(i) ? toApi(a) : a));
+  try {
+    const value = sessions[method](...apiArgs);
+    return { ok: op === 'export' ? value : canonical(value) };
+  } catch (e) {
+    if (e instanceof SessionError) return { error: { error: e.code, message: e.message } };
+    throw e;
+  }
+}
+
+// --- patterns (README "Patterns") ---
+
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const literal = (s) => (s.startsWith('$$') ? s.slice(1) : s);
+
+/** The value of a `$name.path` reference, undefined if `s` is not one. */
+function reference(s, names) {
+  if (!s.startsWith('$') || s.startsWith('$$') || s === '$any') return undefined;
+  const [name, ...parts] = s.slice(1).split('.');
+  if (!Object.hasOwn(names, name)) throw new Error(`no value kept as ${JSON.stringify(name)}`);
+  let v = names[name];
+  for (const p of parts) {
+    const next = Array.isArray(v) ? (/^\d+$/.test(p) ? v[Number(p)] : undefined) : isObject(v) ? v[p] : undefined;
+    if (next === undefined) throw new Error(`${s}: no ${JSON.stringify(p)}`);
+    v = next;
+  }
+  return { value: v };
+}
+
+/** `v` with references and generators replaced. */
+function substitute(v, names) {
+  if (typeof v === 'string') return reference(v, names)?.value ?? literal(v);
+  if (Array.isArray(v)) return v.map((x) => substitute(x, names));
+  if (isObject(v)) {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === '$repeat') {
+      const [unit, n] = Array.isArray(v.$repeat) ? v.$repeat : [];
+      if (typeof unit !== 'string' || !Number.isInteger(n) || n < 0) throw new Error('$repeat takes [string, count]');
+      return unit.repeat(n);
+    }
+    return Object.fromEntries(keys.map((k) => [k, substitute(v[k], names)]));
+  }
+  return v;
+}
+
+const show = (v) => JSON.stringify(v);
+
+/** Throws where `actual` does not match `pattern`. */
+function match(pattern, actual, names, at = '') {
+  const fail = (why) => {
+    throw new Error(`at ${at || '.'}: ${why}`);
+  };
+  if (typeof pattern === 'string') {
+    if (pattern === '$any') {
+      if (actual === null) fail('expected a value, got null');
+      return;
+    }
+    const ref = reference(pattern, names);
+    if (ref) return match(ref.value, actual, names, at);
+    if (actual !== literal(pattern)) fail(`expected ${show(literal(pattern))}, got ${show(actual)}`);
+    return;
+  }
+  if (isObject(pattern)) {
+    const keys = Object.keys(pattern);
+    if (keys.length === 1 && keys[0] === '$len') {
+      let len;
+      if (Array.isArray(actual)) len = actual.length;
+      else if (typeof actual === 'string') len = [...actual].length;
+      else fail(`expected an array or string, got ${show(actual)}`);
+      if (pattern.$len !== len) fail(`expected length ${pattern.$len}, got ${len}`);
+      return;
+    }
+    if (keys.length === 1 && (keys[0] === '$gte' || keys[0] === '$lte')) {
+      const bound = substitute(pattern[keys[0]], names);
+      if (typeof bound !== 'number') throw new Error('the bound is not a number');
+      if (typeof actual !== 'number') fail(`expected a number, got ${show(actual)}`);
+      if (keys[0] === '$gte' ? !(actual >= bound) : !(actual <= bound)) fail(`expected ${keys[0]} ${bound}, got ${actual}`);
+      return;
+    }
+    if (!isObject(actual)) fail(`expected an object, got ${show(actual)}`);
+    for (const k of keys) {
+      if (!Object.hasOwn(actual, k)) fail(`no field ${show(k)}`);
+      match(pattern[k], actual[k], names, `${at}.${k}`);
+    }
+    return;
+  }
+  if (Array.isArray(pattern)) {
+    if (!Array.isArray(actual)) fail(`expected an array, got ${show(actual)}`);
+    if (pattern.length !== actual.length) fail(`expected ${pattern.length} elements, got ${actual.length}`);
+    pattern.forEach((p, i) => match(p, actual[i], names, `${at}.${i}`));
+    return;
+  }
+  // Numbers by value (1 and 1.0 are the same number in JS); null, booleans.
+  if (pattern !== actual) fail(`expected ${show(pattern)}, got ${show(actual)}`);
+}
+
+// --- transcripts (README "Transcripts") ---
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+const TIMES = new Set(['created_at', 'updated_at', 'ended_at', 'timestamp']);
+
+/** An outcome with what legitimately differs between runs masked. */
+function comparable(op, v) {
+  if (op === 'duration' && typeof v === 'number') return '<duration>';
+  if (typeof v === 'string') return v.replace(UUID, '<uuid>');
+  if (Array.isArray(v)) return v.map((x) => comparable(op, x));
+  if (isObject(v)) {
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [
+        k.replace(UUID, '<uuid>'),
+        TIMES.has(k) && typeof x === 'number' ? '<time>' : comparable(op, x),
+      ]),
+    );
+  }
+  return v;
+}
+
+// --- the runner ---
+
+async function runScenario(file, transcript) {
+  const scenario = JSON.parse(fs.readFileSync(path.join(SCENARIOS, file), 'utf8'));
+  if (!Array.isArray(scenario.steps)) throw new Error(`${file}: no "steps" array`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-conformance-'));
+  const sessions = await openSessions({ dir });
+  try {
+    const names = {};
+    scenario.steps.forEach((step, i) => {
+      const op = step.op;
+      const where = `${file}, step ${i} (${op})`;
+      let outcome;
+      try {
+        const args = (step.args ?? []).map((a) => substitute(a, names));
+        outcome = call(sessions, op, args);
+      } catch (e) {
+        throw new Error(`${where}: ${e.stack ?? e}`);
+      }
+      transcript.push([op, comparable(op, outcome.error ?? outcome.ok)]);
+      const expect = step.expect ?? {};
+      const actual = outcome.error ? `error ${show(outcome.error)}` : `ok ${show(outcome.ok)}`;
+      const failed = (why) => new Error(`${where}: ${why}\n  expected: ${show(expect)}\n  actual:   ${actual}`);
+      if ('ok' in outcome && 'ok' in expect && !('error' in expect)) {
+        try {
+          match(expect.ok, outcome.ok, names);
+        } catch (e) {
+          throw failed(e.message);
+        }
+      } else if (outcome.error && typeof expect.error === 'string' && !('ok' in expect)) {
+        if (outcome.error.error !== expect.error) throw failed(`expected error ${expect.error}`);
+        if (typeof expect.message === 'string' && !outcome.error.message.includes(expect.message)) {
+          throw failed(`expected a message containing ${show(expect.message)}`);
+        }
+      } else {
+        throw failed('the outcome is not the one expected');
+      }
+      if (typeof step.as === 'string' && 'ok' in outcome) names[step.as] = outcome.ok;
+    });
+  } finally {
+    sessions.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const files = fs
+  .readdirSync(SCENARIOS)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+const transcripts = {};
+let passed = 0;
+
+test('there are conformance scenarios', () => {
+  if (files.length === 0) throw new Error(`no scenarios in ${SCENARIOS}`);
+});
+
+for (const file of files) {
+  test(`conformance: ${file}`, async () => {
+    transcripts[file] = [];
+    await runScenario(file, transcripts[file]);
+    passed += 1;
+  });
+}
+
+after(() => {
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.writeFileSync(path.join(OUT, 'node.json'), JSON.stringify(transcripts, null, 2));
+  process.stdout.write(`conformance (node/jco): ${passed} of ${files.length} scenarios passed\n`);
+});

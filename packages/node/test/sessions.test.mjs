@@ -1,0 +1,169 @@
+// The Node API around the component: its shape against the WIT, value
+// conversions, errors, recovery after a trap, and several processes on
+// one directory.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { openSessions, SessionError, Sessions } from '../src/index.js';
+import { FsStore } from '../src/fs-store.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const PKG = path.resolve(HERE, '..');
+const WIT = path.resolve(PKG, '../../wit/session.wit');
+
+function tempRoot(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-api-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function open(t, options = {}) {
+  const s = await openSessions({ dir: tempRoot(t), ...options });
+  t.after(() => s.close());
+  return s;
+}
+
+const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+
+test('every function of the WIT sessions interface is a method, typed in index.d.ts', () => {
+  const wit = fs.readFileSync(WIT, 'utf8');
+  const body = wit.slice(wit.indexOf('interface sessions {'));
+  const names = [...body.slice(0, body.indexOf('\n}')).matchAll(/^\s*%?([a-z-]+): func\(/gm)].map((m) => camel(m[1]));
+  assert.ok(names.length >= 27, `found ${names.length} functions in ${WIT}`);
+  const dts = fs.readFileSync(path.join(PKG, 'index.d.ts'), 'utf8');
+  for (const name of names) {
+    assert.equal(typeof Sessions.prototype[name], 'function', `Sessions.${name}`);
+    assert.match(dts, new RegExp(`\\n  ${name}\\(`), `index.d.ts declares ${name}`);
+  }
+});
+
+test('values are plain objects: camelCase, numbers, null for none, JSON as values', async (t) => {
+  const s = await open(t);
+  const a = s.start({ task: 'convert', mode: 'developer', maxIterations: 3, context: { repo: { name: 'x' } } });
+  assert.equal(typeof a.createdAt, 'number');
+  assert.equal(a.userId, null);
+  assert.deepEqual(a.context, { repo: { name: 'x' } });
+  assert.equal(a.endedAt, null);
+  const it = s.iterate(a.id, { step: [1, 'two', null] });
+  assert.equal(it.iteration, 1);
+  const call = s.recordToolCall(a.id, { name: 'grep', input: { q: 'fn' }, output: ['a.rs'], durationMs: 12 });
+  assert.equal(call.kind, 'tool_call');
+  assert.equal(typeof call.seq, 'number');
+  const page = s.events(a.id, 1, 1);
+  assert.deepEqual(page.events[0].data.data, { step: [1, 'two', null] });
+  assert.equal(page.nextSeq, 2);
+  const done = s.complete(a.id, { pr: 7 });
+  assert.deepEqual(done.result, { pr: 7 });
+  assert.equal(typeof done.endedAt, 'number');
+  const stats = s.stats();
+  assert.deepEqual(stats.byStatus, { active: 0, paused: 0, completed: 1, failed: 0, timeout: 0 });
+  assert.deepEqual(stats.byMode, { developer: 1 });
+  assert.equal(stats.successRate, 1);
+  assert.deepEqual(s.list({ status: 'completed' }).sessions.map((x) => x.id), [a.id]);
+  assert.equal(s.getWebhook(), null);
+  assert.equal(typeof s.duration(a.id), 'number');
+  // An exported document is a JS value and imports again elsewhere.
+  const doc = s.export(a.id);
+  assert.equal(typeof doc, 'object');
+  const other = await open(t);
+  assert.equal(other.import(doc).status, 'completed');
+  assert.equal(other.events(a.id, 0, 10).events.length, done.eventCount);
+});
+
+test('failures are SessionErrors with the WIT case; wrong argument types are TypeErrors', async (t) => {
+  const s = await open(t);
+  const a = s.start({ task: 't' });
+  assert.throws(
+    () => s.resume(a.id),
+    (e) => e instanceof SessionError && e instanceof Error && e.code === 'invalid-transition' && e.message.includes(a.id),
+  );
+  assert.throws(() => s.get('01a22131-2141-7368-a21f-a0cd87416cf8'), { name: 'SessionError', code: 'not-found' });
+  assert.throws(() => s.start({ task: '' }), { code: 'invalid-input' });
+  assert.throws(() => s.get(42), { name: 'TypeError', message: 'get: id must be a string, got number 42' });
+  assert.throws(() => s.start({ task: 't', maxIterations: -1 }), TypeError);
+  assert.throws(() => s.recordEvent(a.id, 'note', undefined), /recordEvent: data must be a JSON value/);
+  assert.throws(() => s.list({ status: 'sleeping' }), /list: filter.status must be one of/);
+  // None of that disturbed the instance.
+  assert.equal(s.iterate(a.id).iteration, 1);
+});
+
+test('after an exception unwinds the component, the next call gets a fresh instance', async (t) => {
+  const s = await open(t);
+  const a = s.start({ task: 't' });
+  const read = FsStore.prototype.read;
+  FsStore.prototype.read = () => {
+    throw new RangeError('a bug in the store');
+  };
+  try {
+    assert.throws(() => s.get(a.id), RangeError);
+  } finally {
+    FsStore.prototype.read = read;
+  }
+  assert.equal(s.get(a.id).id, a.id);
+});
+
+test('a lost index is rebuilt when the directory is opened', async (t) => {
+  const dir = tempRoot(t);
+  const s = await openSessions({ dir });
+  const ids = [s.start({ task: 'one' }).id, s.start({ task: 'two' }).id];
+  s.close();
+  fs.rmSync(path.join(dir, 'index/sessions.log'));
+  const again = await openSessions({ dir });
+  t.after(() => again.close());
+  assert.deepEqual(again.list().sessions.map((x) => x.id), ids.reverse());
+  assert.equal(fs.existsSync(path.join(dir, 'REINDEX')), false);
+});
+
+test('the component can be given as a transpiled module or as a .wasm', async (t) => {
+  const viaDir = await open(t, { component: path.join(PKG, 'gen') });
+  assert.equal(viaDir.start({ task: 'from gen/' }).status, 'active');
+  const wasm =
+    process.env.AGENT_SESSION_COMPONENT ??
+    path.resolve(PKG, '../../target/wasm-guest/wasm32-wasip2/release/agent_session_guest.wasm');
+  assert.ok(fs.existsSync(wasm), `no component at ${wasm}: cargo build --release -p agent-session-host`);
+  const viaWasm = await open(t, { component: wasm });
+  assert.equal(viaWasm.start({ task: 'from the .wasm' }).status, 'active');
+});
+
+/** Run `iterations` iterate calls on session `id` in a new process; resolves
+ * to how many it made and how many were refused as conflicts. */
+function iterateInAnotherProcess(dir, id, iterations) {
+  const script = `
+    import { openSessions } from ${JSON.stringify(path.join(PKG, 'src/index.js'))};
+    const s = await openSessions({ dir: process.argv[1] });
+    let made = 0, conflicts = 0;
+    for (let i = 0; i < ${iterations}; i++) {
+      try { s.iterate(process.argv[2], { pid: process.pid }); made++; }
+      catch (e) { if (e.code === 'conflict') conflicts++; else throw e; }
+    }
+    console.log(JSON.stringify({ made, conflicts }));`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir, id], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}`))));
+  });
+}
+
+test('processes writing one session never lose or duplicate an iteration', async (t) => {
+  const dir = tempRoot(t);
+  const s = await openSessions({ dir });
+  t.after(() => s.close());
+  const id = s.start({ task: 'contended', maxIterations: 1000 }).id;
+  const results = await Promise.all([1, 2, 3].map(() => iterateInAnotherProcess(dir, id, 15)));
+  const made = results.reduce((n, r) => n + r.made, 0);
+  const final = s.get(id);
+  assert.equal(final.iteration, made, JSON.stringify(results));
+  assert.equal(final.eventCount, made + 1);
+  const seqs = s.events(id, 0, 1000).events.map((e) => e.seq);
+  assert.deepEqual(seqs, [...seqs.keys()]);
+});
