@@ -1,0 +1,48 @@
+"""Durable AI-agent sessions from Python.
+
+The session component (the same ``.wasm`` the Rust host runs) executes in
+wasmtime; its storage is a directory in the Rust host's format, so the Rust
+CLI and this package can work on the same sessions::
+
+    from agent_session import open_sessions
+
+    sessions = open_sessions("/var/lib/agent-sessions")
+    s = sessions.start("write the parser", mode="developer")
+    sessions.iterate(s.id, {"step": 1})
+    sessions.complete(s.id, {"pr": 7})
+
+Webhook notifications are queued in the directory's outbox; the Rust sender
+(``agent-session deliver``) delivers them.
+"""
+
+from .sessions import Sessions, component_path, open_sessions
+from .types import (
+    ERROR_CODES,
+    CleanupReport,
+    Event,
+    EventPage,
+    IndexReport,
+    Resumption,
+    Session,
+    SessionError,
+    SessionPage,
+    SessionStats,
+    WebhookConfig,
+)
+
+__all__ = [
+    "ERROR_CODES",
+    "CleanupReport",
+    "Event",
+    "EventPage",
+    "IndexReport",
+    "Resumption",
+    "Session",
+    "SessionError",
+    "SessionPage",
+    "SessionStats",
+    "Sessions",
+    "WebhookConfig",
+    "component_path",
+    "open_sessions",
+]

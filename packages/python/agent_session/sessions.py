@@ -1,0 +1,418 @@
+"""The session API over a directory: :func:`open_sessions` and :class:`Sessions`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
+
+from wasmtime.component import Record, Variant
+
+from ._runtime import Runtime, compiled, record
+from .fs_store import FsStore, StoreError
+from .outbox import Outbox
+from .types import (
+    CleanupReport,
+    Event,
+    EventPage,
+    IndexReport,
+    Resumption,
+    Session,
+    SessionError,
+    SessionPage,
+    SessionStats,
+    WebhookConfig,
+)
+
+COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
+# Where `cargo build --release -p agent-session-host` leaves the component,
+# relative to the repository this package lives in.
+DEFAULT_COMPONENT = (
+    Path(__file__).resolve().parents[3]
+    / "target/wasm-guest/wasm32-wasip2/release/agent_session_guest.wasm"
+)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def component_path(component: Optional[PathLike] = None) -> Path:
+    """The component to run: ``component``, else ``$AGENT_SESSION_COMPONENT``,
+    else the repository's release build. Raises FileNotFoundError if absent."""
+    path = Path(component or os.environ.get(COMPONENT_ENV) or DEFAULT_COMPONENT)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the session component {path} does not exist; build it with "
+            f"cargo build --release -p agent-session-host (or set {COMPONENT_ENV})"
+        )
+    return path
+
+
+def open_sessions(
+    directory: PathLike, *, component: Optional[PathLike] = None, durable: bool = True
+) -> "Sessions":
+    """The sessions stored in ``directory`` (created if needed), in the same
+    format as the Rust host, which may use the directory at the same time.
+
+    ``durable=False`` acknowledges appends before ``fdatasync`` (they survive
+    a crash of the process, not of the machine): for tests and throwaway
+    sessions. The component is compiled once per process.
+    """
+    path = component_path(component)
+    try:
+        store = FsStore(os.fspath(directory), durable=durable)
+        outbox = Outbox(store.root)
+    except StoreError as e:
+        raise SessionError("storage", e.message) from None
+    except OSError as e:
+        raise SessionError("storage", f"opening the session store at {directory}: {e}") from None
+    sessions = Sessions(Runtime(compiled(str(path)), store, outbox), outbox)
+    # After a lost index file (or a migration) the index is rebuilt before
+    # anything else runs, as the Rust host does on open.
+    if store.needs_reindex():
+        try:
+            store.clear_index("sessions")
+            sessions.rebuild_index(dry_run=False)
+            store.reindexed()
+        except StoreError as e:
+            raise SessionError("storage", f"rebuilding the index of {directory}: {e.message}") from None
+    return sessions
+
+
+def _json(value: Any) -> str:
+    # Compact and not ASCII-escaped, like serde_json in the Rust host: the
+    # component's size limits count these bytes.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json_opt(value: Any) -> Optional[str]:
+    return None if value is None else _json(value)
+
+
+def _parse_opt(text: Optional[str]) -> Any:
+    return None if text is None else json.loads(text)
+
+
+STATUSES = ("active", "paused", "completed", "failed", "timeout")
+_U32 = 2**32 - 1
+_U64 = 2**64 - 1
+
+
+def _int(name: str, value: Optional[int], top: int) -> Optional[int]:
+    # wasmtime-py stores integers through ctypes, which wraps what does not
+    # fit (-1 would become 4294967295): refuse it here instead.
+    if value is not None and not 0 <= value <= top:
+        raise SessionError("invalid-input", f"{name} must be between 0 and {top}, got {value}")
+    return value
+
+
+def _status(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in STATUSES:
+        raise SessionError(
+            "invalid-input", f"status must be one of {', '.join(STATUSES)}, got {value!r}"
+        )
+    return value
+
+
+def _field(r: Any, name: str) -> Any:
+    return getattr(r, name.replace("_", "-"))
+
+
+def _session(r: Any) -> Session:
+    return Session(
+        id=r.id,
+        task=r.task,
+        mode=r.mode,
+        user_id=_field(r, "user_id"),
+        channel_id=_field(r, "channel_id"),
+        status=r.status,
+        iteration=r.iteration,
+        max_iterations=_field(r, "max_iterations"),
+        context=json.loads(r.context),
+        pause_reason=_field(r, "pause_reason"),
+        result=_parse_opt(r.result),
+        error=r.error,
+        created_at=_field(r, "created_at"),
+        updated_at=_field(r, "updated_at"),
+        ended_at=_field(r, "ended_at"),
+        event_count=_field(r, "event_count"),
+        version=r.version,
+    )
+
+
+def _event(r: Any) -> Event:
+    return Event(seq=r.seq, kind=r.kind, timestamp=r.timestamp, data=json.loads(r.data))
+
+
+def _events(rs: Iterable[Any]) -> Tuple[Event, ...]:
+    return tuple(_event(r) for r in rs)
+
+
+def _webhook(r: Any) -> WebhookConfig:
+    return WebhookConfig(
+        url=r.url, secret=r.secret, event_kinds=tuple(_field(r, "event_kinds")), enabled=r.enabled
+    )
+
+
+def _filter(
+    user_id: Optional[str],
+    channel_id: Optional[str],
+    mode: Optional[str],
+    status: Optional[str],
+    created_after: Optional[int],
+    created_before: Optional[int],
+    updated_after: Optional[int],
+    updated_before: Optional[int],
+) -> Record:
+    return record(
+        user_id=user_id,
+        channel_id=channel_id,
+        mode=mode,
+        status=_status(status),
+        created_after=_int("created_after", created_after, _U64),
+        created_before=_int("created_before", created_before, _U64),
+        updated_after=_int("updated_after", updated_after, _U64),
+        updated_before=_int("updated_before", updated_before, _U64),
+    )
+
+
+class Sessions:
+    """The session API (the WIT ``sessions`` interface) on one directory.
+
+    Every method raises :class:`SessionError` on failure. Objects may be
+    used from any thread, but calls into the component are serialized per
+    process (wasmtime-py's value conversion is not thread-safe); processes,
+    Rust or Python, work on one directory in parallel. A bug that traps the
+    component raises wasmtime's error instead.
+    """
+
+    def __init__(self, runtime: Runtime, outbox: Outbox) -> None:
+        self._runtime = runtime
+        self._outbox = outbox
+
+    def close(self) -> None:
+        """Let go of this object's notification intake segment, so that the
+        Rust sender can take it in and delete it. The object stays usable
+        (a later notification starts a new segment)."""
+        self._outbox.close()
+
+    def __enter__(self) -> "Sessions":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        result = self._runtime.call(name, *args)
+        if isinstance(result, Variant):
+            raise SessionError(result.tag, str(result.payload))
+        return result
+
+    # --- lifecycle ---
+
+    def start(
+        self,
+        task: str,
+        *,
+        mode: Optional[str] = None,
+        user_id: Optional[str] = None,
+        channel_id: Optional[str] = None,
+        max_iterations: Optional[int] = None,
+        context: Optional[Dict[str, Any]] = None,
+    ) -> Session:
+        """Start a new active session (mode "default" and 100 iterations
+        when not given; ``context`` a JSON object)."""
+        options = record(
+            task=task,
+            mode=mode,
+            user_id=user_id,
+            channel_id=channel_id,
+            max_iterations=_int("max_iterations", max_iterations, _U32),
+            context=_json_opt(context),
+        )
+        return _session(self._call("start", options))
+
+    def get(self, id: str) -> Session:
+        """Read a session."""
+        return _session(self._call("get", id))
+
+    def pause(self, id: str, reason: Optional[str] = None) -> Session:
+        """Pause an active session."""
+        return _session(self._call("pause", id, reason))
+
+    def resume(self, id: str) -> Session:
+        """Resume a paused session."""
+        return _session(self._call("resume", id))
+
+    def complete(self, id: str, result: Any = None) -> Session:
+        """Complete an active or paused session with a JSON ``result``."""
+        return _session(self._call("complete", id, _json_opt(result)))
+
+    def fail(self, id: str, error: str) -> Session:
+        """Fail an active or paused session."""
+        return _session(self._call("fail", id, error))
+
+    # --- iterations and events ---
+
+    def iterate(self, id: str, data: Any = None) -> Session:
+        """Count one iteration of an active session (JSON ``data``); reaching
+        max_iterations moves it to timeout."""
+        return _session(self._call("iterate", id, _json_opt(data)))
+
+    def record_tool_call(
+        self, id: str, *, name: str, input: Any, output: Any, duration_ms: int
+    ) -> Event:
+        """Record a tool call (JSON input and output) in an active session."""
+        call = record(
+            name=name,
+            input=_json(input),
+            output=_json(output),
+            duration_ms=_int("duration_ms", duration_ms, _U64),
+        )
+        return _event(self._call("record-tool-call", id, call))
+
+    def record_learning(self, id: str, *, insight: str, expertise_file: Optional[str] = None) -> Event:
+        """Record a learning in an active or paused session."""
+        learning = record(insight=insight, expertise_file=expertise_file)
+        return _event(self._call("record-learning", id, learning))
+
+    def record_event(self, id: str, kind: str, data: Any) -> Event:
+        """Record a custom event (a kind that is not built in) with JSON ``data``."""
+        return _event(self._call("record-event", id, kind, _json(data)))
+
+    def events(self, id: str, from_: int = 0, limit: int = 100) -> EventPage:
+        """The history from position ``from_``, at most ``limit`` (max 1000) events."""
+        page = self._call("events", id, _int("from_", from_, _U64), _int("limit", limit, _U32))
+        return EventPage(events=_events(page.events), next_seq=_field(page, "next_seq"))
+
+    def recent_events(self, id: str) -> Tuple[Event, ...]:
+        """The last 10 events, oldest first."""
+        return _events(self._call("recent-events", id))
+
+    # --- context ---
+
+    def update_context(self, id: str, patch: Dict[str, Any]) -> Session:
+        """Merge a JSON object into the context (a None value removes a key)."""
+        return _session(self._call("update-context", id, _json(patch)))
+
+    def resumption_context(self, id: str) -> Resumption:
+        """The session, its recent history and whether it can be resumed."""
+        r = self._call("resumption-context", id)
+        return Resumption(
+            session=_session(r.session),
+            recent_events=_events(_field(r, "recent_events")),
+            resumable=r.resumable,
+        )
+
+    # --- queries ---
+
+    def list(
+        self,
+        *,
+        user_id: Optional[str] = None,
+        channel_id: Optional[str] = None,
+        mode: Optional[str] = None,
+        status: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
+        updated_after: Optional[int] = None,
+        updated_before: Optional[int] = None,
+        cursor: Optional[str] = None,
+        limit: int = 100,
+    ) -> SessionPage:
+        """Sessions matching every given filter, newest first, at most
+        ``limit`` (max 1000); continue with ``cursor=page.next_cursor``."""
+        selected = _filter(
+            user_id, channel_id, mode, status,
+            created_after, created_before, updated_after, updated_before,
+        )  # fmt: skip
+        page = self._call("list", selected, cursor, _int("limit", limit, _U32))
+        return SessionPage(
+            sessions=tuple(_session(s) for s in page.sessions),
+            next_cursor=_field(page, "next_cursor"),
+        )
+
+    def stats(
+        self,
+        *,
+        user_id: Optional[str] = None,
+        channel_id: Optional[str] = None,
+        mode: Optional[str] = None,
+        status: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
+        updated_after: Optional[int] = None,
+        updated_before: Optional[int] = None,
+    ) -> SessionStats:
+        """Aggregates over the sessions matching every given filter."""
+        selected = _filter(
+            user_id, channel_id, mode, status,
+            created_after, created_before, updated_after, updated_before,
+        )  # fmt: skip
+        s = self._call("stats", selected)
+        return SessionStats(
+            total=s.total,
+            by_status={c.status: c.count for c in _field(s, "by_status")},
+            by_mode={c.mode: c.count for c in _field(s, "by_mode")},
+            average_iterations=_field(s, "average_iterations"),
+            success_rate=_field(s, "success_rate"),
+        )
+
+    # --- maintenance ---
+
+    def cleanup(self, older_than_days: Optional[int] = None, dry_run: bool = False) -> CleanupReport:
+        """Remove ended sessions that ended more than ``older_than_days``
+        (30 when None) days ago; active and paused ones are never removed."""
+        r = self._call("cleanup", _int("older_than_days", older_than_days, _U32), dry_run)
+        return CleanupReport(dry_run=_field(r, "dry_run"), removed=tuple(r.removed))
+
+    def delete(self, id: str) -> None:
+        """Remove one session and its history."""
+        self._call("delete", id)
+
+    def rebuild_index(self, dry_run: bool = False) -> IndexReport:
+        """Compare the index with the histories; unless ``dry_run``, refresh
+        every entry that differs."""
+        r = self._call("rebuild-index", dry_run)
+        return IndexReport(sessions=r.sessions, stale=tuple(r.stale), unreadable=tuple(r.unreadable))
+
+    def export(self, id: str) -> Any:
+        """The session and its whole history as a portable JSON document."""
+        return json.loads(self._call("export", id))
+
+    def import_(self, document: Any) -> Session:
+        """Recreate a session from an exported document (its id must be free)."""
+        return _session(self._call("import", _json(document)))
+
+    # --- webhooks ---
+
+    def set_webhook(
+        self, *, url: str, secret: str, event_kinds: Iterable[str] = (), enabled: bool = True
+    ) -> WebhookConfig:
+        """Set (or replace) the webhook endpoint; ``secret`` is ``whsec_`` +
+        base64; no ``event_kinds`` means every lifecycle event."""
+        config = record(url=url, secret=secret, event_kinds=list(event_kinds), enabled=enabled)
+        return _webhook(self._call("set-webhook", config))
+
+    def get_webhook(self) -> Optional[WebhookConfig]:
+        """The webhook endpoint, if one is set."""
+        r = self._call("get-webhook")
+        return None if r is None else _webhook(r)
+
+    def clear_webhook(self) -> None:
+        """Remove the webhook endpoint."""
+        self._call("clear-webhook")
+
+    # --- utilities ---
+
+    def is_resumable(self, id: str) -> bool:
+        """Whether the session is active or paused."""
+        return bool(self._call("is-resumable", id))
+
+    def duration(self, id: str) -> int:
+        """Milliseconds from creation to end (or to now)."""
+        return int(self._call("duration", id))
+
+    def progress(self, id: str) -> float:
+        """Iteration / max_iterations as a percentage."""
+        return float(self._call("progress", id))

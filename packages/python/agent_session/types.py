@@ -1,0 +1,127 @@
+"""The values of the session API (the WIT ``types`` interface) as frozen
+dataclasses with snake_case fields. JSON-text fields (context, result,
+data) hold the parsed Python value; an absent ``option`` is None."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+ERROR_CODES = (
+    "not-found",
+    "invalid-transition",
+    "invalid-input",
+    "conflict",
+    "storage",
+    "limit-exceeded",
+)
+
+
+class SessionError(Exception):
+    """A failure of the session API: ``code`` is the WIT ``session-error``
+    case (one of :data:`ERROR_CODES`), ``message`` says what to do about it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session's current state."""
+
+    id: str
+    task: str
+    mode: str
+    user_id: Optional[str]
+    channel_id: Optional[str]
+    status: str
+    """active, paused, completed, failed or timeout."""
+    iteration: int
+    max_iterations: int
+    context: Dict[str, Any]
+    pause_reason: Optional[str]
+    result: Any
+    """The result given on completion (None if none was given)."""
+    error: Optional[str]
+    created_at: int
+    """Milliseconds since the Unix epoch, like every time here."""
+    updated_at: int
+    ended_at: Optional[int]
+    event_count: int
+    version: int
+    """The history length this state was read at."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a session's history."""
+
+    seq: int
+    kind: str
+    timestamp: int
+    data: Any
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of a history; ``next_seq`` is None at its end."""
+
+    events: Tuple[Event, ...]
+    next_seq: Optional[int]
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of a listing, newest first; pass ``next_cursor`` on."""
+
+    sessions: Tuple[Session, ...]
+    next_cursor: Optional[str]
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """Aggregates over the sessions a filter selects."""
+
+    total: int
+    by_status: Dict[str, int]
+    by_mode: Dict[str, int]
+    average_iterations: float
+    success_rate: float
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """A session, its last (at most 10) events and whether it can resume."""
+
+    session: Session
+    recent_events: Tuple[Event, ...]
+    resumable: bool
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """What ``cleanup`` removed, or would remove on a dry run."""
+
+    dry_run: bool
+    removed: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What an index check or rebuild found."""
+
+    sessions: int
+    stale: Tuple[str, ...]
+    unreadable: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where lifecycle notifications go."""
+
+    url: str
+    secret: str
+    event_kinds: Tuple[str, ...]
+    enabled: bool

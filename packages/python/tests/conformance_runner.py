@@ -1,0 +1,288 @@
+"""The conformance suite's machinery (format in tests/conformance/README.md):
+calling the Python API by WIT operation name with canonical arguments,
+the canonical form of its answers, patterns, and transcripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from agent_session import SessionError, Sessions
+
+REPO = Path(__file__).resolve().parents[3]
+SCENARIOS = REPO / "tests" / "conformance"
+HOST = "python"
+
+# Every scenario's [op, outcome] steps, by file name, for the transcript.
+TRANSCRIPTS: Dict[str, List[Any]] = {}
+
+
+class Broken(Exception):
+    """The scenario or the host is broken (never an expected outcome)."""
+
+
+def scenario_files() -> List[Path]:
+    return sorted(SCENARIOS.glob("*.json"))
+
+
+def _at(args: List[Any], i: int) -> Any:
+    return args[i] if i < len(args) else None
+
+
+def _record(args: List[Any], i: int) -> Dict[str, Any]:
+    return _at(args, i) or {}
+
+
+# The Python API takes WIT records as keyword arguments, so each operation
+# says how its canonical arguments map onto its method.
+_OPS: Dict[str, Callable[[Sessions, List[Any]], Any]] = {
+    "start": lambda s, a: s.start(**_record(a, 0)),
+    "get": lambda s, a: s.get(_at(a, 0)),
+    "pause": lambda s, a: s.pause(_at(a, 0), _at(a, 1)),
+    "resume": lambda s, a: s.resume(_at(a, 0)),
+    "complete": lambda s, a: s.complete(_at(a, 0), _at(a, 1)),
+    "fail": lambda s, a: s.fail(_at(a, 0), _at(a, 1)),
+    "iterate": lambda s, a: s.iterate(_at(a, 0), _at(a, 1)),
+    "record-tool-call": lambda s, a: s.record_tool_call(_at(a, 0), **_record(a, 1)),
+    "record-learning": lambda s, a: s.record_learning(_at(a, 0), **_record(a, 1)),
+    "record-event": lambda s, a: s.record_event(_at(a, 0), _at(a, 1), _at(a, 2)),
+    "events": lambda s, a: s.events(_at(a, 0), _at(a, 1), _at(a, 2)),
+    "recent-events": lambda s, a: s.recent_events(_at(a, 0)),
+    "update-context": lambda s, a: s.update_context(_at(a, 0), _at(a, 1)),
+    "resumption-context": lambda s, a: s.resumption_context(_at(a, 0)),
+    "list": lambda s, a: s.list(**_record(a, 0), cursor=_at(a, 1), limit=_at(a, 2)),
+    "stats": lambda s, a: s.stats(**_record(a, 0)),
+    "cleanup": lambda s, a: s.cleanup(_at(a, 0), _at(a, 1)),
+    "delete": lambda s, a: s.delete(_at(a, 0)),
+    "rebuild-index": lambda s, a: s.rebuild_index(_at(a, 0)),
+    "export": lambda s, a: s.export(_at(a, 0)),
+    "import": lambda s, a: s.import_(_at(a, 0)),
+    "set-webhook": lambda s, a: s.set_webhook(**_record(a, 0)),
+    "get-webhook": lambda s, a: s.get_webhook(),
+    "clear-webhook": lambda s, a: s.clear_webhook(),
+    "is-resumable": lambda s, a: s.is_resumable(_at(a, 0)),
+    "duration": lambda s, a: s.duration(_at(a, 0)),
+    "progress": lambda s, a: s.progress(_at(a, 0)),
+}
+
+
+def canonical(value: Any) -> Any:
+    """A Python API value in the canonical form: dataclasses as objects with
+    snake_case keys, tuples as arrays (JSON values are already parsed)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    return value
+
+
+def call(sessions: Sessions, op: str, args: List[Any]) -> Tuple[bool, Any]:
+    """(True, canonical value) or (False, canonical error) of one step."""
+    run = _OPS.get(op)
+    if run is None:
+        raise Broken(f"unknown operation {op!r}")
+    try:
+        return True, canonical(run(sessions, args))
+    except SessionError as e:
+        return False, {"error": e.code, "message": e.message}
+    except (TypeError, ValueError) as e:
+        raise Broken(f"the arguments do not fit the Python API: {e}") from e
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_INDEX = re.compile(r"[0-9]+")
+
+
+def reference(s: str, names: Dict[str, Any]) -> Optional[Any]:
+    """The value a ``$name.path`` string refers to; None if it is not a
+    reference. Raises Broken for a reference to nothing."""
+    if not s.startswith("$") or s.startswith("$$") or s == "$any":
+        return None
+    name, *path = s[1:].split(".")
+    if name not in names:
+        raise Broken(f"no value kept as {name!r}")
+    value = names[name]
+    for p in path:
+        if isinstance(value, list) and _INDEX.fullmatch(p) and int(p) < len(value):
+            value = value[int(p)]
+        elif isinstance(value, dict) and p in value:
+            value = value[p]
+        else:
+            raise Broken(f"{s}: no {p!r}")
+    return (value,)
+
+
+def _unescape(s: str) -> str:
+    return s[1:] if s.startswith("$$") else s
+
+
+def substitute(v: Any, names: Dict[str, Any]) -> Any:
+    """``v`` with references, ``$$`` escapes and ``$repeat`` replaced."""
+    if isinstance(v, str):
+        ref = reference(v, names)
+        return ref[0] if ref is not None else _unescape(v)
+    if isinstance(v, list):
+        return [substitute(x, names) for x in v]
+    if isinstance(v, dict):
+        if list(v) == ["$repeat"]:
+            spec = v["$repeat"]
+            if not (
+                isinstance(spec, list)
+                and len(spec) == 2
+                and isinstance(spec[0], str)
+                and isinstance(spec[1], int)
+                and not isinstance(spec[1], bool)
+                and spec[1] >= 0
+            ):
+                raise Broken("$repeat takes [string, count]")
+            return spec[0] * spec[1]
+        return {k: substitute(x, names) for k, x in v.items()}
+    return v
+
+
+class Mismatch(Exception):
+    """Where and why a value does not match its pattern."""
+
+
+def matches(pattern: Any, actual: Any, names: Dict[str, Any], at: str = "") -> None:
+    """Raise Mismatch unless ``actual`` matches ``pattern`` (README "Patterns")."""
+
+    def fail(why: str) -> Mismatch:
+        return Mismatch(f"at {at or '.'}: {why}")
+
+    shown = json.dumps(actual)
+    if isinstance(pattern, str):
+        if pattern == "$any":
+            if actual is None:
+                raise fail("expected a value, got null")
+            return
+        ref = reference(pattern, names)
+        if ref is not None:
+            return matches(ref[0], actual, names, at)
+        want = _unescape(pattern)
+        if actual != want or not isinstance(actual, str):
+            raise fail(f"expected {json.dumps(want)}, got {shown}")
+        return
+    if isinstance(pattern, dict) and list(pattern) == ["$len"]:
+        if not isinstance(actual, (list, str)):
+            raise fail(f"expected an array or string, got {shown}")
+        if pattern["$len"] != len(actual) or not _is_number(pattern["$len"]):
+            raise fail(f"expected length {pattern['$len']}, got {len(actual)}")
+        return
+    if isinstance(pattern, dict) and list(pattern) in (["$gte"], ["$lte"]):
+        (key, bound), = pattern.items()
+        bound = substitute(bound, names)
+        if not _is_number(bound):
+            raise Broken("the bound is not a number")
+        if not _is_number(actual):
+            raise fail(f"expected a number, got {shown}")
+        if not (actual >= bound if key == "$gte" else actual <= bound):
+            raise fail(f"expected {key} {bound}, got {actual}")
+        return
+    if isinstance(pattern, dict):
+        if not isinstance(actual, dict):
+            raise fail(f"expected an object, got {shown}")
+        for k, p in pattern.items():
+            if k not in actual:
+                raise fail(f"no field {k!r}")
+            matches(p, actual[k], names, f"{at}.{k}")
+        return
+    if isinstance(pattern, list):
+        if not isinstance(actual, list):
+            raise fail(f"expected an array, got {shown}")
+        if len(pattern) != len(actual):
+            raise fail(f"expected {len(pattern)} elements, got {len(actual)}")
+        for i, (p, v) in enumerate(zip(pattern, actual)):
+            matches(p, v, names, f"{at}.{i}")
+        return
+    if _is_number(pattern):
+        if not (_is_number(actual) and float(pattern) == float(actual)):
+            raise fail(f"expected {pattern}, got {shown}")
+        return
+    # true, false, null: the same JSON value.
+    if type(pattern) is not type(actual) or pattern != actual:
+        raise fail(f"expected {json.dumps(pattern)}, got {shown}")
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TIMES = ("created_at", "updated_at", "ended_at", "timestamp")
+
+
+def comparable(op: str, v: Any) -> Any:
+    """An outcome with what differs between runs masked (README "Transcripts")."""
+    if op == "duration" and _is_number(v):
+        return "<duration>"
+    if isinstance(v, str):
+        return _UUID.sub("<uuid>", v)
+    if isinstance(v, list):
+        return [comparable(op, x) for x in v]
+    if isinstance(v, dict):
+        return {
+            _UUID.sub("<uuid>", k): "<time>" if k in _TIMES and _is_number(x) else comparable(op, x)
+            for k, x in v.items()
+        }
+    return v
+
+
+def run_scenario(sessions: Sessions, path: Path) -> None:
+    """Run every step of the scenario at ``path``; raise AssertionError
+    naming the file, step, op, expectation and outcome of the first step
+    that fails. Records the transcript as it goes."""
+    scenario = json.loads(path.read_text(encoding="utf-8"))
+    steps = scenario.get("steps")
+    if not isinstance(steps, list):
+        raise Broken(f'{path.name}: no "steps" array')
+    transcript = TRANSCRIPTS.setdefault(path.name, [])
+    names: Dict[str, Any] = {}
+    for i, step in enumerate(steps):
+        op = step.get("op")
+        where = f"{path.name}, step {i} ({op})"
+        if not isinstance(op, str):
+            raise Broken(f'{where}: no "op"')
+        try:
+            args = substitute(step.get("args", []), names)
+            if not isinstance(args, list):
+                raise Broken('"args" is not an array')
+            ok, actual = call(sessions, op, args)
+        except Broken as e:
+            raise AssertionError(f"{where}: {e}") from e
+        transcript.append([op, comparable(op, actual)])
+        expect = step.get("expect") or {}
+        shown = f"{'ok' if ok else 'error'} {json.dumps(actual)}"
+        if ok and "ok" in expect and "error" not in expect:
+            try:
+                matches(expect["ok"], actual, names)
+            except (Mismatch, Broken) as e:
+                raise AssertionError(
+                    f"{where}: {e}\n  expected: {json.dumps(expect)}\n  actual: {shown}"
+                ) from None
+        elif not ok and "error" in expect and "ok" not in expect:
+            if actual["error"] != expect["error"]:
+                raise AssertionError(f"{where}: expected error {expect['error']}, got {shown}")
+            part = expect.get("message")
+            if isinstance(part, str) and part not in actual["message"]:
+                raise AssertionError(
+                    f"{where}: expected a message containing {json.dumps(part)}, got {shown}"
+                )
+        else:
+            raise AssertionError(f"{where}: expected {json.dumps(expect)}, got {shown}")
+        if ok and isinstance(step.get("as"), str):
+            names[step["as"]] = actual
+
+
+def write_transcript(out_dir: Path) -> Path:
+    """Write the transcripts of the scenarios run to ``<out_dir>/python.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{HOST}.json"
+    ordered = {k: TRANSCRIPTS[k] for k in sorted(TRANSCRIPTS)}
+    path.write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+

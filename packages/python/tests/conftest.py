@@ -1,0 +1,37 @@
+"""Test setup: the package from this checkout (no install needed), the
+conformance count and transcript at the end of the run."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import conformance_runner  # noqa: E402  (needs the path above)
+
+_SCENARIO_TEST = "test_conformance.py::test_scenario["
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    """Write the transcript (README "Transcripts") of the scenarios that ran."""
+    if conformance_runner.TRANSCRIPTS:
+        out = os.environ.get("AGENT_SESSION_CONFORMANCE_OUT")
+        conformance_runner.write_transcript(
+            Path(out) if out else conformance_runner.REPO / "target" / "conformance"
+        )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Print how many scenarios passed, as every conformance runner does."""
+    outcomes = {}
+    for status in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(status, []):
+            if _SCENARIO_TEST in report.nodeid:
+                # A failure in any phase (setup, call, teardown) fails it.
+                if outcomes.get(report.nodeid) != "failed":
+                    outcomes[report.nodeid] = "passed" if status == "passed" else "failed"
+    if outcomes:
+        passed = sum(1 for o in outcomes.values() if o == "passed")
+        terminalreporter.write_line(
+            f"conformance (python/wasmtime-py): {passed} of {len(outcomes)} scenarios passed"
+        )

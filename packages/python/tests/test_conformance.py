@@ -1,0 +1,21 @@
+"""The conformance suite (tests/conformance/*.json) on the Python host: the
+component in wasmtime-py over the Python filesystem store, each scenario on
+a fresh directory."""
+
+from pathlib import Path
+
+import pytest
+
+from agent_session import open_sessions
+from conformance_runner import run_scenario, scenario_files
+
+FILES = scenario_files()
+
+
+def test_there_are_scenarios() -> None:
+    assert FILES, "no scenarios in tests/conformance"
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_scenario(path: Path, tmp_path: Path) -> None:
+    run_scenario(open_sessions(tmp_path), path)
