@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, core unit tests, the store's
-# tests, and the integration tests that run the real component in wasmtime
-# (through the Rust API and the CLI), plugins in Rust and in Python included. One profile (release) and one target
-# directory are shared with the quick start, so nothing is built twice.
+# tests, the integration tests that run the real component in wasmtime
+# (through the Rust API and the CLI, plugins in Rust and in Python
+# included), and the same component in Node (jco) and Python (wasmtime-py):
+# the conformance suite on all four hosts, whose results must agree. One
+# profile (release) and one target directory are shared with the quick
+# start, so nothing is built twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +25,29 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 AGENT_SESSION_PY_PLUGIN="$(./scripts/python-plugin.sh)"
 export AGENT_SESSION_PY_PLUGIN
 
+echo "==> building the session component and the host"
+cargo build --release --locked -p agent-session-host
+
+# The other hosts of the same component, for the cross-host test and their
+# own conformance runners.
+AGENT_SESSION_NODE_PKG="$(./scripts/node-host.sh)"
+AGENT_SESSION_PYTHON="$(./scripts/python-host.sh)"
+export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
+
+# Every conformance runner writes its transcript here; compare.py checks
+# that they agree.
+AGENT_SESSION_CONFORMANCE_OUT="$PWD/target/conformance"
+export AGENT_SESSION_CONFORMANCE_OUT
+rm -rf "$AGENT_SESSION_CONFORMANCE_OUT"
+
 echo "==> cargo test"
 cargo test --release --locked
+
+echo "==> Node host: node --test (conformance through jco, the Node store)"
+(cd packages/node && npm test)
+
+echo "==> Python host: pytest (conformance through wasmtime-py, the Python store)"
+"$AGENT_SESSION_PYTHON" -m pytest -q packages/python/tests
+
+echo "==> the four hosts agree"
+python3 tests/conformance/compare.py "$AGENT_SESSION_CONFORMANCE_OUT"

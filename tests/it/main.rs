@@ -9,6 +9,7 @@ mod common;
 mod component;
 mod conformance;
 mod crash;
+mod cross_host;
 mod plugins;
 mod receiver;
 mod storage;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up the Python host (packages/python): a virtual environment in
+# target/py-host-venv with its pinned requirements (wasmtime-py and pytest,
+# from PyPI), made again when requirements.txt changes. Prints the path of
+# the environment's python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/py-host-venv
+req=packages/python/requirements.txt
+if ! cmp -s "$req" "$venv/requirements.txt"; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "error: python3 (3.11 or newer) with the venv module is needed for the Python host" >&2
+    exit 1
+  fi
+  echo "==> installing the Python host's requirements into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
+  cp "$req" "$venv/requirements.txt"
+fi
+echo "$PWD/$venv/bin/python"
