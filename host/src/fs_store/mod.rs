@@ -291,6 +291,21 @@ impl FsStore {
     }
 
     /// Take the entry's writer lock (blocking). Released when dropped.
+    /// Make a new key's directory, and its collection's if that is new
+    /// too; with `durable`, the new directory entries are fsynced, so an
+    /// acknowledged write does not vanish with the path that leads to it.
+    fn create_key(&self, c: &str, entry: &str, durable: bool) -> io::Result<()> {
+        let new_collection = !self.root.exists(c);
+        self.root.create_dir_all(entry)?;
+        if durable {
+            if new_collection {
+                sync_dir(&self.root, Path::new("."))?;
+            }
+            sync_dir(&self.root, Path::new(c))?;
+        }
+        Ok(())
+    }
+
     fn lock(&self, entry: &str) -> io::Result<std::fs::File> {
         let file = self
             .root
@@ -530,17 +545,8 @@ impl Store for FsStore {
         let durable = self.durability == Durability::Durable;
         let new_key = seq == 0 && !self.root.exists(&entry);
         if new_key {
-            let new_collection = !self.root.exists(c);
-            self.root
-                .create_dir_all(&entry)
+            self.create_key(c, &entry, durable)
                 .map_err(|e| io_error(&ctx("creating"), e))?;
-            if durable {
-                if new_collection {
-                    sync_dir(&self.root, Path::new("."))
-                        .map_err(|e| io_error(&ctx("syncing"), e))?;
-                }
-                sync_dir(&self.root, Path::new(c)).map_err(|e| io_error(&ctx("syncing"), e))?;
-            }
         }
         let Some(files) = self.files(&entry, seq == 0)? else {
             return Err(StoreError::Conflict(format!("{entry} does not exist")));
@@ -721,9 +727,7 @@ impl Store for FsStore {
                     "{entry} does not exist; a non-durable document never creates it"
                 )));
             }
-            self.root
-                .create_dir_all(&entry)
-                .and_then(|()| sync_dir(&self.root, Path::new(c)))
+            self.create_key(c, &entry, self.durability == Durability::Durable)
                 .map_err(|e| io_error(&ctx("creating"), e))?;
         }
         let _lock = match self.lock(&entry) {
