@@ -2,8 +2,9 @@
 # Every test of the project: formatting, lints, core unit tests, the store's
 # tests, the integration tests that run the real component in wasmtime
 # (through the Rust API and the CLI, plugins in Rust and in Python
-# included), and the same component in Node (jco) and Python (wasmtime-py):
-# the conformance suite on all four hosts, whose results must agree. One
+# included), the PostgreSQL store against a real server, and the same
+# component in Node (jco) and Python (wasmtime-py): the conformance suite on
+# every host and store, whose results must agree. One
 # profile (release) and one target directory are shared with the quick
 # start, so nothing is built twice.
 set -euo pipefail
@@ -34,6 +35,12 @@ AGENT_SESSION_NODE_PKG="$(./scripts/node-host.sh)"
 AGENT_SESSION_PYTHON="$(./scripts/python-host.sh)"
 export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
 
+# A throwaway PostgreSQL server on 127.0.0.1 for the PostgreSQL store's
+# tests (installed from Debian's packages when absent), stopped on exit.
+AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start)"
+export AGENT_SESSION_TEST_POSTGRES
+trap './scripts/postgres.sh stop' EXIT
+
 # Every conformance runner writes its transcript here; compare.py checks
 # that they agree.
 AGENT_SESSION_CONFORMANCE_OUT="$PWD/target/conformance"
@@ -49,5 +56,5 @@ echo "==> Node host: node --test (conformance through jco, the Node store)"
 echo "==> Python host: pytest (conformance through wasmtime-py, the Python store)"
 "$AGENT_SESSION_PYTHON" -m pytest -q packages/python/tests
 
-echo "==> the four hosts agree"
+echo "==> every host and store agrees"
 python3 tests/conformance/compare.py "$AGENT_SESSION_CONFORMANCE_OUT"

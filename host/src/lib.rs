@@ -4,6 +4,8 @@
 //!   API (every operation of the `agent:session/sessions` interface).
 //! - [`FsStore`]: the `store` capability on one directory, confined with
 //!   cap-std and crash-safe.
+//! - [`PgStore`]: the `store` capability on a PostgreSQL database, for
+//!   hosts on many machines sharing sessions.
 //! - [`FsOutbox`]: the `notify` capability as a durable outbox in that
 //!   directory, with the record of every delivery attempt.
 //! - [`webhook::Sender`]: delivers the outbox over HTTP (signed, retried,
@@ -28,12 +30,14 @@
 pub mod cache;
 mod fs_store;
 mod outbox;
+mod pg_store;
 pub mod plugin;
 mod runtime;
 pub mod webhook;
 
 pub use fs_store::{CheckReport, Durability, FsStore};
 pub use outbox::{Attempt, Delivery, DeliveryState, FsOutbox, OUTBOX_DIR, SenderLock};
+pub use pg_store::{PgStore, SCHEMA_VERSION as PG_SCHEMA_VERSION};
 pub use runtime::{
     CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,
     SharedStore,

@@ -12,7 +12,7 @@ import json
 import pathlib
 import sys
 
-HOSTS = ["native", "wasmtime", "node", "python"]
+HOSTS = ["native", "wasmtime", "postgres", "node", "python"]
 
 
 def main() -> int:

@@ -124,3 +124,35 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// The PostgreSQL server of the tests (`scripts/postgres.sh start`, run
+/// by `scripts/test.sh`).
+pub fn postgres_url() -> String {
+    std::env::var("AGENT_SESSION_TEST_POSTGRES").expect(
+        "AGENT_SESSION_TEST_POSTGRES names the test PostgreSQL server; ./scripts/test.sh \
+         starts one (scripts/postgres.sh start)",
+    )
+}
+
+/// A new, empty database `name` on the test server (dropped first if a
+/// previous run left it); its URL.
+pub fn fresh_database(name: &str) -> String {
+    fresh_database_with(name, "")
+}
+
+/// [`fresh_database`] with `options` for `CREATE DATABASE`.
+pub fn fresh_database_with(name: &str, options: &str) -> String {
+    let base = postgres_url();
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connecting to the test server {base}: {e}"));
+    // One statement each: neither may run in a transaction block.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} {options}"))
+        .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(name);
+    url.to_string()
+}

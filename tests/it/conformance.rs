@@ -11,7 +11,7 @@ use agent_session_core::{
     Engine, Environment, Learning, SessionError, SessionFilter, StartOptions, ToolCall,
     WebhookConfig,
 };
-use agent_session_host::{Error as HostError, SessionHost};
+use agent_session_host::{CacheDir, Error as HostError, PgStore, SessionHost};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -490,5 +490,23 @@ fn component_in_wasmtime() {
     run_all("wasmtime", "wasmtime", || {
         let (dir, host) = common::host();
         (Some(dir), Component(host))
+    });
+}
+
+#[test]
+fn component_on_postgres() {
+    let mut n = 0;
+    run_all("wasmtime + PostgreSQL", "postgres", || {
+        n += 1;
+        let url = common::fresh_database(&format!("conformance_{n}"));
+        let store = PgStore::connect(&url).unwrap();
+        let host = SessionHost::builder(
+            std::sync::Arc::new(store),
+            std::sync::Arc::new(MemoryOutbox::new()),
+        )
+        .cache(CacheDir::At(common::cache_dir()))
+        .build()
+        .unwrap();
+        (None, Component(host))
     });
 }

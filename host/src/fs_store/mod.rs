@@ -290,7 +290,6 @@ impl FsStore {
         Ok(format!("{c}/{k}"))
     }
 
-    /// Take the entry's writer lock (blocking). Released when dropped.
     /// Make a new key's directory, and its collection's if that is new
     /// too; with `durable`, the new directory entries are fsynced, so an
     /// acknowledged write does not vanish with the path that leads to it.
@@ -306,6 +305,7 @@ impl FsStore {
         Ok(())
     }
 
+    /// Take the entry's writer lock (blocking). Released when dropped.
     fn lock(&self, entry: &str) -> io::Result<std::fs::File> {
         let file = self
             .root
@@ -801,7 +801,8 @@ impl Store for FsStore {
 }
 
 /// Collection and key names become path components: only `[A-Za-z0-9_-]`.
-fn name(what: &str, s: &str) -> Result<(), StoreError> {
+/// A collection or key name every store accepts: it names a directory here.
+pub(crate) fn name(what: &str, s: &str) -> Result<(), StoreError> {
     if s.is_empty()
         || s.len() > MAX_NAME
         || !s

@@ -1,0 +1,407 @@
+//! The PostgreSQL store: the `store` capability on a database server, so
+//! that host processes on many machines can share sessions.
+//!
+//! Tables (names prefixed `agent_session_`, keys compared bytewise through
+//! the `"C"` collation so that descending key order is the same as in the
+//! other stores):
+//!
+//! ```text
+//! schema     the schema version of these tables (one row)
+//! keys       (collection, key) → log length, summary   the index, one row per key
+//! log        (collection, key, seq) → record            the histories
+//! documents  (collection, key) → version, data          snapshots, settings
+//! ```
+//!
+//! An append is one transaction: the key's row is locked (`FOR UPDATE`),
+//! its length must equal the position the writer read (otherwise
+//! `conflict`), the records go in under a primary key on the position, and
+//! the length and summary are updated. Two writers creating the same key
+//! meet at the primary key of `keys`: the second gets `conflict`. So an
+//! append costs the same at any history length, and positions are
+//! enforced by the database. Commits are durable (`synchronous_commit`)
+//! except for documents written with `durable = false` (snapshots the
+//! history can rebuild), which commit asynchronously.
+
+use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
+use postgres::error::SqlState;
+use postgres::{NoTls, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+
+// The names the filesystem store accepts, so data moves between them.
+use crate::fs_store::name;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// What each schema version adds, in order; `MIGRATIONS[i]` brings a
+/// database from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+    CREATE TABLE agent_session_keys (
+        collection text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        length     bigint NOT NULL,
+        summary    bytea,
+        PRIMARY KEY (collection, key)
+    );
+    CREATE TABLE agent_session_log (
+        collection text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        seq        bigint NOT NULL,
+        record     bytea NOT NULL,
+        PRIMARY KEY (collection, key, seq)
+    );
+    CREATE TABLE agent_session_documents (
+        collection text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        version    bigint NOT NULL,
+        data       bytea NOT NULL,
+        PRIMARY KEY (collection, key)
+    );
+"#];
+
+/// Connections kept open per process.
+const POOL_SIZE: u32 = 8;
+/// How long a call waits for a connection of the pool.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A [`Store`] on a PostgreSQL database. Cheap to share across threads;
+/// any number of processes may use the same database.
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user[:password]@host[:port]/database`)
+    /// and bring the schema up to [`SCHEMA_VERSION`] (creating it in an
+    /// empty database). Refuses a database whose schema is newer than this
+    /// build. The connection is not encrypted: use it on loopback, a Unix
+    /// socket or a private network.
+    pub fn connect(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let config: postgres::Config = url
+            .parse()
+            .with_context(|| format!("{} is not a PostgreSQL connection URL", redact(url)))?;
+        // One connection first, so that an unreachable server is reported
+        // at once (the pool would retry until its timeout).
+        let mut db = config
+            .connect(NoTls)
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        migrate(&mut db).with_context(|| format!("preparing the schema in {}", redact(url)))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        Ok(Self { pool })
+    }
+
+    /// The schema version found, after bringing it up to date.
+    pub fn schema_version(&self) -> anyhow::Result<i32> {
+        let mut db = self.pool.get()?;
+        let row = db.query_one("SELECT version FROM agent_session_schema", &[])?;
+        Ok(row.get(0))
+    }
+
+    fn db(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Io(format!("no connection to PostgreSQL: {e}")))
+    }
+}
+
+impl Store for PgStore {
+    fn append(
+        &self,
+        c: &str,
+        k: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError> {
+        names(c, k)?;
+        let what = || format!("appending to {c}/{k}");
+        let mut db = self.db()?;
+        let mut tx = db.transaction().map_err(|e| db_error(&what(), e))?;
+        let length = length_for_update(&mut tx, c, k).map_err(|e| db_error(&what(), e))?;
+        match length {
+            Some(n) if n != seq => {
+                return Err(StoreError::Conflict(format!(
+                    "{c}/{k} holds {n} records, not {seq}"
+                )));
+            }
+            None if seq != 0 => {
+                return Err(StoreError::Conflict(format!(
+                    "{c}/{k} holds no records, not {seq}"
+                )));
+            }
+            _ => {}
+        }
+        let end = signed(seq + records.len() as u64)?;
+        // A new key's row is inserted, not upserted: of two writers
+        // creating it at once, the second meets the primary key.
+        let sql = if length.is_none() {
+            "INSERT INTO agent_session_keys (collection, key, length, summary) VALUES ($1, $2, $3, $4)"
+        } else {
+            "UPDATE agent_session_keys SET length = $3, summary = $4 WHERE collection = $1 AND key = $2"
+        };
+        tx.execute(sql, &[&c, &k, &end, &nonempty(summary)])
+            .map_err(|e| db_error(&what(), e))?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO agent_session_log (collection, key, seq, record) VALUES ($1, $2, $3, $4)",
+            )
+            .map_err(|e| db_error(&what(), e))?;
+        for (i, record) in records.iter().enumerate() {
+            tx.execute(&insert, &[&c, &k, &signed(seq + i as u64)?, record])
+                .map_err(|e| db_error(&what(), e))?;
+        }
+        tx.commit().map_err(|e| db_error(&what(), e))
+    }
+
+    fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        names(c, k)?;
+        let rows = self
+            .db()?
+            .query(
+                "SELECT record FROM agent_session_log
+                 WHERE collection = $1 AND key = $2 AND seq >= $3
+                 ORDER BY seq LIMIT $4",
+                &[&c, &k, &signed(from)?, &i64::from(limit)],
+            )
+            .map_err(|e| db_error(&format!("reading {c}/{k}"), e))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    fn scan(
+        &self,
+        c: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        name("collection", c)?;
+        let rows = self
+            .db()?
+            .query(
+                "SELECT key, summary FROM agent_session_keys
+                 WHERE collection = $1 AND summary IS NOT NULL AND ($2::text IS NULL OR key < $2)
+                 ORDER BY key DESC LIMIT $3",
+                &[&c, &after, &i64::from(limit)],
+            )
+            .map_err(|e| db_error(&format!("scanning the index of {c}"), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| IndexEntry {
+                key: r.get(0),
+                summary: r.get(1),
+            })
+            .collect())
+    }
+
+    fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {
+        names(c, k)?;
+        // An empty summary takes the key out of the index (as in the
+        // filesystem store).
+        self.db()?
+            .execute(
+                "INSERT INTO agent_session_keys (collection, key, length, summary)
+                 VALUES ($1, $2, 0, $3)
+                 ON CONFLICT (collection, key) DO UPDATE SET summary = $3",
+                &[&c, &k, &nonempty(summary)],
+            )
+            .map_err(|e| db_error(&format!("indexing {c}/{k}"), e))?;
+        Ok(())
+    }
+
+    fn keys(&self, c: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>, StoreError> {
+        name("collection", c)?;
+        let rows = self
+            .db()?
+            .query(
+                "SELECT key FROM agent_session_keys
+                 WHERE collection = $1 AND length > 0 AND ($2::text IS NULL OR key < $2)
+                 ORDER BY key DESC LIMIT $3",
+                &[&c, &after, &i64::from(limit)],
+            )
+            .map_err(|e| db_error(&format!("listing {c}"), e))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    fn get(&self, c: &str, k: &str) -> Result<Option<Versioned>, StoreError> {
+        names(c, k)?;
+        let row = self
+            .db()?
+            .query_opt(
+                "SELECT version, data FROM agent_session_documents WHERE collection = $1 AND key = $2",
+                &[&c, &k],
+            )
+            .map_err(|e| db_error(&format!("reading the document of {c}/{k}"), e))?;
+        Ok(row.map(|r| Versioned {
+            version: r.get::<_, i64>(0) as u64,
+            data: r.get(1),
+        }))
+    }
+
+    fn put(
+        &self,
+        c: &str,
+        k: &str,
+        data: &[u8],
+        expected: u64,
+        durable: bool,
+    ) -> Result<u64, StoreError> {
+        names(c, k)?;
+        let what = || format!("writing the document of {c}/{k}");
+        let mut db = self.db()?;
+        let mut tx = db.transaction().map_err(|e| db_error(&what(), e))?;
+        if !durable {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .map_err(|e| db_error(&what(), e))?;
+            // A snapshot written late, after its key was removed, must not
+            // bring the key back.
+            if length_for_update(&mut tx, c, k)
+                .map_err(|e| db_error(&what(), e))?
+                .is_none()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "{c}/{k} does not exist; a non-durable document never creates it"
+                )));
+            }
+        }
+        let version = signed(expected + 1)?;
+        let changed = if expected == 0 {
+            tx.execute(
+                "INSERT INTO agent_session_documents (collection, key, version, data)
+                 VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
+                &[&c, &k, &data],
+            )
+        } else {
+            tx.execute(
+                "UPDATE agent_session_documents SET version = $4, data = $3
+                 WHERE collection = $1 AND key = $2 AND version = $5",
+                &[&c, &k, &data, &version, &signed(expected)?],
+            )
+        }
+        .map_err(|e| db_error(&what(), e))?;
+        if changed != 1 {
+            return Err(StoreError::Conflict(format!(
+                "the document of {c}/{k} is not at version {expected}"
+            )));
+        }
+        tx.commit().map_err(|e| db_error(&what(), e))?;
+        Ok(expected + 1)
+    }
+
+    fn remove(&self, c: &str, k: &str, expected_length: u64) -> Result<(), StoreError> {
+        names(c, k)?;
+        let what = || format!("removing {c}/{k}");
+        let mut db = self.db()?;
+        let mut tx = db.transaction().map_err(|e| db_error(&what(), e))?;
+        if let Some(n) = length_for_update(&mut tx, c, k).map_err(|e| db_error(&what(), e))?
+            && n != expected_length
+        {
+            return Err(StoreError::Conflict(format!(
+                "{c}/{k} holds {n} records, not {expected_length}"
+            )));
+        }
+        for table in [
+            "agent_session_log",
+            "agent_session_documents",
+            "agent_session_keys",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE collection = $1 AND key = $2"),
+                &[&c, &k],
+            )
+            .map_err(|e| db_error(&what(), e))?;
+        }
+        tx.commit().map_err(|e| db_error(&what(), e))
+    }
+}
+
+/// Bring the schema up to [`SCHEMA_VERSION`].
+fn migrate(db: &mut postgres::Client) -> anyhow::Result<()> {
+    let mut tx = db.transaction()?;
+    // Serializes hosts that start at once on a new database: the
+    // second waits here, then finds the tables made.
+    tx.execute("SELECT pg_advisory_xact_lock(7079001)", &[])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS agent_session_schema (
+             id int PRIMARY KEY CHECK (id = 1),
+             version int NOT NULL
+         );
+         INSERT INTO agent_session_schema VALUES (1, 0) ON CONFLICT DO NOTHING;",
+    )?;
+    let found: i32 = tx
+        .query_one("SELECT version FROM agent_session_schema", &[])?
+        .get(0);
+    if found > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the database has agent-session schema version {found}; this build knows \
+             versions up to {SCHEMA_VERSION}: use a newer agent-session"
+        );
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(from, to = from + 1, "migrating the PostgreSQL schema");
+        tx.batch_execute(sql)?;
+    }
+    tx.execute(
+        "UPDATE agent_session_schema SET version = $1",
+        &[&SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The key's log length, its row locked until the transaction ends; `None`
+/// for a key that has no row.
+fn length_for_update(
+    tx: &mut Transaction<'_>,
+    c: &str,
+    k: &str,
+) -> Result<Option<u64>, postgres::Error> {
+    Ok(tx
+        .query_opt(
+            "SELECT length FROM agent_session_keys WHERE collection = $1 AND key = $2 FOR UPDATE",
+            &[&c, &k],
+        )?
+        .map(|r| r.get::<_, i64>(0) as u64))
+}
+
+fn nonempty(summary: &[u8]) -> Option<&[u8]> {
+    (!summary.is_empty()).then_some(summary)
+}
+
+/// PostgreSQL has no unsigned integers; positions beyond `i64` are refused.
+fn signed(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::InvalidKey(format!("position {n} is out of range")))
+}
+
+fn names(c: &str, k: &str) -> Result<(), StoreError> {
+    name("collection", c)?;
+    name("key", k)
+}
+
+fn db_error(what: &str, e: postgres::Error) -> StoreError {
+    match e.code() {
+        // Two writers created the same key (or position) at once.
+        Some(&SqlState::UNIQUE_VIOLATION) | Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
+            StoreError::Conflict(format!("{what}: another writer was first"))
+        }
+        Some(&SqlState::DISK_FULL) | Some(&SqlState::PROGRAM_LIMIT_EXCEEDED) => {
+            StoreError::Full(format!("{what}: {e}"))
+        }
+        _ => StoreError::Io(format!("{what}: {e}")),
+    }
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

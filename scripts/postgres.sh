@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server for the tests: `scripts/postgres.sh start`
+# makes a new data directory (under /tmp), starts the server on 127.0.0.1
+# on a free port, and prints its connection URL; `scripts/postgres.sh stop`
+# stops it and removes the data. Debian's postgresql package is installed
+# when no server is found. As root (as on CI), the server runs as the
+# `postgres` user the package made: PostgreSQL refuses to run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=target/pg-test.dir
+find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+stop() {
+  if [ -f "$state" ]; then
+    data=$(cat "$state")
+    bin=$(find_bin)
+    if [ -n "$bin" ] && [ -f "$data/postmaster.pid" ]; then
+      as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+    fi
+    rm -rf "$data" "$state"
+  fi
+}
+
+case "${1:-}" in
+  stop)
+    stop
+    ;;
+  start)
+    stop
+    bin=$(find_bin)
+    if [ -z "$bin" ]; then
+      echo "==> installing PostgreSQL (Debian's postgresql package)" >&2
+      if [ "$(id -u)" != 0 ]; then
+        echo "error: PostgreSQL is not installed and installing it needs root: apt-get install postgresql" >&2
+        exit 1
+      fi
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+      bin=$(find_bin)
+    fi
+    mkdir -p target
+    data=$(mktemp -d /tmp/agent-session-pg.XXXXXX)
+    echo "$data" >"$state"
+    [ "$(id -u)" = 0 ] && chown postgres "$data"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    echo "==> starting PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port" >&2
+    as_owner "$bin/initdb" -D "$data/db" -A trust -U agent --no-sync >/dev/null
+    as_owner "$bin/pg_ctl" -D "$data/db" -l "$data/db/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200" \
+      start >/dev/null
+    echo "postgres://agent@127.0.0.1:$port/postgres"
+    ;;
+  *)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,178 @@
+//! The PostgreSQL store against a real server on 127.0.0.1 (started by
+//! `scripts/test.sh`): the store contract where it differs from a map, and
+//! the schema's versioning. The whole session API on it is checked by the
+//! conformance suite (`conformance::component_on_postgres`).
+
+use std::sync::{Arc, Barrier};
+
+use agent_session_core::{Store, StoreError};
+use agent_session_host::{PG_SCHEMA_VERSION, PgStore};
+
+use crate::common::{fresh_database, fresh_database_with};
+
+fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict(_)))
+}
+
+#[test]
+fn positions_are_enforced_by_the_database() {
+    let store = PgStore::connect(&fresh_database("pg_positions")).unwrap();
+    let rec = |s: &str| s.as_bytes().to_vec();
+    store
+        .append("sessions", "k", 0, &[rec("a"), rec("b")], b"s2")
+        .unwrap();
+    assert!(conflict(store.append("sessions", "k", 0, &[rec("x")], b"")));
+    assert!(conflict(store.append("sessions", "k", 1, &[rec("x")], b"")));
+    assert!(conflict(store.append("sessions", "k", 3, &[rec("x")], b"")));
+    assert!(conflict(store.append(
+        "sessions",
+        "new",
+        1,
+        &[rec("x")],
+        b""
+    )));
+    store
+        .append("sessions", "k", 2, &[rec("c")], b"s3")
+        .unwrap();
+    assert_eq!(
+        store.read("sessions", "k", 1, 10).unwrap(),
+        [rec("b"), rec("c")]
+    );
+    assert_eq!(store.read("sessions", "k", 0, 1).unwrap(), [rec("a")]);
+    assert!(store.read("sessions", "absent", 0, 10).unwrap().is_empty());
+    let index = store.scan("sessions", None, 10).unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[0].summary, b"s3");
+
+    // Removal names the length it expects.
+    assert!(conflict(store.remove("sessions", "k", 2)));
+    store.remove("sessions", "k", 3).unwrap();
+    assert!(store.read("sessions", "k", 0, 10).unwrap().is_empty());
+    assert!(store.scan("sessions", None, 10).unwrap().is_empty());
+    store.remove("sessions", "k", 3).unwrap();
+}
+
+#[test]
+fn of_writers_racing_for_one_position_exactly_one_wins() {
+    let url = fresh_database("pg_race");
+    let store = Arc::new(PgStore::connect(&url).unwrap());
+    for seq in 0..5u64 {
+        let start = Arc::new(Barrier::new(4));
+        let wins: usize = (0..4)
+            .map(|w| {
+                let (store, start) = (store.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let record = format!("writer {w} at {seq}").into_bytes();
+                    match store.append("sessions", "race", seq, &[record], b"x") {
+                        Ok(()) => 1,
+                        Err(StoreError::Conflict(_)) => 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(wins, 1, "position {seq}");
+    }
+    assert_eq!(store.read("sessions", "race", 0, 100).unwrap().len(), 5);
+}
+
+#[test]
+fn documents_replace_only_the_version_expected() {
+    let store = PgStore::connect(&fresh_database("pg_documents")).unwrap();
+    assert_eq!(store.get("config", "webhook").unwrap(), None);
+    assert_eq!(store.put("config", "webhook", b"v1", 0, true).unwrap(), 1);
+    assert!(conflict(store.put("config", "webhook", b"again", 0, true)));
+    assert!(conflict(store.put("config", "webhook", b"stale", 5, true)));
+    assert_eq!(store.put("config", "webhook", b"v2", 1, true).unwrap(), 2);
+    let doc = store.get("config", "webhook").unwrap().unwrap();
+    assert_eq!((doc.version, doc.data.as_slice()), (2, &b"v2"[..]));
+    store.remove("config", "webhook", 0).unwrap();
+    assert_eq!(store.get("config", "webhook").unwrap(), None);
+
+    // A snapshot (not durable) never creates a key: a late one must not
+    // bring a removed session back.
+    assert!(conflict(store.put("sessions", "gone", b"snap", 0, false)));
+    store
+        .append("sessions", "s", 0, &[b"r".to_vec()], b"x")
+        .unwrap();
+    assert_eq!(store.put("sessions", "s", b"snap", 0, false).unwrap(), 1);
+    store.remove("sessions", "s", 1).unwrap();
+    assert!(conflict(store.put("sessions", "s", b"late", 1, false)));
+}
+
+#[test]
+fn keys_sort_bytewise_whatever_the_database_collation() {
+    // A database whose collation is a language's, where "a-b", "a_b" and
+    // "ab" sort by their letters first.
+    let url = fresh_database_with(
+        "pg_order",
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    );
+    let store = PgStore::connect(&url).unwrap();
+    let keys = ["A", "B", "a", "a-b", "a_b", "ab", "b", "0"];
+    for k in keys {
+        store.append("c", k, 0, &[b"r".to_vec()], b"s").unwrap();
+    }
+    let mut want: Vec<&str> = keys.to_vec();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    let scanned: Vec<String> = store
+        .scan("c", None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(scanned, want);
+    assert_eq!(store.keys("c", None, 100).unwrap(), want);
+    assert_eq!(store.keys("c", Some("a_b"), 2).unwrap(), ["a-b", "a"]);
+    // Taken out of the index, still in the histories.
+    store.reindex("c", "b", b"").unwrap();
+    assert_eq!(store.scan("c", None, 1).unwrap()[0].key, "ab");
+    assert_eq!(store.keys("c", None, 1).unwrap(), ["b"]);
+    assert!(matches!(
+        store.append("c", "../x", 0, &[b"r".to_vec()], b""),
+        Err(StoreError::InvalidKey(_))
+    ));
+}
+
+#[test]
+fn the_schema_is_versioned_and_a_newer_one_is_refused() {
+    let url = fresh_database("pg_schema");
+    let first = PgStore::connect(&url).unwrap();
+    assert_eq!(first.schema_version().unwrap(), PG_SCHEMA_VERSION);
+    first.append("c", "k", 0, &[b"r".to_vec()], b"s").unwrap();
+    // Hosts starting at once on the same database: one migrates, the
+    // others wait and find it done.
+    let opened: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(first.read("c", "k", 0, 10).unwrap().len(), 1, "data kept");
+
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .execute(
+            "UPDATE agent_session_schema SET version = $1",
+            &[&(PG_SCHEMA_VERSION + 1)],
+        )
+        .unwrap();
+    let refused = PgStore::connect(&url)
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        format!("{refused:#}").contains("newer agent-session"),
+        "{refused:#}"
+    );
+    let bad = PgStore::connect("postgres://agent@127.0.0.1:1/none")
+        .err()
+        .unwrap();
+    assert!(format!("{bad:#}").contains("connecting to"), "{bad:#}");
+}
