@@ -28,6 +28,7 @@
 //! ```
 
 pub mod cache;
+pub mod copy;
 mod fs_store;
 mod outbox;
 mod pg_store;

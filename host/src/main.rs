@@ -5,18 +5,21 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent_session_core::memory::MemoryOutbox;
 use agent_session_core::{
     Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
     WebhookConfig, webhook::rfc3339,
 };
+use agent_session_host::copy;
 use agent_session_host::plugin::{Outcome, PluginLimits, PluginRuntime};
 use agent_session_host::webhook::{self, AddressPolicy, DeliveryConfig, EndpointError, Sender};
 use agent_session_host::{
-    Delivery, DeliveryState, Error, FsOutbox, FsStore, SessionHost, {CacheDir, Durability},
+    Delivery, DeliveryState, Error, FsOutbox, FsStore, PgStore, SessionHost, {CacheDir, Durability},
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// `println!` that ends the process quietly when the reader of stdout has
 /// gone (`agent-session list | head`), as Unix tools do, where `println!`
@@ -218,6 +221,22 @@ enum Command {
     },
     /// Rewrite the session index without superseded entries.
     Compact,
+    /// Copy every session and setting between DIR and a PostgreSQL database.
+    ///
+    /// --to copies DIR into an empty database, --from copies a database into
+    /// an empty DIR. Histories are copied record for record; the target's
+    /// index is then rebuilt, and counts and a checksum of every record are
+    /// read back from the target and compared with the source. Webhook
+    /// deliveries are not copied (let them finish first).
+    #[command(group = clap::ArgGroup::new("direction").required(true))]
+    Migrate {
+        /// Copy DIR into this database (postgres://user@host:port/database).
+        #[arg(long, value_name = "URL", group = "direction")]
+        to: Option<String>,
+        /// Copy this database into DIR.
+        #[arg(long, value_name = "URL", group = "direction")]
+        from: Option<String>,
+    },
     /// Write a session and its history as a portable JSON document.
     Export {
         id: String,
@@ -514,6 +533,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Fsck { repair } => fsck(&host, &store, repair, &out)?,
+        Command::Migrate { to, from } => migrate(&host, &store, to, from, &out)?,
         Command::Compact => {
             let (before, after) = store
                 .compact(agent_session_core::SESSIONS)
@@ -1075,6 +1095,71 @@ fn print_attempts(attempts: &[agent_session_host::Attempt]) {
             a.error.as_deref().unwrap_or("")
         );
     }
+}
+
+fn migrate(
+    host: &SessionHost,
+    dir_store: &Arc<FsStore>,
+    to: Option<String>,
+    from: Option<String>,
+    out: &Output,
+) -> Result<(), Failure> {
+    let (url, into_db) = match (to, from) {
+        (Some(url), None) => (url, true),
+        (None, Some(url)) => (url, false),
+        _ => return Err(invalid("give one of --to and --from".into())),
+    };
+    let db = Arc::new(PgStore::connect(&url)?);
+    let (source, target): (
+        &dyn agent_session_core::Store,
+        &dyn agent_session_core::Store,
+    ) = if into_db {
+        (&**dir_store, &*db)
+    } else {
+        (&*db, &**dir_store)
+    };
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("copying {spinner} {pos} sessions ({per_sec})")
+            .map_err(anyhow::Error::from)?,
+    );
+    let copied = copy::copy(source, target, |n| bar.set_position(n));
+    bar.finish_and_clear();
+    let report = copied.map_err(|e| match e {
+        copy::CopyError::TargetNotEmpty(_) => {
+            invalid(format!("{e}; migrate copies into an empty store"))
+        }
+        e => Failure::Session(SessionError::Storage(e.to_string())),
+    })?;
+    // The index is derived: the core rebuilds it from the copied histories.
+    let index = if into_db {
+        SessionHost::builder(db, Arc::new(MemoryOutbox::new()))
+            .build()?
+            .rebuild_index(false)?
+    } else {
+        host.rebuild_index(false)?
+    };
+    if out.json {
+        out.print_json(&json!({
+            "direction": if into_db { "to" } else { "from" },
+            "copied": report,
+            "indexed": index.sessions,
+        }));
+    } else {
+        let (a, b) = if into_db {
+            ("the directory", "the database")
+        } else {
+            ("the database", "the directory")
+        };
+        out!(
+            "copied {} sessions ({} records) and {} settings documents from {a} to {b}",
+            report.sessions,
+            report.records,
+            report.documents
+        );
+        out!("verified: counts and checksum {} match", report.checksum);
+        out!("indexed {} sessions", index.sessions);
+    }
+    Ok(())
 }
 
 fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Result<(), Failure> {

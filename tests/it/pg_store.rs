@@ -176,3 +176,89 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
         .unwrap();
     assert!(format!("{bad:#}").contains("connecting to"), "{bad:#}");
 }
+
+#[test]
+fn migrate_copies_a_directory_into_postgres_and_back() {
+    use crate::common::{cli, cli_json};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let first = cli_json(root, &["start", "long one", "--user", "ana"]);
+    let first = first["id"].as_str().unwrap().to_owned();
+    for i in 0..20 {
+        // Past a snapshot (every 16 events), which is copied too.
+        cli_json(
+            root,
+            &["iterate", &first, "--data", &format!("{{\"i\":{i}}}")],
+        );
+    }
+    cli_json(root, &["complete", &first, "--result", r#"{"ok":true}"#]);
+    let second = cli_json(root, &["start", "short one"]);
+    cli_json(root, &["pause", second["id"].as_str().unwrap()]);
+    cli_json(
+        root,
+        &[
+            "--webhook-allow",
+            "127.0.0.1",
+            "webhook",
+            "set",
+            "http://127.0.0.1:9/hook",
+            "--secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ],
+    );
+
+    let url = fresh_database("pg_migrate");
+    let to = cli_json(root, &["migrate", "--to", &url]);
+    assert_eq!(to["copied"]["sessions"], 2, "{to}");
+    assert_eq!(to["copied"]["records"], 1 + 20 + 1 + 1 + 1, "{to}");
+    assert_eq!(to["copied"]["documents"], 1, "{to}");
+    assert_eq!(to["indexed"], 2, "{to}");
+
+    // The database serves the same sessions through the component.
+    let host = agent_session_host::SessionHost::builder(
+        Arc::new(PgStore::connect(&url).unwrap()),
+        Arc::new(agent_session_core::memory::MemoryOutbox::new()),
+    )
+    .cache(agent_session_host::CacheDir::At(crate::common::cache_dir()))
+    .build()
+    .unwrap();
+    let in_db = host
+        .list(&agent_session_core::SessionFilter::default(), None, 10)
+        .unwrap();
+    let in_dir = cli_json(root, &["list"]);
+    let ids = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().into(),
+                    s["status"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ids(&serde_json::to_value(&in_db).unwrap()), ids(&in_dir));
+    let events = host.events(&first, 0, 100).unwrap();
+    assert_eq!(
+        serde_json::to_value(&events.events).unwrap(),
+        cli_json(root, &["events", &first, "--limit", "100"])["events"]
+    );
+    assert!(host.get_webhook().unwrap().is_some());
+
+    // And back into a new directory, with the same checksum.
+    let back = tempfile::tempdir().unwrap();
+    let from = cli_json(back.path(), &["migrate", "--from", &url]);
+    assert_eq!(from["copied"], to["copied"], "{from}");
+    assert_eq!(ids(&cli_json(back.path(), &["list"])), ids(&in_dir));
+    assert!(cli(back.path(), &["fsck"]).status.success());
+
+    // A copy never merges into a store that holds sessions.
+    let again = cli(root, &["migrate", "--to", &url]);
+    assert_eq!(again.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let nowhere = cli(root, &["migrate", "--to", "postgres://agent@127.0.0.1:1/x"]);
+    assert!(!nowhere.status.success());
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("connecting to"));
+}

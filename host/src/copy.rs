@@ -1,0 +1,217 @@
+//! Copying everything a store holds into another store (a directory into
+//! PostgreSQL and back), verified by counts and a checksum read back from
+//! the target.
+//!
+//! What is copied: every session's history (records byte for byte, at
+//! their positions) and its snapshot, and the settings documents. Not copied: webhook deliveries (an outbox belongs
+//! to the host that sends it; deliver or let them finish first).
+
+use agent_session_core::{CONFIG, SESSIONS, Store, StoreError, WEBHOOK_KEY};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Records read or appended per call.
+const BATCH: u32 = 1000;
+
+/// What a copy moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    /// Sessions (keys with a history).
+    pub sessions: u64,
+    /// Records of all their histories.
+    pub records: u64,
+    /// Settings documents.
+    pub documents: u64,
+    /// SHA-256 over every session id, position and record and every
+    /// settings document, in key order: the same on both sides.
+    pub checksum: String,
+}
+
+/// Why a copy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The target already holds sessions or settings; a copy does not merge.
+    #[error("the target is not empty: it holds {0}")]
+    TargetNotEmpty(String),
+    /// Reading the source or writing the target failed.
+    #[error("{what}: {source}")]
+    Store {
+        /// What was being done.
+        what: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// What was read back from the target differs from the source.
+    #[error("the copy does not match its source: source {copied:?}, target {found:?}")]
+    Mismatch {
+        /// Counts and checksum of the source.
+        copied: Box<CopyReport>,
+        /// The same, read back from the target.
+        found: Box<CopyReport>,
+    },
+}
+
+fn at(what: impl Into<String>) -> impl FnOnce(StoreError) -> CopyError {
+    let what = what.into();
+    move |source| CopyError::Store { what, source }
+}
+
+/// Copy everything in `from` into the empty store `to`, then read the
+/// target back and check it against the source. `progress(done)` is called
+/// after each session. The target's index is left empty: rebuild it with
+/// the session API's `rebuild-index` (the core derives summaries; a store
+/// only keeps them).
+pub fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    mut progress: impl FnMut(u64),
+) -> Result<CopyReport, CopyError> {
+    if let Some(key) = to
+        .keys(SESSIONS, None, 1)
+        .map_err(at("reading the target"))?
+        .first()
+    {
+        return Err(CopyError::TargetNotEmpty(format!("session {key}")));
+    }
+    if to
+        .get(CONFIG, WEBHOOK_KEY)
+        .map_err(at("reading the target"))?
+        .is_some()
+    {
+        return Err(CopyError::TargetNotEmpty("a webhook setting".into()));
+    }
+    let mut sum = Sha256::new();
+    let (mut sessions, mut records) = (0u64, 0u64);
+    let mut after: Option<String> = None;
+    loop {
+        let keys = from
+            .keys(SESSIONS, after.as_deref(), BATCH)
+            .map_err(at("listing the sessions"))?;
+        for key in &keys {
+            records += copy_history(from, to, key, &mut sum)?;
+            if let Some(doc) = from
+                .get(SESSIONS, key)
+                .map_err(at(format!("reading the snapshot of {key}")))?
+            {
+                to.put(SESSIONS, key, &doc.data, 0, false)
+                    .map_err(at(format!("writing the snapshot of {key}")))?;
+            }
+            sessions += 1;
+            progress(sessions);
+        }
+        if keys.len() < BATCH as usize {
+            break;
+        }
+        after = keys.last().cloned();
+    }
+    let mut documents = 0;
+    if let Some(doc) = from
+        .get(CONFIG, WEBHOOK_KEY)
+        .map_err(at("reading the webhook setting"))?
+    {
+        to.put(CONFIG, WEBHOOK_KEY, &doc.data, 0, true)
+            .map_err(at("writing the webhook setting"))?;
+        sum.update(&doc.data);
+        documents += 1;
+    }
+    let source = CopyReport {
+        sessions,
+        records,
+        documents,
+        checksum: hex(sum.finalize().as_slice()),
+    };
+    let target = summarize(to)?;
+    if target != source {
+        return Err(CopyError::Mismatch {
+            copied: Box::new(source),
+            found: Box::new(target),
+        });
+    }
+    Ok(source)
+}
+
+/// Copy one history in batches; the number of records.
+fn copy_history(
+    from: &dyn Store,
+    to: &dyn Store,
+    key: &str,
+    sum: &mut Sha256,
+) -> Result<u64, CopyError> {
+    let mut seq = 0u64;
+    loop {
+        let batch = from
+            .read(SESSIONS, key, seq, BATCH)
+            .map_err(at(format!("reading session {key}")))?;
+        if batch.is_empty() {
+            return Ok(seq);
+        }
+        for (i, r) in batch.iter().enumerate() {
+            digest(sum, key, seq + i as u64, r);
+        }
+        // No summary: the index is derived data, rebuilt from the copied
+        // histories by the core (`rebuild-index`) once the copy is done.
+        to.append(SESSIONS, key, seq, &batch, &[])
+            .map_err(at(format!("writing session {key}")))?;
+        seq += batch.len() as u64;
+    }
+}
+
+/// Counts and checksum of what `store` holds, computed as [`copy`] does.
+pub fn summarize(store: &dyn Store) -> Result<CopyReport, CopyError> {
+    let mut sum = Sha256::new();
+    let (mut sessions, mut records) = (0u64, 0u64);
+    let mut after: Option<String> = None;
+    loop {
+        let keys = store
+            .keys(SESSIONS, after.as_deref(), BATCH)
+            .map_err(at("listing the sessions"))?;
+        for key in &keys {
+            let mut seq = 0u64;
+            loop {
+                let batch = store
+                    .read(SESSIONS, key, seq, BATCH)
+                    .map_err(at(format!("reading session {key}")))?;
+                if batch.is_empty() {
+                    break;
+                }
+                for r in &batch {
+                    digest(&mut sum, key, seq, r);
+                    seq += 1;
+                }
+            }
+            records += seq;
+            sessions += 1;
+        }
+        if keys.len() < BATCH as usize {
+            break;
+        }
+        after = keys.last().cloned();
+    }
+    let mut documents = 0;
+    if let Some(doc) = store
+        .get(CONFIG, WEBHOOK_KEY)
+        .map_err(at("reading the webhook setting"))?
+    {
+        sum.update(&doc.data);
+        documents += 1;
+    }
+    Ok(CopyReport {
+        sessions,
+        records,
+        documents,
+        checksum: hex(sum.finalize().as_slice()),
+    })
+}
+
+/// Framed, so that moving bytes between records or keys changes the sum.
+fn digest(sum: &mut Sha256, key: &str, seq: u64, record: &[u8]) {
+    sum.update((key.len() as u64).to_le_bytes());
+    sum.update(key.as_bytes());
+    sum.update(seq.to_le_bytes());
+    sum.update((record.len() as u64).to_le_bytes());
+    sum.update(record);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
