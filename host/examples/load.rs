@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example load -- --dir /tmp/root --threads 4 --ops 200
+//! cargo run --release --example load -- --store postgres://agent@127.0.0.1/db --threads 4
 //! ```
 //!
 //! Every operation the host acknowledged is printed as one line on stdout
@@ -14,12 +15,15 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use agent_session_core::memory::MemoryOutbox;
 use agent_session_core::{SessionError, SessionStatus, StartOptions, ToolCall};
-use agent_session_host::{Error, SessionHost};
+use agent_session_host::{Error, PgStore, SessionHost};
 use serde_json::json;
 
 struct Args {
     dir: String,
+    /// A PostgreSQL URL: the sessions live there instead of in `dir`.
+    store: Option<String>,
     sessions: usize,
     threads: usize,
     ops: usize,
@@ -29,6 +33,7 @@ struct Args {
 fn parse() -> anyhow::Result<Args> {
     let mut a = Args {
         dir: "./.agent-sessions".into(),
+        store: None,
         sessions: 3,
         threads: 2,
         ops: 100,
@@ -46,12 +51,13 @@ fn parse() -> anyhow::Result<Args> {
         };
         match flag.as_str() {
             "--dir" => a.dir = value.clone(),
+            "--store" => a.store = Some(value.clone()),
             "--sessions" => a.sessions = number()?,
             "--threads" => a.threads = number()?,
             "--ops" => a.ops = number()?,
             "--tag" => a.tag = value.clone(),
             other => anyhow::bail!(
-                "unknown argument {other}; expected --dir, --sessions, --threads, --ops, --tag"
+                "unknown argument {other}; expected --dir, --store, --sessions, --threads, --ops, --tag"
             ),
         }
     }
@@ -63,7 +69,15 @@ fn parse() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse()?;
-    let host = SessionHost::open(&args.dir)?;
+    let host = match &args.store {
+        None => SessionHost::open(&args.dir)?,
+        // No webhook is configured in a load test: nothing is queued.
+        Some(url) => SessionHost::builder(
+            Arc::new(PgStore::connect(url)?),
+            Arc::new(MemoryOutbox::new()),
+        )
+        .build()?,
+    };
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |out: &Mutex<std::io::Stdout>, line: String| {
         let mut o = out.lock().unwrap_or_else(|p| p.into_inner());

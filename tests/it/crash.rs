@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agent_session_core::{SessionFilter, StartOptions};
+use agent_session_host::SessionHost;
 use serde_json::Value;
 
 use crate::common::{cache_dir, cli_json, host_at, load_bin};
@@ -17,17 +18,25 @@ use crate::receiver::{Receiver, Reply};
 
 /// What the load generator printed.
 #[derive(Default)]
-struct Lines {
+pub struct Lines {
     /// op id -> (kind, session)
-    acked: BTreeMap<String, (String, String)>,
-    refused: BTreeSet<String>,
-    conflicts: u64,
+    pub acked: BTreeMap<String, (String, String)>,
+    pub refused: BTreeSet<String>,
+    pub conflicts: u64,
+    /// Whether the kill ended it (rather than it finishing first).
+    pub killed: bool,
 }
 
 fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
+    let mut all = vec![std::ffi::OsStr::new("--dir"), root.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    run_load_with(&all, kill_after)
+}
+
+/// Run the load generator with `args` (which name the store), killing it
+/// with SIGKILL after `kill_after`.
+pub fn run_load_with(args: &[&std::ffi::OsStr], kill_after: Option<Duration>) -> Lines {
     let mut child = Command::new(load_bin())
-        .arg("--dir")
-        .arg(root)
         .args(args)
         .env("AGENT_SESSION_CACHE_DIR", cache_dir())
         .stdout(Stdio::piped())
@@ -48,7 +57,10 @@ fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
     if kill_after.is_none() {
         assert!(status.success(), "the load generator failed");
     }
-    let mut lines = Lines::default();
+    let mut lines = Lines {
+        killed: std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
+        ..Lines::default()
+    };
     for line in reader.join().unwrap().lines() {
         let parts: Vec<&str> = line.splitn(5, ' ').collect();
         match parts.as_slice() {
@@ -71,7 +83,11 @@ fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
 
 /// Every op id recorded in every history, with how often.
 fn recorded(root: &Path) -> (BTreeMap<String, u32>, BTreeMap<String, Value>) {
-    let h = host_at(root);
+    recorded_in(&host_at(root))
+}
+
+/// [`recorded`], on any host.
+pub fn recorded_in(h: &SessionHost) -> (BTreeMap<String, u32>, BTreeMap<String, Value>) {
     let mut ops = BTreeMap::new();
     let mut sessions = BTreeMap::new();
     for s in h
@@ -79,7 +95,7 @@ fn recorded(root: &Path) -> (BTreeMap<String, u32>, BTreeMap<String, Value>) {
         .unwrap()
         .sessions
     {
-        for e in &all_events(&h, &s.id) {
+        for e in &all_events(h, &s.id) {
             let op = match e.kind.as_str() {
                 "tool_call" => e.data["input"]["op"].as_str(),
                 "iteration" => e.data["data"]["op"].as_str(),

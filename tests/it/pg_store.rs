@@ -262,3 +262,91 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
     assert!(!nowhere.status.success());
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("connecting to"));
 }
+
+#[test]
+fn three_host_processes_share_sessions_and_one_is_killed() {
+    use std::ffi::OsStr;
+    use std::time::Duration;
+
+    use crate::crash::{recorded_in, run_load_with};
+
+    let url = fresh_database("pg_hosts");
+    let host = agent_session_host::SessionHost::builder(
+        Arc::new(PgStore::connect(&url).unwrap()),
+        Arc::new(agent_session_core::memory::MemoryOutbox::new()),
+    )
+    .cache(agent_session_host::CacheDir::At(crate::common::cache_dir()))
+    .build()
+    .unwrap();
+    // The sessions all three work on (each takes the newest open ones).
+    for _ in 0..3 {
+        host.start(agent_session_core::StartOptions {
+            task: "shared".into(),
+            max_iterations: Some(1_000_000),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    // The second host has far more to do than the time it is given.
+    let runs: Vec<_> = [
+        (150, None),
+        (5000, Some(Duration::from_millis(1500))),
+        (150, None),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (ops, kill))| {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let (tag, ops) = (format!("h{i}"), ops.to_string());
+            let args: Vec<&OsStr> = [
+                "--store",
+                &url,
+                "--sessions",
+                "3",
+                "--threads",
+                "2",
+                "--ops",
+                &ops,
+                "--tag",
+                &tag,
+            ]
+            .into_iter()
+            .map(OsStr::new)
+            .collect();
+            run_load_with(&args, kill)
+        })
+    })
+    .collect();
+    let lines: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(lines[1].killed, "the second host was killed mid-run");
+    for l in [&lines[0], &lines[2]] {
+        let answered = l.acked.len() + l.refused.len() + l.conflicts as usize;
+        assert_eq!(
+            answered,
+            2 * 150,
+            "every operation of a surviving host was answered"
+        );
+    }
+    let (ops, sessions) = recorded_in(&host);
+    assert_eq!(sessions.len(), 3, "no host started sessions of its own");
+    let mut acked = 0;
+    for l in &lines {
+        for (op, (kind, _)) in &l.acked {
+            if kind == "resume" {
+                continue; // a resume names no op
+            }
+            assert_eq!(ops.get(op), Some(&1), "{kind} {op} was acknowledged");
+            acked += 1;
+        }
+    }
+    let conflicts: u64 = lines.iter().map(|l| l.conflicts).sum();
+    assert!(conflicts > 0, "6 writers on 3 sessions met no conflict");
+    // Nothing that was not acknowledged, except what the killed host
+    // had in flight (at most one per thread).
+    let unacked = ops.len() - acked;
+    assert!(
+        unacked <= 2,
+        "{unacked} recorded operations were never acknowledged"
+    );
+}
