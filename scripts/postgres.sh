@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL server for the tests: `scripts/postgres.sh start`
-# makes a new data directory (under /tmp), starts the server on 127.0.0.1
-# on a free port, and prints its connection URL; `scripts/postgres.sh stop`
-# stops it and removes the data. Debian's postgresql package is installed
+# A throwaway PostgreSQL server for the tests: `scripts/postgres.sh start
+# [NAME]` makes a new data directory (under /tmp), starts the server on
+# 127.0.0.1 on a free port, and prints its connection URL; `scripts/
+# postgres.sh stop [NAME]` stops it and removes the data. NAME (default
+# "test") lets the benchmarks have a server of their own. Debian's postgresql package is installed
 # when no server is found. As root (as on CI), the server runs as the
 # `postgres` user the package made: PostgreSQL refuses to run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-state=target/pg-test.dir
+state="target/pg-${2:-test}.dir"
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -55,7 +56,7 @@ case "${1:-}" in
     echo "postgres://agent@127.0.0.1:$port/postgres"
     ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop [NAME]" >&2
     exit 2
     ;;
 esac
