@@ -133,7 +133,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             None => Map::new(),
         };
         let now = self.env.now_ms();
-        let id = self.new_session_id(now)?;
+        let id = self.new_session_id(now);
         let start = NewEvent::new(
             event_kind::START,
             json!({
@@ -672,23 +672,33 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// (or of a clock that stepped back) are in random order, so a new id
     /// that does not come after the newest is moved past it (RFC 9562
     /// §6.2, method 2: a random increment of the counter bits, so that
-    /// processes starting sessions at once still do not collide).
-    fn new_session_id(&self, now_ms: u64) -> Result<String, SessionError> {
+    /// processes starting sessions at once still do not collide). Only a
+    /// UUID v7 at most [`ID_CLOCK_ALLOWANCE_MS`] ahead of this clock is
+    /// followed: an imported id of another shape, or one far in the future,
+    /// must not drag every later id along.
+    fn new_session_id(&self, now_ms: u64) -> String {
         let mut random = [0u8; 10];
         self.env.fill_random(&mut random);
         let id = uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid();
-        let newest = self.store.scan(SESSIONS, None, 1)?;
-        let Some(newest) = newest
-            .first()
-            .and_then(|e| uuid::Uuid::try_parse(&e.key).ok())
-            .filter(|n| *n >= id)
-        else {
-            return Ok(id.to_string());
-        };
+        // The index is derived data: if it cannot be read, a fresh id is
+        // still a good one.
+        let newest = self
+            .store
+            .scan(SESSIONS, None, 16)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| uuid::Uuid::try_parse(&e.key).ok())
+            .find(|u| u.get_version_num() == 7 && u.get_variant() == uuid::Variant::RFC4122);
         let step = 1 + u128::from(u32::from_le_bytes([
             random[0], random[1], random[2], random[3],
         ]));
-        Ok(uuid_v7_after(newest.as_u128(), step).to_string())
+        match newest {
+            Some(n) if n >= id && (n.as_u128() >> 80) as u64 <= now_ms + ID_CLOCK_ALLOWANCE_MS => {
+                uuid_v7_after(n.as_u128(), step).unwrap_or(id)
+            }
+            _ => id,
+        }
+        .to_string()
     }
 
     /// The session's state: its snapshot (if any) and the events after it.
@@ -963,20 +973,23 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     }
 }
 
+/// How far ahead of this host's clock the newest session id may be and
+/// still be followed by new ids (hosts sharing a store differ a little).
+const ID_CLOCK_ALLOWANCE_MS: u64 = 60_000;
+
 /// The UUID v7 `step` counter values after `id`: its 74 random bits (rand_a
-/// and rand_b) count up, carrying into the millisecond.
-fn uuid_v7_after(id: u128, step: u128) -> uuid::Uuid {
+/// and rand_b) count up, carrying into the millisecond; `None` past the
+/// last millisecond a UUID v7 can hold.
+fn uuid_v7_after(id: u128, step: u128) -> Option<uuid::Uuid> {
     const RAND_B: u128 = (1 << 62) - 1;
     let ms = id >> 80;
     let counter = (((id >> 64) & 0xfff) << 62 | (id & RAND_B)) + step;
     let (ms, counter) = (ms + (counter >> 74), counter & ((1 << 74) - 1));
-    uuid::Uuid::from_u128(
-        (ms & ((1 << 48) - 1)) << 80
-            | 0x7 << 76
-            | (counter >> 62) << 64
-            | 0b10 << 62
-            | (counter & RAND_B),
-    )
+    (ms < 1 << 48).then(|| {
+        uuid::Uuid::from_u128(
+            ms << 80 | 0x7 << 76 | (counter >> 62) << 64 | 0b10 << 62 | (counter & RAND_B),
+        )
+    })
 }
 
 /// The state after `event`: the one place where events change a session.
@@ -1180,13 +1193,15 @@ mod id_tests {
     #[test]
     fn the_counter_carries_into_the_millisecond() {
         let last = uuid::Uuid::parse_str("01890000-0000-7fff-bfff-ffffffffffff").unwrap();
-        let next = uuid_v7_after(last.as_u128(), 3);
+        let next = uuid_v7_after(last.as_u128(), 3).unwrap();
         assert_eq!(next.to_string(), "01890000-0001-7000-8000-000000000002");
         assert!(next > last);
         let plain = uuid::Uuid::parse_str("01890000-0000-7000-8000-0000000000ff").unwrap();
         assert_eq!(
-            uuid_v7_after(plain.as_u128(), 1).to_string(),
+            uuid_v7_after(plain.as_u128(), 1).unwrap().to_string(),
             "01890000-0000-7000-8000-000000000100"
         );
+        let end = uuid::Uuid::parse_str("ffffffff-ffff-7fff-bfff-ffffffffffff").unwrap();
+        assert_eq!(uuid_v7_after(end.as_u128(), 1), None, "no wrap to 1970");
     }
 }

@@ -877,3 +877,38 @@ fn sessions_of_one_millisecond_list_newest_first() {
         assert_eq!(secs, T0 / 1000, "{id} keeps its millisecond");
     }
 }
+
+#[test]
+fn imported_ids_of_other_shapes_do_not_drag_new_ids_along() {
+    let e = engine();
+    let original = start(&e, "exported");
+    let doc = e.export(&original.id).unwrap();
+    e.delete(&original.id).unwrap();
+    // The same history under ids that sort above every UUID v7 of today:
+    // a UUID v4, the largest UUID, and a name.
+    // A v7 id an hour ahead (another host's clock far off) is not followed
+    // either.
+    let ahead = uuid::Builder::from_unix_timestamp_millis(T0 + 3_600_000, &[7; 10]).into_uuid();
+    for id in [
+        "f47ac10b-58cc-4372-a567-0e02b2c3d479".to_owned(),
+        "ffffffff-ffff-ffff-ffff-ffffffffffff".to_owned(),
+        "zz-legacy".to_owned(),
+        ahead.to_string(),
+    ] {
+        let mut doc = doc.clone();
+        doc["session"]["id"] = json!(id);
+        e.import(doc).unwrap();
+        let s = start(&e, "after the import");
+        let u = uuid::Uuid::parse_str(&s.id).unwrap();
+        assert_eq!(u.get_version_num(), 7);
+        let (secs, _) = u.get_timestamp().unwrap().to_unix();
+        assert_eq!(
+            secs,
+            T0 / 1000,
+            "{} (after {id}) keeps this clock's time",
+            s.id
+        );
+        e.delete(&id).unwrap();
+        e.delete(&s.id).unwrap();
+    }
+}
