@@ -91,6 +91,8 @@ impl PgStore {
         migrate(&mut db).with_context(|| format!("preparing the schema in {}", redact(url)))?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
+            // Connections are opened as calls need them, not all at once.
+            .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         Ok(Self { pool })
@@ -98,9 +100,7 @@ impl PgStore {
 
     /// The schema version found, after bringing it up to date.
     pub fn schema_version(&self) -> anyhow::Result<i32> {
-        let mut db = self.pool.get()?;
-        let row = db.query_one("SELECT version FROM agent_session_schema", &[])?;
-        Ok(row.get(0))
+        Ok(schema_version(&mut *self.pool.get()?)?)
     }
 
     fn db(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
@@ -200,16 +200,20 @@ impl Store for PgStore {
 
     fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {
         names(c, k)?;
-        // An empty summary takes the key out of the index (as in the
-        // filesystem store).
-        self.db()?
+        // Only a key with a history has an index entry: a summary written
+        // for a session removed meanwhile must not bring it back. An empty
+        // summary takes the key out of the index.
+        let changed = self
+            .db()?
             .execute(
-                "INSERT INTO agent_session_keys (collection, key, length, summary)
-                 VALUES ($1, $2, 0, $3)
-                 ON CONFLICT (collection, key) DO UPDATE SET summary = $3",
+                "UPDATE agent_session_keys SET summary = $3
+                 WHERE collection = $1 AND key = $2 AND length > 0",
                 &[&c, &k, &nonempty(summary)],
             )
             .map_err(|e| db_error(&format!("indexing {c}/{k}"), e))?;
+        if changed == 0 && !summary.is_empty() {
+            return Err(StoreError::Conflict(format!("{c}/{k} has no log to index")));
+        }
         Ok(())
     }
 
@@ -268,7 +272,12 @@ impl Store for PgStore {
                 )));
             }
         }
-        let version = signed(expected + 1)?;
+        let Some(version) = expected.checked_add(1) else {
+            return Err(StoreError::Conflict(format!(
+                "the document of {c}/{k} is not at version {expected}"
+            )));
+        };
+        let version = signed(version)?;
         let changed = if expected == 0 {
             tx.execute(
                 "INSERT INTO agent_session_documents (collection, key, version, data)
@@ -319,12 +328,44 @@ impl Store for PgStore {
     }
 }
 
-/// Bring the schema up to [`SCHEMA_VERSION`].
+/// The schema version of the database, 0 before the first migration.
+fn schema_version(db: &mut impl postgres::GenericClient) -> Result<i32, postgres::Error> {
+    let exists: bool = db
+        .query_one(
+            "SELECT to_regclass('agent_session_schema') IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(db
+        .query_opt("SELECT version FROM agent_session_schema", &[])?
+        .map_or(0, |r| r.get(0)))
+}
+
+/// Bring the schema up to [`SCHEMA_VERSION`]. A database that is up to
+/// date is only read, so a role without the right to create tables (or a
+/// standby) can connect.
 fn migrate(db: &mut postgres::Client) -> anyhow::Result<()> {
+    if schema_version(db)? == SCHEMA_VERSION {
+        return Ok(());
+    }
     let mut tx = db.transaction()?;
     // Serializes hosts that start at once on a new database: the
     // second waits here, then finds the tables made.
     tx.execute("SELECT pg_advisory_xact_lock(7079001)", &[])?;
+    // Read again under the lock: another host may have just migrated.
+    let found = schema_version(&mut tx)?;
+    if found > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the database has agent-session schema version {found}; this build knows \
+             versions up to {SCHEMA_VERSION}: use a newer agent-session"
+        );
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS agent_session_schema (
              id int PRIMARY KEY CHECK (id = 1),
@@ -332,15 +373,6 @@ fn migrate(db: &mut postgres::Client) -> anyhow::Result<()> {
          );
          INSERT INTO agent_session_schema VALUES (1, 0) ON CONFLICT DO NOTHING;",
     )?;
-    let found: i32 = tx
-        .query_one("SELECT version FROM agent_session_schema", &[])?
-        .get(0);
-    if found > SCHEMA_VERSION {
-        anyhow::bail!(
-            "the database has agent-session schema version {found}; this build knows \
-             versions up to {SCHEMA_VERSION}: use a newer agent-session"
-        );
-    }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tracing::info!(from, to = from + 1, "migrating the PostgreSQL schema");
         tx.batch_execute(sql)?;

@@ -44,6 +44,13 @@ fn positions_are_enforced_by_the_database() {
     assert_eq!(index.len(), 1);
     assert_eq!(index[0].summary, b"s3");
 
+    // Only a key with a history is indexed: a summary for a session
+    // removed meanwhile does not bring it back.
+    assert!(conflict(store.reindex("sessions", "ghost", b"s")));
+    store.reindex("sessions", "ghost", b"").unwrap();
+    assert_eq!(store.scan("sessions", None, 10).unwrap().len(), 1);
+    assert!(conflict(store.put("sessions", "ghost", b"snap", 0, false)));
+
     // Removal names the length it expects.
     assert!(conflict(store.remove("sessions", "k", 2)));
     store.remove("sessions", "k", 3).unwrap();
