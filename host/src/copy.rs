@@ -41,8 +41,11 @@ pub enum CopyError {
         /// The store's error.
         source: StoreError,
     },
-    /// What was read back from the target differs from the source.
-    #[error("the copy does not match its source: source {copied:?}, target {found:?}")]
+    /// What was read back from the target, or from the source after the
+    /// copy (a writer was still at work), differs from what was copied.
+    #[error(
+        "the copy does not match: copied {copied:?}, found {found:?} (stop every writer of the source during a migration)"
+    )]
     Mismatch {
         /// Counts and checksum of the source.
         copied: Box<CopyReport>,
@@ -88,7 +91,13 @@ pub fn copy(
             .keys(SESSIONS, after.as_deref(), BATCH)
             .map_err(at("listing the sessions"))?;
         for key in &keys {
-            records += copy_history(from, to, key, &mut sum)?;
+            let copied = copy_history(from, to, key, &mut sum)?;
+            // A key whose log holds nothing (a crash during its first
+            // append) is not a session.
+            if copied == 0 {
+                continue;
+            }
+            records += copied;
             if let Some(doc) = from
                 .get(SESSIONS, key)
                 .map_err(at(format!("reading the snapshot of {key}")))?
@@ -111,7 +120,7 @@ pub fn copy(
     {
         to.put(CONFIG, WEBHOOK_KEY, &doc.data, 0, true)
             .map_err(at("writing the webhook setting"))?;
-        sum.update(&doc.data);
+        digest(&mut sum, WEBHOOK_KEY, 0, &doc.data);
         documents += 1;
     }
     let source = CopyReport {
@@ -120,12 +129,16 @@ pub fn copy(
         documents,
         checksum: hex(sum.finalize().as_slice()),
     };
-    let target = summarize(to)?;
-    if target != source {
-        return Err(CopyError::Mismatch {
-            copied: Box::new(source),
-            found: Box::new(target),
-        });
+    // The target must hold what was read, and the source must still hold
+    // it too: a writer that changed the source meanwhile (which `migrate`
+    // asks the user to stop) would otherwise go unnoticed.
+    for found in [summarize(to)?, summarize(from)?] {
+        if found != source {
+            return Err(CopyError::Mismatch {
+                copied: Box::new(source),
+                found: Box::new(found),
+            });
+        }
     }
     Ok(source)
 }
@@ -179,8 +192,10 @@ pub fn summarize(store: &dyn Store) -> Result<CopyReport, CopyError> {
                     seq += 1;
                 }
             }
-            records += seq;
-            sessions += 1;
+            if seq > 0 {
+                records += seq;
+                sessions += 1;
+            }
         }
         if keys.len() < BATCH as usize {
             break;
@@ -192,7 +207,7 @@ pub fn summarize(store: &dyn Store) -> Result<CopyReport, CopyError> {
         .get(CONFIG, WEBHOOK_KEY)
         .map_err(at("reading the webhook setting"))?
     {
-        sum.update(&doc.data);
+        digest(&mut sum, WEBHOOK_KEY, 0, &doc.data);
         documents += 1;
     }
     Ok(CopyReport {

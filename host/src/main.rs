@@ -226,8 +226,9 @@ enum Command {
     /// --to copies DIR into an empty database, --from copies a database into
     /// an empty DIR. Histories are copied record for record; the target's
     /// index is then rebuilt, and counts and a checksum of every record are
-    /// read back from the target and compared with the source. Webhook
-    /// deliveries are not copied (let them finish first).
+    /// read back from the target and compared with the source. Stop every
+    /// writer of the source first; webhook deliveries are not copied (let
+    /// them finish first).
     #[command(group = clap::ArgGroup::new("direction").required(true))]
     Migrate {
         /// Copy DIR into this database (postgres://user@host:port/database).
