@@ -150,7 +150,16 @@ pub struct FsOutbox {
     /// This process's intake segment, made on the first enqueue; opened
     /// for appending, with a shared lock held until the last user drops it.
     segment: Mutex<Option<Arc<File>>>,
+    /// Segments rotated away, still held (locked) for [`RETIRED_HOLD`]: an
+    /// operation may have queued its notification in one and not yet
+    /// appended its event, and a sender that saw the segment unheld would
+    /// take its writer for ended and discard that notification.
+    retired: Mutex<Vec<(std::time::Instant, Arc<File>)>>,
 }
+
+/// How long a rotated-away segment stays held (far longer than any one
+/// operation takes between its enqueue and its append).
+const RETIRED_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Held by the one sender that delivers from an outbox; released on drop.
 pub struct SenderLock {
@@ -175,6 +184,7 @@ impl FsOutbox {
         Ok(Self {
             root,
             segment: Mutex::new(None),
+            retired: Mutex::new(Vec::new()),
         })
     }
 
@@ -203,10 +213,18 @@ impl FsOutbox {
         self.root
             .rename(&fresh, &self.root, format!("{INTAKE_DIR}/{name}"))?;
         sync_dir(&self.root, Path::new(INTAKE_DIR))?;
-        // The previous segment's lock goes with its last user.
         let s = Arc::new(file);
-        *current = Some(s.clone());
+        if let Some(previous) = current.replace(s.clone()) {
+            self.retire(previous);
+        }
         Ok(s)
+    }
+
+    /// Keep `segment` held a while longer (see `retired`).
+    fn retire(&self, segment: Arc<File>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|(at, _)| at.elapsed() < RETIRED_HOLD);
+        retired.push((std::time::Instant::now(), segment));
     }
 
     /// Take in what processes queued in their intake segments. Only for
@@ -505,7 +523,14 @@ impl Notifier for FsOutbox {
         append().map_err(|e| {
             // A failed write may have left part of a frame: later frames go
             // to a new segment, not behind it.
-            *self.segment.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let failed = self
+                .segment
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(f) = failed {
+                self.retire(f);
+            }
             format!("queueing in {INTAKE_DIR}: {e}")
         })
     }
