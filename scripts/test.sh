@@ -37,9 +37,9 @@ export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
 
 # A throwaway PostgreSQL server on 127.0.0.1 for the PostgreSQL store's
 # tests (installed from Debian's packages when absent), stopped on exit.
+trap './scripts/postgres.sh stop' EXIT
 AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start)"
 export AGENT_SESSION_TEST_POSTGRES
-trap './scripts/postgres.sh stop' EXIT
 
 # Every conformance runner writes its transcript here; compare.py checks
 # that they agree.
