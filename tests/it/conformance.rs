@@ -57,8 +57,8 @@ fn out(v: impl serde::Serialize) -> Result<Value, Failure> {
 }
 
 /// Dispatches by name to the typed methods of `$api`, which both hosts
-/// have with the same names; `$by_ref` adapts the few whose argument
-/// types differ (owned in the core, borrowed in the host).
+/// have with the same names; the `$adapted` arms cover the few whose
+/// argument types differ (owned in the core, borrowed in the host).
 macro_rules! dispatch {
     ($api:expr, $op:expr, $args:expr, |$a:ident| { $($adapted:tt)* }) => {{
         let $a = $args;
