@@ -61,7 +61,8 @@ const MIGRATIONS: [&str; 1] = [r#"
     );
 "#];
 
-/// Connections kept open per process.
+/// The most connections one process opens (one stays idle, the rest as
+/// concurrent calls need them).
 const POOL_SIZE: u32 = 8;
 /// How long a call waits for a connection of the pool.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
