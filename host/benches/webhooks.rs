@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use agent_session_core::{StartOptions, WebhookConfig};
 use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, Sender};
-use agent_session_host::{CacheDir, DeliveryState, Durability, FsOutbox, SessionHost};
+use agent_session_host::{CacheDir, DeliveryState, Durability, FsOutbox, Outbox as _, SessionHost};
 use common::{fmt, machine};
 
 mod common;

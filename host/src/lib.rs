@@ -6,8 +6,9 @@
 //!   cap-std and crash-safe.
 //! - [`PgStore`]: the `store` capability on a PostgreSQL database, for
 //!   hosts on many machines sharing sessions.
-//! - [`FsOutbox`]: the `notify` capability as a durable outbox in that
-//!   directory, with the record of every delivery attempt.
+//! - [`Outbox`]: the `notify` capability as a durable outbox next to the
+//!   sessions, with the record of every delivery attempt: [`FsOutbox`] in
+//!   the directory, [`PgOutbox`] in the database.
 //! - [`webhook::Sender`]: delivers the outbox over HTTP (signed, retried,
 //!   behind an address policy against SSRF).
 //! - [`plugin::PluginRuntime`]: runs agent plugins (components of the
@@ -37,7 +38,9 @@ mod runtime;
 pub mod webhook;
 
 pub use fs_store::{CheckReport, Durability, FsStore};
-pub use outbox::{Attempt, Delivery, DeliveryState, FsOutbox, OUTBOX_DIR, SenderLock};
+pub use outbox::{
+    Attempt, Claimed, Claims, Delivery, DeliveryState, FsOutbox, OUTBOX_DIR, Outbox, PgOutbox,
+};
 pub use pg_store::{PgStore, SCHEMA_VERSION as PG_SCHEMA_VERSION};
 pub use runtime::{
     CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,

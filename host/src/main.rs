@@ -1,5 +1,6 @@
 //! `agent-session`: the session API on the command line. Every operation
-//! runs through the session component in wasmtime, on a filesystem store.
+//! runs through the session component in wasmtime, on a filesystem store
+//! (`--dir`) or a PostgreSQL database (`--store`).
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ use agent_session_host::copy;
 use agent_session_host::plugin::{Outcome, PluginLimits, PluginRuntime};
 use agent_session_host::webhook::{self, AddressPolicy, DeliveryConfig, EndpointError, Sender};
 use agent_session_host::{
-    Delivery, DeliveryState, Error, FsOutbox, FsStore, PgStore, SessionHost, {CacheDir, Durability},
+    Delivery, DeliveryState, Error, FsOutbox, FsStore, Outbox, PgStore, SessionHost,
+    {CacheDir, Durability},
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -39,9 +41,10 @@ use serde_json::{Value, json};
 
 /// Durable, sandboxed session state for AI-agent hosts.
 ///
-/// Sessions live in a directory (--dir). Every command runs through the
-/// agent:session WebAssembly component; the directory is the only thing
-/// it can touch.
+/// Sessions live in a directory (--dir), or in a PostgreSQL database shared
+/// by hosts on many machines (--store). Every command runs through the
+/// agent:session WebAssembly component; the store is the only thing it can
+/// touch.
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 invalid
 /// input, 5 invalid transition, 6 conflict, 7 limit exceeded, 8 storage,
@@ -58,6 +61,18 @@ struct Cli {
         default_value = "./.agent-sessions"
     )]
     dir: PathBuf,
+    /// Keep the sessions, settings and webhook outbox in this PostgreSQL
+    /// database instead of --dir: postgres://user[:password]@host[:port]/db.
+    /// The schema is created or brought up to date on first use. fsck,
+    /// compact, migrate and plugin work on --dir only.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENT_SESSION_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    store: Option<String>,
     /// Print JSON instead of tables (errors too, on stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -255,7 +270,9 @@ enum Command {
     /// Session commands only queue notifications (durably, in DIR/outbox);
     /// this sends them: signed (Standard Webhooks), retried with backoff,
     /// every attempt recorded. Runs until Ctrl-C unless --once is given;
-    /// only one sender runs per directory at a time.
+    /// only one sender runs per directory at a time. On PostgreSQL any
+    /// number of hosts deliver at once, each claiming what it sends (a
+    /// claim whose sender died is taken over after --lease).
     Deliver {
         /// Attempt what is due now, wait for those attempts, and exit.
         #[arg(long)]
@@ -359,6 +376,10 @@ struct DeliveryArgs {
         value_name = "DELAYS"
     )]
     retry_schedule: Schedule,
+    /// How long a delivery claimed by this sender stays its own before
+    /// another host may take it over (PostgreSQL); longer than --timeout.
+    #[arg(long, default_value = "2m", value_parser = webhook::parse_duration)]
+    lease: std::time::Duration,
 }
 
 /// A parsed `--retry-schedule`.
@@ -512,31 +533,80 @@ fn exit_code(e: &SessionError) -> u8 {
     }
 }
 
+/// The commands that work on a directory store only.
+fn directory_only(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Fsck { .. } => Some("fsck"),
+        Command::Compact => Some("compact"),
+        Command::Migrate { .. } => Some("migrate"),
+        Command::Plugin(_) => Some("plugin"),
+        _ => None,
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
-    let (host, store) = SessionHost::open_dir(&cli.dir, Durability::Durable, CacheDir::Default)?;
+    let (host, store, outbox): (SessionHost, Option<Arc<FsStore>>, Arc<dyn Outbox>) =
+        match &cli.store {
+            None => {
+                let (host, store) =
+                    SessionHost::open_dir(&cli.dir, Durability::Durable, CacheDir::Default)?;
+                let outbox = FsOutbox::open(&cli.dir)
+                    .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
+                (host, Some(store), Arc::new(outbox))
+            }
+            Some(url) => {
+                if let Some(command) = directory_only(&cli.command) {
+                    return Err(invalid(format!(
+                        "{command} works on a directory store (--dir) only; unset --store \
+                         (or AGENT_SESSION_STORE) to run it"
+                    )));
+                }
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(invalid(
+                        "--store takes a postgres:// URL; a directory store is chosen with --dir"
+                            .into(),
+                    ));
+                }
+                let (host, outbox) = SessionHost::open_postgres(url, CacheDir::Default)?;
+                (host, None, outbox)
+            }
+        };
+    // The directory store, for the commands that need one (refused above
+    // with --store).
+    let dir_store = || -> Result<&Arc<FsStore>, Failure> {
+        store
+            .as_ref()
+            .ok_or_else(|| invalid("this command needs a directory store (--dir)".into()))
+    };
     let out = Output { json: cli.json };
     // Parsed only by the commands that send, so a bad setting in the
     // environment does not stop the others.
-    let sender = |timeout, schedule: Option<Schedule>| -> Result<Sender, Failure> {
+    let sender = |timeout, delivery: Option<DeliveryArgs>| -> Result<Sender, Failure> {
         let policy = AddressPolicy::from_list(&cli.webhook_allow.join(","))
             .map_err(|e| invalid(format!("--webhook-allow: {e}")))?;
-        let outbox = FsOutbox::open(&cli.dir)
-            .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
         let mut config = DeliveryConfig {
             policy,
             timeout,
             ..DeliveryConfig::default()
         };
-        if let Some(Schedule(s)) = schedule {
-            config.schedule = s;
+        if let Some(d) = delivery {
+            if d.lease <= d.timeout {
+                return Err(invalid(format!(
+                    "--lease ({:?}) must be longer than --timeout ({:?}), or an attempt still \
+                     in flight could be taken over and made twice",
+                    d.lease, d.timeout
+                )));
+            }
+            config.schedule = d.retry_schedule.0;
+            config.lease = d.lease;
         }
-        Ok(Sender::new(host.clone(), outbox.into(), config)?)
+        Ok(Sender::new(host.clone(), outbox.clone(), config)?)
     };
     match cli.command {
-        Command::Fsck { repair } => fsck(&host, &store, repair, &out)?,
-        Command::Migrate { to, from } => migrate(&host, &store, to, from, &out)?,
+        Command::Fsck { repair } => fsck(&host, dir_store()?, repair, &out)?,
+        Command::Migrate { to, from } => migrate(&host, dir_store()?, to, from, &out)?,
         Command::Compact => {
-            let (before, after) = store
+            let (before, after) = dir_store()?
                 .compact(agent_session_core::SESSIONS)
                 .context("compacting the index")?;
             if out.json {
@@ -695,8 +765,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let days = u64::from(older_than.unwrap_or(agent_session_core::DEFAULT_RETENTION_DAYS));
             let cutoff = (chrono::Utc::now().timestamp_millis().max(0) as u64)
                 .saturating_sub(days * 86_400_000);
-            let deliveries = FsOutbox::open(&cli.dir)
-                .and_then(|o| o.prune(cutoff, dry_run))
+            let deliveries = outbox
+                .prune(cutoff, dry_run)
                 .context("removing old webhook deliveries")?;
             if out.json {
                 let mut v = serde_json::to_value(&r).map_err(anyhow::Error::from)?;
@@ -794,7 +864,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
         Command::Deliver { once, delivery } => {
-            let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
+            let s = sender(delivery.timeout, Some(delivery))?;
             let rt = runtime()?;
             if once {
                 let r = rt.block_on(s.deliver_due())?;
@@ -819,50 +889,47 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                 }
             } else {
-                eprintln!(
-                    "delivering webhooks from {} (Ctrl-C to stop)",
-                    cli.dir.join("outbox").display()
-                );
+                let from = match &cli.store {
+                    Some(_) => "the database's outbox".to_owned(),
+                    None => cli.dir.join("outbox").display().to_string(),
+                };
+                eprintln!("delivering webhooks from {from} (Ctrl-C to stop)");
                 rt.block_on(s.run(async {
                     let _ = tokio::signal::ctrl_c().await;
                 }))?;
             }
         }
-        Command::Deliveries { id, state, limit } => {
-            let outbox = FsOutbox::open(&cli.dir)
-                .with_context(|| format!("opening the outbox in {}", cli.dir.display()))?;
-            match id {
-                Some(id) => {
-                    let d = outbox
-                        .find(&id)
-                        .context("reading the outbox")?
-                        .ok_or_else(|| not_found_delivery(&id))?;
-                    out.delivery(&d);
-                }
-                None => {
-                    let state = state.as_deref().map(parse_state).transpose()?;
-                    let mut all: Vec<Delivery> = outbox
-                        .deliveries()
-                        .context("reading the outbox")?
-                        .into_iter()
-                        .filter(|d| state.is_none_or(|s| d.state == s))
-                        .collect();
-                    let older = all.len().saturating_sub(limit);
-                    let shown: Vec<Delivery> = all.drain(older..).map(masked).collect();
-                    if out.json {
-                        out.print_json(&shown);
-                    } else {
-                        print_delivery_table(&shown);
-                        if older > 0 {
-                            out!("\n{older} older not shown (--limit)");
-                        }
+        Command::Deliveries { id, state, limit } => match id {
+            Some(id) => {
+                let d = outbox
+                    .find(&id)
+                    .context("reading the outbox")?
+                    .ok_or_else(|| not_found_delivery(&id))?;
+                out.delivery(&d);
+            }
+            None => {
+                let state = state.as_deref().map(parse_state).transpose()?;
+                let mut all: Vec<Delivery> = outbox
+                    .deliveries()
+                    .context("reading the outbox")?
+                    .into_iter()
+                    .filter(|d| state.is_none_or(|s| d.state == s))
+                    .collect();
+                let older = all.len().saturating_sub(limit);
+                let shown: Vec<Delivery> = all.drain(older..).map(masked).collect();
+                if out.json {
+                    out.print_json(&shown);
+                } else {
+                    print_delivery_table(&shown);
+                    if older > 0 {
+                        out!("\n{older} older not shown (--limit)");
                     }
                 }
             }
-        }
+        },
         Command::Plugin(cmd) => run_plugin(cmd, &cli.dir, &out)?,
         Command::Redeliver { id, delivery } => {
-            let s = sender(delivery.timeout, Some(delivery.retry_schedule))?;
+            let s = sender(delivery.timeout, Some(delivery))?;
             match s.outbox().find(&id).context("reading the outbox")? {
                 None => return Err(not_found_delivery(&id)),
                 Some(d) if d.state == DeliveryState::Pending => {
@@ -879,7 +946,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out.delivery(&d);
             if !attempted {
                 if !out.json {
-                    out!("\nqueued: the sender running on this directory will send it");
+                    out!("\nqueued: a running sender will send it");
                 }
             } else if d.state != DeliveryState::Delivered {
                 let why = d

@@ -10,7 +10,11 @@
 //! keys       (collection, key) → log length, summary   the index, one row per key
 //! log        (collection, key, seq) → record            the histories
 //! documents  (collection, key) → version, data          snapshots, settings
+//! outbox     id → state, due time, claim, record        webhook deliveries
 //! ```
+//!
+//! (The outbox is [`crate::PgOutbox`], made from a store by
+//! [`PgStore::outbox`].)
 //!
 //! An append is one transaction: the key's row is locked (`FOR UPDATE`),
 //! its length must equal the position the writer read (otherwise
@@ -30,14 +34,15 @@ use r2d2_postgres::PostgresConnectionManager;
 // The names the filesystem store accepts, so data moves between them.
 use crate::fs_store::name;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub(crate) type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// What each schema version adds, in order; `MIGRATIONS[i]` brings a
 /// database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
     CREATE TABLE agent_session_keys (
         collection text COLLATE "C" NOT NULL,
         key        text COLLATE "C" NOT NULL,
@@ -59,7 +64,22 @@ const MIGRATIONS: [&str; 1] = [r#"
         data       bytea NOT NULL,
         PRIMARY KEY (collection, key)
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE agent_session_outbox (
+        id              text COLLATE "C" PRIMARY KEY,
+        raised          bigint NOT NULL,
+        state           text NOT NULL,
+        next_attempt_at bigint NOT NULL,
+        claimed_by      text,
+        claimed_until   timestamptz,
+        record          text NOT NULL
+    );
+    CREATE INDEX agent_session_outbox_due
+        ON agent_session_outbox (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX agent_session_outbox_raised ON agent_session_outbox (raised, id);
+"#,
+];
 
 /// The most connections one process opens (one stays idle, the rest as
 /// concurrent calls need them).
@@ -71,6 +91,8 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// any number of processes may use the same database.
 pub struct PgStore {
     pool: Pool,
+    /// Kept for the outbox's connection of its own (see `PgOutbox`).
+    config: postgres::Config,
 }
 
 impl PgStore {
@@ -95,8 +117,13 @@ impl PgStore {
             // Connections are opened as calls need them, not all at once.
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
-        Ok(Self { pool })
+            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
+        Ok(Self { pool, config })
+    }
+
+    /// The webhook outbox in the same database.
+    pub fn outbox(&self) -> crate::PgOutbox {
+        crate::PgOutbox::new(self.pool.clone(), self.config.clone())
     }
 
     /// The schema version found, after bringing it up to date.
@@ -415,7 +442,7 @@ fn names(c: &str, k: &str) -> Result<(), StoreError> {
     name("key", k)
 }
 
-fn db_error(what: &str, e: postgres::Error) -> StoreError {
+pub(crate) fn db_error(what: &str, e: postgres::Error) -> StoreError {
     match e.code() {
         // Two writers created the same key (or position) at once.
         Some(&SqlState::UNIQUE_VIOLATION) | Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
@@ -429,7 +456,7 @@ fn db_error(what: &str, e: postgres::Error) -> StoreError {
 }
 
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -320,6 +320,21 @@ impl SessionHost {
         Ok((host, store))
     }
 
+    /// A host on the PostgreSQL database at `url` (schema brought up to
+    /// date), with notifications queued in the same database; also returns
+    /// the outbox, for a [`crate::webhook::Sender`].
+    pub fn open_postgres(
+        url: &str,
+        cache: CacheDir,
+    ) -> anyhow::Result<(Self, Arc<crate::PgOutbox>)> {
+        let store = crate::PgStore::connect(url)?;
+        let outbox = Arc::new(store.outbox());
+        let host = Self::builder(Arc::new(store), outbox.clone())
+            .cache(cache)
+            .build()?;
+        Ok((host, outbox))
+    }
+
     /// Rebuild the index of a filesystem store from scratch.
     pub fn reindex_fs(&self, store: &FsStore) -> anyhow::Result<IndexReport> {
         store.clear_index(core::SESSIONS)?;

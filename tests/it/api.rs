@@ -4,7 +4,7 @@
 use agent_session_core::{
     Learning, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall, WebhookConfig,
 };
-use agent_session_host::{Error, FsOutbox};
+use agent_session_host::{Error, FsOutbox, Outbox as _};
 use serde_json::json;
 
 use crate::common::{host, host_at};

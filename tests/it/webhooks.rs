@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_session_core::{StartOptions, WebhookConfig};
 use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, EndpointError, Sender};
-use agent_session_host::{Delivery, DeliveryState, FsOutbox, SessionHost};
+use agent_session_host::{Delivery, DeliveryState, FsOutbox, Outbox as _, SessionHost};
 
 use crate::common::{cli, cli_json, host_at};
 use crate::receiver::{Receiver, Reply};
@@ -24,6 +24,7 @@ fn config(allow: &str, schedule_ms: &[u64]) -> DeliveryConfig {
             .collect(),
         poll_interval: Duration::from_millis(50),
         concurrency: 8,
+        ..DeliveryConfig::default()
     }
 }
 

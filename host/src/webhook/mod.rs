@@ -1,6 +1,6 @@
 //! Webhook delivery: the sender that drains the outbox over HTTP.
 //!
-//! The core decides *what* to notify and queues it in the [`FsOutbox`]
+//! The core decides *what* to notify and queues it in the [`Outbox`]
 //! before the operation that raised it is recorded; this module decides
 //! *how* it reaches the endpoint: Standard Webhooks signatures, retries with
 //! exponential backoff and jitter, `Retry-After`, 410 disabling the
@@ -10,7 +10,6 @@
 mod policy;
 mod sign;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use tokio::task::JoinSet;
 pub use policy::{AddressPolicy, Allow, Refused};
 pub use sign::signature;
 
-use crate::outbox::{Attempt, Delivery, DeliveryState, FsOutbox};
+use crate::outbox::{Attempt, Claims, Delivery, DeliveryState, Outbox, now_ms};
 use crate::runtime::{Error, SessionHost};
 
 /// The longest `Retry-After` honoured.
@@ -45,6 +44,11 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// How long a delivery claimed by this sender stays its own before
+    /// another sender may take it over, where several deliver from one
+    /// outbox (PostgreSQL). Longer than any attempt takes (`timeout` plus
+    /// a little), or an attempt still in flight could be made twice.
+    pub lease: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -64,6 +68,7 @@ impl Default for DeliveryConfig {
             ],
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -152,7 +157,7 @@ pub struct Sender {
 
 struct Inner {
     host: SessionHost,
-    outbox: Arc<FsOutbox>,
+    outbox: Arc<dyn Outbox>,
     client: reqwest::Client,
     config: DeliveryConfig,
 }
@@ -162,7 +167,7 @@ impl Sender {
     /// `host` (which must be on the same root).
     pub fn new(
         host: SessionHost,
-        outbox: Arc<FsOutbox>,
+        outbox: Arc<dyn Outbox>,
         config: DeliveryConfig,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
@@ -188,8 +193,17 @@ impl Sender {
     }
 
     /// The outbox this sender drains.
-    pub fn outbox(&self) -> &FsOutbox {
-        &self.inner.outbox
+    pub fn outbox(&self) -> &dyn Outbox {
+        &*self.inner.outbox
+    }
+
+    /// The claims of this sender, or `None` while another sender has the
+    /// outbox to itself.
+    fn claims(&self) -> anyhow::Result<Option<Arc<dyn Claims>>> {
+        let outbox = self.inner.outbox.clone();
+        outbox
+            .sender(self.inner.config.lease)
+            .context("opening the outbox for delivery")
     }
 
     /// Check an endpoint URL against the address policy now: its scheme,
@@ -249,43 +263,42 @@ impl Sender {
             );
         }
         let d = outbox.requeue(&d, now_ms())?;
-        let Some(_lock) = outbox.try_lock_sender()? else {
+        // Another sender (running, or holding the outbox) will pick it up.
+        let Some(claims) = self.claims()? else {
+            return Ok((d, false));
+        };
+        let Some(d) = claims.claim(&d)? else {
             return Ok((d, false));
         };
         let d = self.attempt(d).await;
-        outbox.save(&d)?;
+        claims.save(&d)?;
         Ok((d, true))
     }
 
     /// Attempt every delivery that is due now, wait for the attempts to
     /// finish, and report. Does nothing if another sender is running.
     pub async fn deliver_due(&self) -> anyhow::Result<PassReport> {
-        let outbox = &self.inner.outbox;
-        let Some(lock) = outbox.try_lock_sender()? else {
+        let Some(claims) = self.claims()? else {
             anyhow::bail!("another sender is delivering from this outbox");
         };
-        let fresh = outbox
-            .take_in(&lock, |_| false)
-            .context("taking in queued notifications")?;
-        let now = now_ms();
-        let mut report = PassReport::default();
+        let claimed = {
+            let claims = claims.clone();
+            tokio::task::spawn_blocking(move || claims.claim_due(now_ms(), usize::MAX))
+                .await
+                .context("claiming due deliveries")?
+                .context("claiming due deliveries")?
+        };
+        let mut report = PassReport {
+            pending: claimed.waiting,
+            next_due: claimed.next_due,
+            ..PassReport::default()
+        };
         let mut tasks = JoinSet::new();
-        let mut recorded = Vec::new();
-        for name in outbox.pending_names()? {
-            match outbox.load_pending(&name) {
-                Ok(d) => recorded.extend(d),
-                Err(e) => tracing::warn!(file = %name, "skipping an unreadable record: {e}"),
-            }
-        }
-        for d in recorded.into_iter().chain(fresh) {
-            if d.next_attempt_at > now {
-                report.count(&d);
-                continue;
-            }
+        for d in claimed.due {
             while tasks.len() >= self.inner.config.concurrency {
                 report.count(&join(&mut tasks).await?);
             }
-            tasks.spawn(self.clone().attempt_and_save(d));
+            tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
         }
         while !tasks.is_empty() {
             report.count(&join(&mut tasks).await?);
@@ -298,102 +311,56 @@ impl Sender {
     /// the sender lock if another sender holds it. Attempts in flight at
     /// shutdown are finished and recorded.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let outbox = self.inner.outbox.clone();
         let tick = self.inner.config.poll_interval;
         tokio::pin!(shutdown);
-        let lock = loop {
-            if let Some(lock) = outbox.try_lock_sender()? {
-                break lock;
+        let claims = loop {
+            if let Some(claims) = self.claims()? {
+                break claims;
             }
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 () = tokio::time::sleep(tick) => {}
             }
         };
-        // Pending deliveries by record name; this sender is the only writer
-        // of pending records while it holds the lock, so what it read once
-        // stays true until it changes it (records only appear: taken in,
-        // or put back by `redeliver` in another process).
-        let mut queue: HashMap<String, Delivery> = HashMap::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
         let mut tasks = JoinSet::new();
-        let mut last_scan: Option<Instant> = None;
+        let mut last_look: Option<Instant> = None;
+        let mut next_due: Option<u64> = None;
         loop {
-            if last_scan.is_none_or(|t| t.elapsed() >= tick) {
-                last_scan = Some(Instant::now());
-                match outbox.take_in(&lock, |name| queue.contains_key(name)) {
-                    Ok(fresh) => {
-                        for d in fresh {
-                            queue.entry(d.file_name()).or_insert(d);
-                        }
-                    }
-                    Err(e) => tracing::warn!("taking in queued notifications: {e}"),
-                }
-                // A failed look is tried again at the next tick; the sender
-                // goes on with what it has.
-                let names = outbox.pending_names().unwrap_or_else(|e| {
-                    tracing::warn!("listing the outbox: {e}");
-                    Vec::new()
-                });
-                for name in &names {
-                    if !queue.contains_key(name) {
-                        match outbox.load_pending(name) {
-                            Ok(Some(d)) => {
-                                queue.insert(name.clone(), d);
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::warn!(file = %name, "unreadable outbox record: {e}"),
-                        }
-                    }
-                }
-            }
-            let now = now_ms();
-            let mut due: Vec<(&String, &Delivery)> = queue
-                .iter()
-                .filter(|(n, d)| d.next_attempt_at <= now && !in_flight.contains(*n))
-                .collect();
-            due.sort_by_key(|(n, d)| (d.next_attempt_at, *n));
             let room = self.inner.config.concurrency.saturating_sub(tasks.len());
-            let full = room == 0;
-            for (name, d) in due.into_iter().take(room) {
-                in_flight.insert(name.clone());
-                let (name, d, me) = (name.clone(), d.clone(), self.clone());
-                tasks.spawn(async move { (name, me.attempt_and_save(d).await) });
+            // Looked at every tick (for what other processes queued), and
+            // when a retry falls due.
+            let look = last_look.is_none_or(|t| t.elapsed() >= tick)
+                || next_due.is_some_and(|t| t <= now_ms());
+            if room > 0 && look {
+                last_look = Some(Instant::now());
+                let c = claims.clone();
+                match tokio::task::spawn_blocking(move || c.claim_due(now_ms(), room)).await {
+                    Ok(Ok(claimed)) => {
+                        next_due = claimed.next_due;
+                        for d in claimed.due {
+                            tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
+                        }
+                    }
+                    // Looked at again at the next tick; what is in flight
+                    // goes on.
+                    Ok(Err(e)) => tracing::warn!("claiming due deliveries: {e}"),
+                    Err(e) => tracing::warn!("claiming due deliveries: {e}"),
+                }
             }
-            let next_due = queue
-                .iter()
-                .filter(|(n, _)| !in_flight.contains(*n))
-                .map(|(_, d)| d.next_attempt_at.saturating_sub(now))
-                .min()
-                .filter(|_| !full)
-                .map_or(tick, |ms| Duration::from_millis(ms).min(tick));
+            let until_due = next_due.map_or(tick, |t| {
+                Duration::from_millis(t.saturating_sub(now_ms())).min(tick)
+            });
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    let (name, (mut d, result)) = done.context("a delivery task failed")?;
-                    in_flight.remove(&name);
-                    match result {
-                        Ok(()) if d.state == DeliveryState::Pending => { queue.insert(name, d); }
-                        Ok(()) => { queue.remove(&name); }
-                        // Kept as it is now (not attempted again before it
-                        // is due: the endpoint may have it already), and
-                        // recorded again later.
-                        Err(e) => {
-                            tracing::warn!(file = %name, "recording a delivery failed: {e:#}");
-                            d.next_attempt_at = d.next_attempt_at.max(now_ms().saturating_add(5000));
-                            queue.insert(name, d);
-                        }
-                    }
+                    // A failure to record is logged by the task; the claims
+                    // hand the delivery out again.
+                    let _recorded = done.context("a delivery task failed")?;
                 }
-                () = tokio::time::sleep(next_due) => {}
+                () = tokio::time::sleep(until_due) => {}
             }
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((name, (_, Err(e)))) = done {
-                tracing::warn!(file = %name, "recording a delivery failed: {e:#}");
-            }
-        }
-        drop(lock);
+        while tasks.join_next().await.is_some() {}
         Ok(())
     }
 
@@ -413,18 +380,22 @@ impl Sender {
 
     /// Attempt a pending delivery and record the outcome; a finished one
     /// (whose record could not be written before) is only recorded.
-    async fn attempt_and_save(self, d: Delivery) -> (Delivery, anyhow::Result<()>) {
+    async fn attempt_and_save(
+        self,
+        claims: Arc<dyn Claims>,
+        d: Delivery,
+    ) -> (Delivery, anyhow::Result<()>) {
         let d = match d.state {
             DeliveryState::Pending => self.attempt(d).await,
             _ => d,
         };
-        let outbox = self.inner.outbox.clone();
         let saved = d.clone();
-        let result = tokio::task::spawn_blocking(move || outbox.save(&saved))
+        let result = tokio::task::spawn_blocking(move || claims.save(&saved))
             .await
             .context("recording a delivery")
             .and_then(|r| r.with_context(|| format!("recording delivery {}", d.id())));
-        if result.is_err() {
+        if let Err(e) = &result {
+            tracing::warn!(id = d.id(), "{e:#}");
             return (d, result);
         }
         let last = d.attempts.last();
@@ -461,9 +432,9 @@ impl Sender {
                 }
                 Committed::NotYet => {
                     let alive = match &d.writer {
-                        Some(segment) => {
-                            let (outbox, segment) = (self.inner.outbox.clone(), segment.clone());
-                            tokio::task::spawn_blocking(move || outbox.writer_alive(&segment))
+                        Some(writer) => {
+                            let (outbox, writer) = (self.inner.outbox.clone(), writer.clone());
+                            tokio::task::spawn_blocking(move || outbox.writer_alive(&writer))
                                 .await
                                 .unwrap_or(Ok(true))
                                 .unwrap_or(true)
@@ -765,8 +736,4 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 fn jitter(d: Duration) -> Duration {
     let r = getrandom::u64().unwrap_or(0) % 4001;
     d.mul_f64(0.8 + r as f64 / 10_000.0)
-}
-
-fn now_ms() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
 }

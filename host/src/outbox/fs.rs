@@ -1,5 +1,5 @@
-//! The notification outbox: the `notify` capability as durable files in
-//! the store's root, and the record of every delivery attempt.
+//! The outbox of the filesystem store: the `notify` capability as durable
+//! files in the store's root, and the record of every delivery attempt.
 //!
 //! - `outbox/intake/<segment>.log`: where `enqueue` puts a notification,
 //!   before the core appends the events that raise it. Each process appends
@@ -23,12 +23,13 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agent_session_core::{Notification, Notifier};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
-use serde::{Deserialize, Serialize};
 
+use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id, now_ms};
 use crate::fs_store::marked;
 use crate::fs_store::{sync_dir, write_durably};
 
@@ -47,98 +48,7 @@ const SEGMENT_SUFFIX: &str = ".log";
 /// A segment still being made (see `FsOutbox::segment`).
 const FRESH_SUFFIX: &str = ".new";
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeliveryState {
-    /// Waiting for its next attempt.
-    Pending,
-    /// The endpoint answered 2xx.
-    Delivered,
-    /// Given up: attempts exhausted, endpoint gone (410) or refused by the
-    /// address policy.
-    Failed,
-    /// Not sent: the operation that queued it did not commit.
-    Discarded,
-}
-
-impl DeliveryState {
-    /// The state's name, as in the records and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-            Self::Discarded => "discarded",
-        }
-    }
-}
-
-/// One HTTP request to the endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attempt {
-    /// When it started, milliseconds since the Unix epoch.
-    pub at: u64,
-    /// How long it took until the response head (or the error).
-    pub duration_ms: u64,
-    /// The HTTP status, if a response came.
-    pub status: Option<u16>,
-    /// What went wrong, if anything: connection error, timeout, refused
-    /// address, non-2xx status.
-    pub error: Option<String>,
-}
-
-/// A notification and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// What to send.
-    pub notification: Notification,
-    /// Where it stands.
-    pub state: DeliveryState,
-    /// When the next attempt is due (pending deliveries).
-    pub next_attempt_at: u64,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<Attempt>,
-    /// Why it failed or was discarded.
-    pub reason: Option<String>,
-    /// The intake segment it was queued in, while it may matter: as long
-    /// as that segment's process lives, the event it announces may still
-    /// be appended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writer: Option<String>,
-}
-
-impl Delivery {
-    /// A delivery not attempted yet, due at once.
-    pub fn new(notification: Notification) -> Self {
-        Self {
-            next_attempt_at: notification.timestamp,
-            notification,
-            state: DeliveryState::Pending,
-            attempts: Vec::new(),
-            reason: None,
-            writer: None,
-        }
-    }
-
-    fn from_segment(notification: Notification, segment: &str) -> Self {
-        Self {
-            writer: Some(segment.to_owned()),
-            ..Self::new(notification)
-        }
-    }
-
-    /// The `webhook-id`.
-    pub fn id(&self) -> &str {
-        &self.notification.id
-    }
-
-    /// The name of its record file.
-    pub(crate) fn file_name(&self) -> String {
-        file_name(&self.notification)
-    }
-}
-
+/// The name of a delivery's record file.
 fn file_name(n: &Notification) -> String {
     // Timestamp first keeps a directory listing in the order raised.
     format!("{:013}-{}.json", n.timestamp, n.id)
@@ -162,7 +72,7 @@ pub struct FsOutbox {
 const RETIRED_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Held by the one sender that delivers from an outbox; released on drop.
-pub struct SenderLock {
+pub(crate) struct SenderLock {
     _file: File,
     /// How far each live intake segment has been taken in under this lock.
     taken: Mutex<HashMap<String, u64>>,
@@ -263,8 +173,8 @@ impl FsOutbox {
                     continue;
                 }
                 match ended {
-                    true => self.save(&Delivery::from_segment(n, &name))?,
-                    false => fresh.push(Delivery::from_segment(n, &name)),
+                    true => self.save(&Delivery::queued_by(n, &name))?,
+                    false => fresh.push(Delivery::queued_by(n, &name)),
                 }
             }
             if ended {
@@ -285,18 +195,6 @@ impl FsOutbox {
             };
         }
         Ok(fresh)
-    }
-
-    /// Whether the process that queued into `segment` may still append the
-    /// events of what it queued (it holds the segment, or the segment is
-    /// not known).
-    pub(crate) fn writer_alive(&self, segment: &str) -> io::Result<bool> {
-        match self.root.open(format!("{INTAKE_DIR}/{segment}")) {
-            Ok(f) => is_held(&f.into_std()),
-            // Taken in and deleted: its process had ended.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Remove segments whose making was cut short (their process died
@@ -345,7 +243,7 @@ impl FsOutbox {
     }
 
     /// The sender lock, if no other sender holds it.
-    pub fn try_lock_sender(&self) -> io::Result<Option<SenderLock>> {
+    fn try_lock_sender(&self) -> io::Result<Option<SenderLock>> {
         let file = self
             .root
             .open_with(
@@ -387,26 +285,6 @@ impl FsOutbox {
         }
     }
 
-    /// The notifications waiting for delivery (taken in or still in the
-    /// intake), oldest first.
-    pub fn pending(&self) -> io::Result<Vec<Delivery>> {
-        Ok(self
-            .all()?
-            .into_iter()
-            .filter(|d| d.state == DeliveryState::Pending)
-            .collect())
-    }
-
-    /// Every delivery, pending and finished, oldest first.
-    pub fn deliveries(&self) -> io::Result<Vec<Delivery>> {
-        self.all()
-    }
-
-    /// The delivery of notification `id`.
-    pub fn find(&self, id: &str) -> io::Result<Option<Delivery>> {
-        Ok(self.all()?.into_iter().find(|d| d.id() == id))
-    }
-
     fn all(&self) -> io::Result<Vec<Delivery>> {
         // Intake first: a sender may take a notification in (and even
         // finish it) while this runs, and must then be seen in its record.
@@ -441,8 +319,8 @@ impl FsOutbox {
     /// Record `d`: rewritten in place while pending; once finished, written
     /// to `done/` before the pending copy is removed, so a crash leaves at
     /// worst both (and the next look at the pending record sorts that out).
-    pub fn save(&self, d: &Delivery) -> io::Result<()> {
-        let name = d.file_name();
+    pub(crate) fn save(&self, d: &Delivery) -> io::Result<()> {
+        let name = file_name(&d.notification);
         let bytes = serde_json::to_vec_pretty(d).map_err(io::Error::other)?;
         if d.state == DeliveryState::Pending {
             return write_durably(&self.root, Path::new(OUTBOX_DIR), &name, &bytes);
@@ -450,11 +328,34 @@ impl FsOutbox {
         write_durably(&self.root, Path::new(DONE_DIR), &name, &bytes)?;
         remove_if_present(&self.root, &format!("{OUTBOX_DIR}/{name}"))
     }
+}
 
-    /// Remove the records of finished deliveries raised before `cutoff`
-    /// (milliseconds since the epoch); with `dry_run`, only list them.
-    /// Returns their ids.
-    pub fn prune(&self, cutoff: u64, dry_run: bool) -> io::Result<Vec<String>> {
+impl Outbox for FsOutbox {
+    fn sender(self: Arc<Self>, _lease: Duration) -> io::Result<Option<Arc<dyn Claims>>> {
+        // No lease: a sender's claims end with its lock, that is, with it.
+        Ok(self.try_lock_sender()?.map(|lock| {
+            Arc::new(FsClaims {
+                outbox: self,
+                lock,
+                queue: Mutex::new(Queue::default()),
+            }) as Arc<dyn Claims>
+        }))
+    }
+
+    fn writer_alive(&self, segment: &str) -> io::Result<bool> {
+        match self.root.open(format!("{INTAKE_DIR}/{segment}")) {
+            Ok(f) => is_held(&f.into_std()),
+            // Taken in and deleted: its process had ended.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn deliveries(&self) -> io::Result<Vec<Delivery>> {
+        self.all()
+    }
+
+    fn prune(&self, cutoff: u64, dry_run: bool) -> io::Result<Vec<String>> {
         let mut removed = Vec::new();
         for name in list(&self.root, DONE_DIR)? {
             // Names are `<raised ms, 13 digits>-<id>.json`.
@@ -471,14 +372,12 @@ impl FsOutbox {
         Ok(removed)
     }
 
-    /// Put a finished delivery back in the queue, due at `now`; its
-    /// attempts are kept and new ones are added.
-    pub fn requeue(&self, d: &Delivery, now: u64) -> io::Result<Delivery> {
+    fn requeue(&self, d: &Delivery, now: u64) -> io::Result<Delivery> {
         let mut again = d.clone();
         again.state = DeliveryState::Pending;
         again.next_attempt_at = now;
         again.reason = None;
-        let name = again.file_name();
+        let name = file_name(&again.notification);
         // Moved first (atomically: never two copies, never none), then
         // made pending; a sender skips it in between (see `load_pending`),
         // and a repeated requeue finds it already moved.
@@ -495,21 +394,113 @@ impl FsOutbox {
     }
 }
 
+/// The claims of the one sender holding the lock: every pending record is
+/// its own, so it keeps them in memory and only reads what is new.
+struct FsClaims {
+    outbox: Arc<FsOutbox>,
+    lock: SenderLock,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Pending deliveries by record name. This sender is the only writer
+    /// of pending records while it holds the lock, so what it read once
+    /// stays true until it changes it (records only appear: taken in, or
+    /// put back by a requeue in another process).
+    pending: HashMap<String, Delivery>,
+    /// Handed out and not recorded yet.
+    in_flight: HashSet<String>,
+}
+
+impl Claims for FsClaims {
+    fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed> {
+        let outbox = &self.outbox;
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = outbox.take_in(&self.lock, |name| q.pending.contains_key(name))?;
+        for d in fresh {
+            q.pending.entry(file_name(&d.notification)).or_insert(d);
+        }
+        for name in outbox.pending_names()? {
+            if q.pending.contains_key(&name) {
+                continue;
+            }
+            match outbox.load_pending(&name) {
+                Ok(Some(d)) => {
+                    q.pending.insert(name, d);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(file = %name, "skipping an unreadable outbox record: {e}"),
+            }
+        }
+        let mut free: Vec<(&String, &Delivery)> = q
+            .pending
+            .iter()
+            .filter(|(n, _)| !q.in_flight.contains(*n))
+            .collect();
+        free.sort_by_key(|(n, d)| (d.next_attempt_at, *n));
+        let mut claimed = Claimed::default();
+        let mut due = Vec::new();
+        for (name, d) in free {
+            if d.next_attempt_at <= now && due.len() < limit {
+                due.push((name.clone(), d.clone()));
+            } else {
+                claimed.waiting += 1;
+                claimed.next_due = Some(
+                    claimed
+                        .next_due
+                        .map_or(d.next_attempt_at, |t| t.min(d.next_attempt_at)),
+                );
+            }
+        }
+        for (name, d) in due {
+            q.in_flight.insert(name);
+            claimed.due.push(d);
+        }
+        Ok(claimed)
+    }
+
+    fn claim(&self, d: &Delivery) -> io::Result<Option<Delivery>> {
+        let name = file_name(&d.notification);
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.in_flight.contains(&name) {
+            return Ok(None);
+        }
+        let Some(d) = self.outbox.load_pending(&name)? else {
+            return Ok(None);
+        };
+        q.in_flight.insert(name.clone());
+        q.pending.insert(name, d.clone());
+        Ok(Some(d))
+    }
+
+    fn save(&self, d: &Delivery) -> io::Result<()> {
+        let name = file_name(&d.notification);
+        let saved = self.outbox.save(d);
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.in_flight.remove(&name);
+        match &saved {
+            Ok(()) if d.state != DeliveryState::Pending => {
+                q.pending.remove(&name);
+            }
+            Ok(()) => {
+                q.pending.insert(name, d.clone());
+            }
+            // Kept as it is now, to be recorded again: not attempted again
+            // before it is due (the endpoint may have it already).
+            Err(_) => {
+                let mut again = d.clone();
+                again.next_attempt_at = again.next_attempt_at.max(now_ms().saturating_add(5000));
+                q.pending.insert(name, again);
+            }
+        }
+        saved
+    }
+}
+
 impl Notifier for FsOutbox {
     fn enqueue(&self, n: &Notification) -> Result<(), String> {
-        // The core makes ids from `msg_` + UUID v7: safe file names. Check
-        // anyway, since any component may call this import.
-        if n.id.is_empty()
-            || !n
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!(
-                "notification id {:?} is not a safe file name",
-                n.id
-            ));
-        }
+        check_id(n)?;
         let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
         let mut frame = Vec::with_capacity(marked::HEADER + body.len());
         marked::encode(INTAKE_MARK, &body, &mut frame);

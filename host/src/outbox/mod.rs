@@ -1,0 +1,206 @@
+//! The notification outbox: where the `notify` capability queues
+//! notifications durably, and where the webhook sender claims them and
+//! records every delivery attempt.
+//!
+//! Two implementations, one per store:
+//! - [`FsOutbox`] (`fs.rs`): files in the filesystem store's root; one
+//!   sender at a time per root, under a lock file.
+//! - [`PgOutbox`] (`pg.rs`): a table in the PostgreSQL store's database;
+//!   any number of senders, each claiming rows for a lease.
+//!
+//! The sender ([`crate::webhook::Sender`]) sees both through [`Outbox`] and
+//! [`Claims`].
+
+mod fs;
+mod pg;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_session_core::{Notification, Notifier};
+use serde::{Deserialize, Serialize};
+
+pub use fs::{FsOutbox, OUTBOX_DIR};
+pub use pg::PgOutbox;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Given up: attempts exhausted, endpoint gone (410) or refused by the
+    /// address policy.
+    Failed,
+    /// Not sent: the operation that queued it did not commit.
+    Discarded,
+}
+
+impl DeliveryState {
+    /// The state's name, as in the records and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Discarded => "discarded",
+        }
+    }
+}
+
+/// One HTTP request to the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When it started, milliseconds since the Unix epoch.
+    pub at: u64,
+    /// How long it took until the response head (or the error).
+    pub duration_ms: u64,
+    /// The HTTP status, if a response came.
+    pub status: Option<u16>,
+    /// What went wrong, if anything: connection error, timeout, refused
+    /// address, non-2xx status.
+    pub error: Option<String>,
+}
+
+/// A notification and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// What to send.
+    pub notification: Notification,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: u64,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Why it failed or was discarded.
+    pub reason: Option<String>,
+    /// Who queued it, while that may matter: as long as that writer lives,
+    /// the event it announces may still be appended. What the name means
+    /// is the outbox's own (an intake segment, a database session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+}
+
+impl Delivery {
+    /// A delivery not attempted yet, due at once.
+    pub fn new(notification: Notification) -> Self {
+        Self {
+            next_attempt_at: notification.timestamp,
+            notification,
+            state: DeliveryState::Pending,
+            attempts: Vec::new(),
+            reason: None,
+            writer: None,
+        }
+    }
+
+    /// A delivery of a notification just queued by `writer` (see
+    /// [`Delivery::writer`]).
+    pub(crate) fn queued_by(notification: Notification, writer: &str) -> Self {
+        Self {
+            writer: Some(writer.to_owned()),
+            ..Self::new(notification)
+        }
+    }
+
+    /// The `webhook-id`.
+    pub fn id(&self) -> &str {
+        &self.notification.id
+    }
+}
+
+/// An outbox the webhook sender can deliver from.
+pub trait Outbox: Notifier + Send + Sync + 'static {
+    /// Start delivering: the claims of one sender, or `None` while another
+    /// sender has this outbox to itself. A claim that is not recorded
+    /// within `lease` (its sender died) may be taken over by another
+    /// sender, where the outbox lets several run.
+    fn sender(self: Arc<Self>, lease: Duration) -> io::Result<Option<Arc<dyn Claims>>>;
+
+    /// Whether the writer that queued a delivery (its [`Delivery::writer`])
+    /// may still append the event it announces.
+    fn writer_alive(&self, writer: &str) -> io::Result<bool>;
+
+    /// Every delivery, pending and finished, oldest first.
+    fn deliveries(&self) -> io::Result<Vec<Delivery>>;
+
+    /// The delivery of notification `id`.
+    fn find(&self, id: &str) -> io::Result<Option<Delivery>> {
+        Ok(self.deliveries()?.into_iter().find(|d| d.id() == id))
+    }
+
+    /// The notifications waiting for delivery, oldest first.
+    fn pending(&self) -> io::Result<Vec<Delivery>> {
+        Ok(self
+            .deliveries()?
+            .into_iter()
+            .filter(|d| d.state == DeliveryState::Pending)
+            .collect())
+    }
+
+    /// Put a finished delivery back in the queue, due at `now`; its
+    /// attempts are kept and new ones are added.
+    fn requeue(&self, d: &Delivery, now: u64) -> io::Result<Delivery>;
+
+    /// Remove the records of finished deliveries raised before `cutoff`
+    /// (milliseconds since the epoch); with `dry_run`, only list them.
+    /// Returns their ids.
+    fn prune(&self, cutoff: u64, dry_run: bool) -> io::Result<Vec<String>>;
+}
+
+/// The deliveries one sender has claimed: nobody else attempts them until
+/// they are recorded (or, where leases apply, the lease runs out).
+pub trait Claims: Send + Sync {
+    /// Claim up to `limit` deliveries due at `now` (milliseconds since the
+    /// epoch), and say what else waits.
+    fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed>;
+
+    /// Claim the pending delivery `d` (just put back by
+    /// [`Outbox::requeue`]), unless another sender has it.
+    fn claim(&self, d: &Delivery) -> io::Result<Option<Delivery>>;
+
+    /// Record `d`, a delivery claimed here, and release it. A delivery
+    /// that could not be recorded stays claimed here and is handed out
+    /// again by [`Claims::claim_due`], to be recorded again (if finished)
+    /// or attempted again when due.
+    fn save(&self, d: &Delivery) -> io::Result<()>;
+}
+
+/// What [`Claims::claim_due`] found.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The deliveries claimed, now due.
+    pub due: Vec<Delivery>,
+    /// Pending deliveries not claimed here (not due yet, or another
+    /// sender's).
+    pub waiting: usize,
+    /// When the earliest of those is due, if one is.
+    pub next_due: Option<u64>,
+}
+
+/// Refuse a notification id that is not made of letters, digits, `-` and
+/// `_`: it names a file. The core makes `msg_` + a UUID, but any component
+/// may call `notify`.
+fn check_id(n: &Notification) -> Result<(), String> {
+    if n.id.is_empty()
+        || !n
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "notification id {:?} is not a safe name (letters, digits, - and _)",
+            n.id
+        ));
+    }
+    Ok(())
+}
+
+/// Now, in milliseconds since the Unix epoch (the unit of delivery times).
+pub(crate) fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
