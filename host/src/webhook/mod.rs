@@ -251,27 +251,40 @@ impl Sender {
     /// now. Its `webhook-id` stays the same. Says whether it was attempted
     /// here.
     pub async fn redeliver(&self, id: &str) -> anyhow::Result<(Delivery, bool)> {
-        let outbox = &self.inner.outbox;
-        let d = outbox
-            .find(id)?
-            .with_context(|| format!("no delivery with id {id}"))?;
-        if d.state == DeliveryState::Pending {
-            anyhow::bail!(
-                "delivery {id} is still pending (attempt {} is due at {})",
-                d.attempts.len() + 1,
-                webhook::rfc3339(d.next_attempt_at)
-            );
-        }
-        let d = outbox.requeue(&d, now_ms())?;
-        // Another sender (running, or holding the outbox) will pick it up.
-        let Some(claims) = self.claims()? else {
-            return Ok((d, false));
-        };
-        let Some(d) = claims.claim(&d)? else {
+        let (outbox, lease, id) = (
+            self.inner.outbox.clone(),
+            self.inner.config.lease,
+            id.to_owned(),
+        );
+        // Outboxes block (files, a database client that must not run on
+        // the async threads).
+        let (d, claimed) = blocking(move || {
+            let d = outbox
+                .find(&id)?
+                .with_context(|| format!("no delivery with id {id}"))?;
+            if d.state == DeliveryState::Pending {
+                anyhow::bail!(
+                    "delivery {id} is still pending (attempt {} is due at {})",
+                    d.attempts.len() + 1,
+                    webhook::rfc3339(d.next_attempt_at)
+                );
+            }
+            let d = outbox.requeue(&d, now_ms())?;
+            // Another sender (running, or holding the outbox) will pick it
+            // up if this one cannot claim it.
+            let claimed = match outbox.sender(lease)? {
+                Some(claims) => claims.claim(&d)?.map(|d| (claims, d)),
+                None => None,
+            };
+            Ok((d, claimed))
+        })
+        .await?;
+        let Some((claims, d)) = claimed else {
             return Ok((d, false));
         };
         let d = self.attempt(d).await;
-        claims.save(&d)?;
+        let saved = d.clone();
+        blocking(move || Ok(claims.save(&saved)?)).await?;
         Ok((d, true))
     }
 
@@ -283,10 +296,12 @@ impl Sender {
         };
         let claimed = {
             let claims = claims.clone();
-            tokio::task::spawn_blocking(move || claims.claim_due(now_ms(), usize::MAX))
-                .await
-                .context("claiming due deliveries")?
-                .context("claiming due deliveries")?
+            blocking(move || {
+                claims
+                    .claim_due(now_ms(), usize::MAX)
+                    .context("claiming due deliveries")
+            })
+            .await?
         };
         let mut report = PassReport {
             pending: claimed.waiting,
@@ -706,6 +721,15 @@ async fn join(tasks: &mut JoinSet<(Delivery, anyhow::Result<()>)>) -> anyhow::Re
         }
         None => anyhow::bail!("no delivery in flight"),
     }
+}
+
+/// Run `f` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("a blocking task failed")?
 }
 
 fn finish(mut d: Delivery, state: DeliveryState, reason: String) -> Delivery {

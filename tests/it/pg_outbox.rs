@@ -1,0 +1,268 @@
+//! The webhook outbox in PostgreSQL: claims shared by several senders,
+//! leases taken over, writers known alive or gone, and the CLI on
+//! `--store`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_session_core::{Notification, Notifier as _};
+use agent_session_host::{DeliveryState, Outbox, PgOutbox, PgStore};
+
+use crate::common::{cli, fresh_database};
+use crate::receiver::{Receiver, Reply};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn note(id: &str, at: u64) -> Notification {
+    Notification {
+        id: id.into(),
+        session_id: String::new(),
+        seq: 0,
+        url: "http://127.0.0.1:9/hooks".into(),
+        secret: SECRET.into(),
+        kind: "session.started".into(),
+        timestamp: at,
+        body: "{}".into(),
+    }
+}
+
+fn outbox(url: &str) -> Arc<PgOutbox> {
+    Arc::new(PgStore::connect(url).unwrap().outbox())
+}
+
+#[test]
+fn senders_claim_each_delivery_once_and_take_over_expired_claims() {
+    let url = fresh_database("pg_claims");
+    let writer = outbox(&url);
+    for i in 0..40 {
+        writer
+            .enqueue(&note(&format!("msg_{i:02}"), 1000 + i))
+            .unwrap();
+    }
+    // Queued twice (a retried enqueue): still one delivery.
+    writer.enqueue(&note("msg_00", 1000)).unwrap();
+    assert_eq!(writer.pending().unwrap().len(), 40);
+
+    // Four senders in four threads claim in small bites at once.
+    let lease = Duration::from_secs(60);
+    let claimed: Vec<Vec<String>> = (0..4)
+        .map(|_| {
+            let claims = outbox(&url).sender(lease).unwrap().unwrap();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let c = claims.claim_due(u64::MAX / 2, 3).unwrap();
+                    if c.due.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(c.due.into_iter().map(|d| d.id().to_owned()));
+                }
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let all: Vec<&String> = claimed.iter().flatten().collect();
+    let distinct: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(all.len(), 40, "every delivery claimed: {claimed:?}");
+    assert_eq!(distinct.len(), 40, "no delivery claimed twice: {claimed:?}");
+
+    // A sender that dies holding claims: nobody else gets them until the
+    // lease ends; then another sender does, and the dead one's late
+    // record is refused.
+    let url2 = fresh_database("pg_lease");
+    let queue = outbox(&url2);
+    queue.enqueue(&note("msg_lease", 1000)).unwrap();
+    let dying = queue
+        .clone()
+        .sender(Duration::from_secs(3))
+        .unwrap()
+        .unwrap();
+    let taken = dying.claim_due(u64::MAX / 2, 10).unwrap();
+    assert_eq!(taken.due.len(), 1);
+    let other = outbox(&url2).sender(lease).unwrap().unwrap();
+    let early = other.claim_due(u64::MAX / 2, 10).unwrap();
+    assert!(early.due.is_empty(), "a live claim is not taken over");
+    assert_eq!(early.waiting, 1, "it is counted as waiting");
+    let started = Instant::now();
+    let took_over = loop {
+        let c = other.claim_due(u64::MAX / 2, 10).unwrap();
+        if !c.due.is_empty() {
+            break c.due;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never taken over"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(took_over[0].id(), "msg_lease");
+    let mut late = taken.due[0].clone();
+    late.state = DeliveryState::Delivered;
+    let refused = dying.save(&late).unwrap_err();
+    assert!(refused.to_string().contains("took it over"), "{refused}");
+    let mut done = took_over[0].clone();
+    done.state = DeliveryState::Failed;
+    done.reason = Some("test".into());
+    other.save(&done).unwrap();
+    let stored = queue.find("msg_lease").unwrap().unwrap();
+    assert_eq!(
+        stored.state,
+        DeliveryState::Failed,
+        "the new holder's record"
+    );
+
+    // Retention removes finished deliveries only; requeue brings one back.
+    assert_eq!(queue.prune(2000, true).unwrap(), ["msg_lease"]);
+    let again = queue.requeue(&stored, 5000).unwrap();
+    assert_eq!(again.state, DeliveryState::Pending);
+    assert!(
+        queue.prune(2000, false).unwrap().is_empty(),
+        "pending stays"
+    );
+    assert_eq!(queue.pending().unwrap().len(), 1);
+}
+
+#[test]
+fn a_writer_is_alive_while_its_process_holds_its_connection() {
+    let url = fresh_database("pg_writers");
+    let writer = outbox(&url);
+    writer.enqueue(&note("msg_w", 1000)).unwrap();
+    let queued = writer.find("msg_w").unwrap().unwrap();
+    let name = queued.writer.clone().expect("the writer is recorded");
+    let sender = outbox(&url);
+    assert!(sender.writer_alive(&name).unwrap());
+    assert!(!sender.writer_alive("pg-12345").unwrap(), "never was");
+    assert!(!sender.writer_alive("1234-abc.log").unwrap(), "not ours");
+    drop(writer);
+    // The server lets the lock go once it sees the connection closed.
+    let started = Instant::now();
+    while sender.writer_alive(&name).unwrap() {
+        assert!(started.elapsed() < Duration::from_secs(30), "still alive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The CLI on `--store`: session commands, webhooks queued in and sent
+/// from the database, the directory untouched, directory-only commands
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_on_postgres_and_a_dead_senders_claim_is_taken_over() {
+    // The synchronous client may not run on the async threads.
+    let url = tokio::task::spawn_blocking(|| fresh_database("pg_cli"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("unused");
+    let run = |args: &[&str]| pg_cli(&url, &root, args);
+    let ok = {
+        let (url, root) = (url.clone(), root.clone());
+        move |args: &[&str]| pg_ok(&url, &root, args)
+    };
+    // The first request hangs (its sender is killed meanwhile); later
+    // ones are answered.
+    let receiver = Receiver::start(|n| match n {
+        0 => Reply::Hang,
+        _ => Reply::Status(200),
+    })
+    .await;
+    let hook = receiver.url();
+    let started = tokio::task::spawn_blocking({
+        let ok = ok.clone();
+        move || {
+            ok(&[
+                "webhook",
+                "set",
+                &hook,
+                "--secret",
+                SECRET,
+                "--events",
+                "session.started",
+            ]);
+            ok(&["start", "on postgres", "--user", "ann"])
+        }
+    })
+    .await
+    .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    assert_eq!(ok(&["list"])["sessions"][0]["id"], id.as_str());
+    assert_eq!(ok(&["stats"])["total"], 1);
+    assert!(!root.exists(), "--store leaves the directory alone");
+
+    for refused in [&["fsck"][..], &["compact"], &["migrate", "--to", &url]] {
+        let out = run(refused);
+        assert_eq!(out.status.code(), Some(4), "{refused:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("directory store (--dir) only"));
+    }
+    let short = run(&["deliver", "--once", "--timeout", "5s", "--lease", "5s"]);
+    assert_eq!(short.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("must be longer than --timeout"));
+    let bad = cli(&root, &["--store", "/tmp/somewhere", "list"]);
+    assert_eq!(bad.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("postgres:// URL"));
+
+    // A sender that is killed while its request hangs.
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_agent-session"))
+        .args(["--store", &url, "--webhook-allow", "127.0.0.1", "deliver"])
+        .args(["--timeout", "10s", "--lease", "12s"])
+        .env("AGENT_SESSION_CACHE_DIR", crate::common::cache_dir())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    receiver.wait_for(1).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Another host takes the claim over once its lease has ended.
+    let delivered = loop {
+        let pass = tokio::task::spawn_blocking({
+            let ok = ok.clone();
+            move || ok(&["deliver", "--once", "--timeout", "2s", "--lease", "3s"])
+        })
+        .await
+        .unwrap();
+        if pass["delivered"] == 1 {
+            break pass;
+        }
+        assert_eq!(pass["pending"], 1, "{pass}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(delivered["failed"], 0);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2, "the hung attempt and the one after");
+    assert_eq!(requests[0].id(), requests[1].id(), "the same webhook-id");
+    requests[1].verify(SECRET);
+    assert_eq!(requests[1].json()["data"]["session"]["id"], id.as_str());
+    let shown = tokio::task::spawn_blocking(move || ok(&["deliveries"]))
+        .await
+        .unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 1);
+    assert_eq!(shown[0]["state"], "delivered");
+    assert_eq!(
+        shown[0]["attempts"].as_array().unwrap().len(),
+        1,
+        "the killed sender recorded nothing"
+    );
+}
+
+/// Run the CLI on the database at `url` (with `--dir root`, which it must
+/// leave alone).
+fn pg_cli(url: &str, root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--store", url, "--webhook-allow", "127.0.0.1"];
+    all.extend_from_slice(args);
+    cli(root, &all)
+}
+
+/// [`pg_cli`] with `--json`, expecting success.
+fn pg_ok(url: &str, root: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = pg_cli(url, root, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
