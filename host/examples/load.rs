@@ -4,7 +4,12 @@
 //! ```sh
 //! cargo run --release --example load -- --dir /tmp/root --threads 4 --ops 200
 //! cargo run --release --example load -- --store postgres://agent@127.0.0.1/db --threads 4
+//! cargo run --release --example load -- --store postgres://... --deliver 127.0.0.1
 //! ```
+//!
+//! With `--deliver ADDRS`, the process also delivers webhooks while it
+//! works (a sender in the same process, allowed to dial ADDRS), and goes
+//! on until nothing is pending (at most 60 s more).
 //!
 //! Every operation the host acknowledged is printed as one line on stdout
 //! (`ack <op-id> <kind> <session>`), every refused one as `conflict ...`
@@ -15,9 +20,11 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use agent_session_core::memory::MemoryOutbox;
+use std::time::{Duration, Instant};
+
 use agent_session_core::{SessionError, SessionStatus, StartOptions, ToolCall};
-use agent_session_host::{Error, PgStore, SessionHost};
+use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, Sender};
+use agent_session_host::{CacheDir, Error, FsOutbox, Outbox, SessionHost};
 use serde_json::json;
 
 struct Args {
@@ -28,6 +35,8 @@ struct Args {
     threads: usize,
     ops: usize,
     tag: String,
+    /// Deliver webhooks too, allowing these addresses.
+    deliver: Option<String>,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -38,6 +47,7 @@ fn parse() -> anyhow::Result<Args> {
         threads: 2,
         ops: 100,
         tag: std::process::id().to_string(),
+        deliver: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -56,8 +66,10 @@ fn parse() -> anyhow::Result<Args> {
             "--threads" => a.threads = number()?,
             "--ops" => a.ops = number()?,
             "--tag" => a.tag = value.clone(),
+            "--deliver" => a.deliver = Some(value.clone()),
             other => anyhow::bail!(
-                "unknown argument {other}; expected --dir, --store, --sessions, --threads, --ops, --tag"
+                "unknown argument {other}; expected --dir, --store, --sessions, --threads, --ops, \
+                 --tag, --deliver"
             ),
         }
     }
@@ -69,14 +81,29 @@ fn parse() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse()?;
-    let host = match &args.store {
-        None => SessionHost::open(&args.dir)?,
-        // No webhook is configured in a load test: nothing is queued.
-        Some(url) => SessionHost::builder(
-            Arc::new(PgStore::connect(url)?),
-            Arc::new(MemoryOutbox::new()),
-        )
-        .build()?,
+    let (host, outbox): (SessionHost, Arc<dyn Outbox>) = match &args.store {
+        None => (
+            SessionHost::open(&args.dir)?,
+            Arc::new(FsOutbox::open(&args.dir)?),
+        ),
+        Some(url) => {
+            let (host, outbox) = SessionHost::open_postgres(url, CacheDir::Default)?;
+            (host, outbox)
+        }
+    };
+    let sender = match &args.deliver {
+        None => None,
+        Some(allow) => {
+            let config = DeliveryConfig {
+                policy: AddressPolicy::from_list(allow).map_err(anyhow::Error::msg)?,
+                poll_interval: Duration::from_millis(100),
+                ..DeliveryConfig::default()
+            };
+            let sender = Sender::new(host.clone(), outbox.clone(), config)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let task = rt.block_on(async { sender.spawn() });
+            Some((rt, task))
+        }
     };
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |out: &Mutex<std::io::Stdout>, line: String| {
@@ -154,6 +181,13 @@ fn main() -> anyhow::Result<()> {
     for t in threads {
         t.join()
             .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
+    }
+    if let Some((rt, task)) = sender {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !outbox.pending()?.is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rt.block_on(task.stop())?;
     }
     Ok(())
 }

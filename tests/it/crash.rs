@@ -337,7 +337,7 @@ fn four_processes_of_four_threads_agree_with_what_was_acknowledged() {
     }
 }
 
-fn all_events(h: &agent_session_host::SessionHost, id: &str) -> Vec<agent_session_core::Event> {
+pub fn all_events(h: &agent_session_host::SessionHost, id: &str) -> Vec<agent_session_core::Event> {
     let mut events = Vec::new();
     let mut from = Some(0);
     while let Some(f) = from {

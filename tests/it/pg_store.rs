@@ -270,20 +270,36 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("connecting to"));
 }
 
+/// Three host processes on one database and the same sessions, one of
+/// them killed mid-run. The two others also deliver webhooks as they go.
+/// (The killed one only queues: a sender killed between sending and
+/// recording sends again after its lease, which `pg_outbox` shows.)
 #[test]
 fn three_host_processes_share_sessions_and_one_is_killed() {
+    use std::collections::{BTreeMap, BTreeSet};
     use std::ffi::OsStr;
     use std::time::Duration;
 
-    use crate::crash::{recorded_in, run_load_with};
+    use agent_session_host::{DeliveryState, Outbox as _};
 
+    use crate::crash::{all_events, recorded_in, run_load_with};
+    use crate::receiver::{Receiver, Reply};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let url = fresh_database("pg_hosts");
-    let host = agent_session_host::SessionHost::builder(
-        Arc::new(PgStore::connect(&url).unwrap()),
-        Arc::new(agent_session_core::memory::MemoryOutbox::new()),
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(Receiver::start(|_| Reply::Status(200)));
+    let (host, outbox) = agent_session_host::SessionHost::open_postgres(
+        &url,
+        agent_session_host::CacheDir::At(crate::common::cache_dir()),
     )
-    .cache(agent_session_host::CacheDir::At(crate::common::cache_dir()))
-    .build()
+    .unwrap();
+    host.set_webhook(&agent_session_core::WebhookConfig {
+        url: receiver.url(),
+        secret: SECRET.into(),
+        event_kinds: Vec::new(),
+        enabled: true,
+    })
     .unwrap();
     // The sessions all three work on (each takes the newest open ones).
     for _ in 0..3 {
@@ -306,7 +322,7 @@ fn three_host_processes_share_sessions_and_one_is_killed() {
         let url = url.clone();
         std::thread::spawn(move || {
             let (tag, ops) = (format!("h{i}"), ops.to_string());
-            let args: Vec<&OsStr> = [
+            let mut args: Vec<&OsStr> = [
                 "--store",
                 &url,
                 "--sessions",
@@ -321,6 +337,9 @@ fn three_host_processes_share_sessions_and_one_is_killed() {
             .into_iter()
             .map(OsStr::new)
             .collect();
+            if kill.is_none() {
+                args.extend([OsStr::new("--deliver"), OsStr::new("127.0.0.1")]);
+            }
             run_load_with(&args, kill)
         })
     })
@@ -356,4 +375,69 @@ fn three_host_processes_share_sessions_and_one_is_killed() {
         unacked <= 2,
         "{unacked} recorded operations were never acknowledged"
     );
+
+    // Webhooks: every lifecycle event in the histories was delivered, once,
+    // signed; nothing else was. What the killed host queued for an
+    // operation it never completed was discarded, not sent.
+    // A survivor that ran out of work before the killed host stopped
+    // queueing may have left the newest notifications: this process sends
+    // those (as a fourth host would).
+    let sender = agent_session_host::webhook::Sender::new(
+        host.clone(),
+        outbox.clone(),
+        agent_session_host::webhook::DeliveryConfig {
+            policy: agent_session_host::webhook::AddressPolicy::from_list("127.0.0.1").unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    while rt.block_on(sender.deliver_due()).unwrap().pending > 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "not drained");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deliveries = outbox.deliveries().unwrap();
+    let by_state = |s: DeliveryState| deliveries.iter().filter(move |d| d.state == s);
+    assert_eq!(by_state(DeliveryState::Pending).count(), 0, "all drained");
+    assert_eq!(by_state(DeliveryState::Failed).count(), 0);
+    // Discarded: the notifications of operations that lost a race (they
+    // got `conflict`), and of what the killed host had in flight.
+    let mut never = 0;
+    for d in by_state(DeliveryState::Discarded) {
+        let why = d.reason.as_deref().unwrap_or_default();
+        if why.contains("never recorded") {
+            never += 1;
+        } else {
+            assert!(why.contains("lost a race"), "discarded: {why}");
+        }
+    }
+    assert!(never <= 2, "{never} discarded as never recorded");
+    let mut lifecycle = BTreeSet::new();
+    for id in sessions.keys() {
+        for e in all_events(&host, id) {
+            if matches!(e.kind.as_str(), "start" | "pause" | "resume") {
+                lifecycle.insert((id.clone(), e.seq));
+            }
+        }
+    }
+    let delivered: BTreeSet<(String, u64)> = by_state(DeliveryState::Delivered)
+        .map(|d| (d.notification.session_id.clone(), d.notification.seq))
+        .collect();
+    assert_eq!(delivered, lifecycle, "one delivery per lifecycle event");
+    assert!(lifecycle.len() > 3, "pauses and resumes were notified");
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for r in receiver.requests() {
+        r.verify(SECRET);
+        *received.entry(r.id()).or_default() += 1;
+    }
+    let sent: BTreeSet<String> = by_state(DeliveryState::Delivered)
+        .map(|d| d.id().to_owned())
+        .collect();
+    assert_eq!(
+        received.keys().cloned().collect::<BTreeSet<_>>(),
+        sent,
+        "the receiver got exactly the delivered webhook-ids"
+    );
+    let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
