@@ -31,8 +31,9 @@ use postgres::error::SqlState;
 use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
-// The names the filesystem store accepts, so data moves between them.
-use crate::fs_store::name;
+// The names and sizes the filesystem store accepts, so data moves between
+// them.
+use crate::fs_store::{MAX_RECORD, name};
 
 pub(crate) type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -148,6 +149,12 @@ impl Store for PgStore {
         summary: &[u8],
     ) -> Result<(), StoreError> {
         names(c, k)?;
+        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD) {
+            return Err(StoreError::Full(format!(
+                "a record of {} bytes for {c}/{k} is larger than {MAX_RECORD}",
+                r.len()
+            )));
+        }
         let what = || format!("appending to {c}/{k}");
         let mut db = self.db()?;
         let mut tx = db.transaction().map_err(|e| db_error(&what(), e))?;
@@ -283,6 +290,12 @@ impl Store for PgStore {
         durable: bool,
     ) -> Result<u64, StoreError> {
         names(c, k)?;
+        if data.len() > MAX_RECORD {
+            return Err(StoreError::Full(format!(
+                "a document of {} bytes for {c}/{k} is larger than {MAX_RECORD}",
+                data.len()
+            )));
+        }
         let what = || format!("writing the document of {c}/{k}");
         let mut db = self.db()?;
         let mut tx = db.transaction().map_err(|e| db_error(&what(), e))?;

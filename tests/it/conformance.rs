@@ -11,7 +11,7 @@ use agent_session_core::{
     Engine, Environment, Learning, SessionError, SessionFilter, StartOptions, ToolCall,
     WebhookConfig,
 };
-use agent_session_host::{CacheDir, Error as HostError, PgStore, SessionHost};
+use agent_session_host::{CacheDir, Error as HostError, SessionHost};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -499,14 +499,9 @@ fn component_on_postgres() {
     run_all("wasmtime + PostgreSQL", "postgres", || {
         n += 1;
         let url = common::fresh_database(&format!("conformance_{n}"));
-        let store = PgStore::connect(&url).unwrap();
-        let host = SessionHost::builder(
-            std::sync::Arc::new(store),
-            std::sync::Arc::new(MemoryOutbox::new()),
-        )
-        .cache(CacheDir::At(common::cache_dir()))
-        .build()
-        .unwrap();
+        // Notifications go to the database's outbox, as in production.
+        let (host, _outbox) =
+            SessionHost::open_postgres(&url, CacheDir::At(common::cache_dir())).unwrap();
         (None, Component(host))
     });
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Barrier};
 
 use agent_session_core::{Store, StoreError};
-use agent_session_host::{PG_SCHEMA_VERSION, PgStore};
+use agent_session_host::{Outbox as _, PG_SCHEMA_VERSION, PgStore};
 
 use crate::common::{fresh_database, fresh_database_with};
 
@@ -109,6 +109,17 @@ fn documents_replace_only_the_version_expected() {
     assert_eq!(store.put("sessions", "s", b"snap", 0, false).unwrap(), 1);
     store.remove("sessions", "s", 1).unwrap();
     assert!(conflict(store.put("sessions", "s", b"late", 1, false)));
+
+    // The filesystem store's size limit holds here too, so anything stored
+    // can move to a directory.
+    let huge = vec![0u8; (64 << 20) + 1];
+    let full = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Full(_)));
+    assert!(full(store.put("config", "big", &huge, 0, true).map(drop)));
+    assert!(full(store.append("sessions", "big", 0, &[huge], b"x")));
+    assert_eq!(
+        store.keys("sessions", None, 10).unwrap(),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -164,7 +175,22 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     }
     assert_eq!(first.read("c", "k", 0, 10).unwrap().len(), 1, "data kept");
 
+    // A database of schema 1 (before the outbox) is brought up to date.
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "DROP TABLE agent_session_outbox; UPDATE agent_session_schema SET version = 1",
+        )
+        .unwrap();
+    let upgraded = PgStore::connect(&url).unwrap();
+    assert_eq!(upgraded.schema_version().unwrap(), PG_SCHEMA_VERSION);
+    assert!(upgraded.outbox().deliveries().unwrap().is_empty());
+    assert_eq!(
+        upgraded.read("c", "k", 0, 10).unwrap().len(),
+        1,
+        "data kept"
+    );
+
     admin
         .execute(
             "UPDATE agent_session_schema SET version = $1",

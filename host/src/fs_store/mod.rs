@@ -23,6 +23,10 @@
 //! unlike fcntl locks); readers take no lock.
 
 mod frame;
+/// The largest record or document a store accepts (the filesystem store's
+/// frame limit; the database store keeps the same, so data moves both
+/// ways).
+pub(crate) use frame::MAX_PAYLOAD as MAX_RECORD;
 mod index;
 pub(crate) mod marked;
 mod migrate;
