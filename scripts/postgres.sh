@@ -6,10 +6,13 @@
 # "test") lets the benchmarks have a server of their own. Debian's postgresql package is installed
 # when no server is found. As root (as on CI), the server runs as the
 # `postgres` user the package made: PostgreSQL refuses to run as root.
+# The server also takes TLS connections, with a certificate for 127.0.0.1
+# from a throwaway CA written to target/pg-NAME.ca.pem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 state="target/pg-${2:-test}.dir"
+ca="target/pg-${2:-test}.ca.pem"
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -22,7 +25,7 @@ stop() {
     if [ -n "$bin" ] && [ -f "$data/postmaster.pid" ]; then
       as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
     fi
-    rm -rf "$data" "$state"
+    rm -rf "$data" "$state" "$ca"
   fi
 }
 
@@ -50,8 +53,21 @@ case "${1:-}" in
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     echo "==> starting PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port" >&2
     as_owner "$bin/initdb" -D "$data/db" -A trust -U agent --no-sync >/dev/null
+    tls="$data/tls"
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=agent-session test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+      -CAcreateserial -days 2 -extfile "$tls/ext" -out "$tls/server.crt" 2>/dev/null
+    chmod 600 "$tls/server.key"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
+    cp "$tls/ca.crt" "$ca"
     as_owner "$bin/pg_ctl" -D "$data/db" -l "$data/db/server.log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
       start >/dev/null
     echo "postgres://agent@127.0.0.1:$port/postgres"
     ;;

@@ -39,7 +39,9 @@ export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
 # tests (installed from Debian's packages when absent), stopped on exit.
 trap './scripts/postgres.sh stop' EXIT
 AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start)"
-export AGENT_SESSION_TEST_POSTGRES
+# The CA of its TLS certificate.
+AGENT_SESSION_TEST_POSTGRES_CA="$PWD/target/pg-test.ca.pem"
+export AGENT_SESSION_TEST_POSTGRES AGENT_SESSION_TEST_POSTGRES_CA
 
 # Every conformance runner writes its transcript here; compare.py checks
 # that they agree.

@@ -27,15 +27,19 @@
 //! history can rebuild), which commit asynchronously.
 
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
+use postgres::Transaction;
+use postgres::config::SslMode;
 use postgres::error::SqlState;
-use postgres::{NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
 // The names and sizes the filesystem store accepts, so data moves between
 // them.
 use crate::fs_store::{MAX_RECORD, name};
 
-pub(crate) type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// How connections are made: through rustls, used when the URL asks for
+/// TLS (`sslmode=require`).
+pub(crate) type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+pub(crate) type Pool = r2d2::Pool<PostgresConnectionManager<Tls>>;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -94,23 +98,28 @@ pub struct PgStore {
     pool: Pool,
     /// Kept for the outbox's connection of its own (see `PgOutbox`).
     config: postgres::Config,
+    tls: Tls,
 }
 
 impl PgStore {
     /// Connect to `url` (`postgres://user[:password]@host[:port]/database`)
     /// and bring the schema up to [`SCHEMA_VERSION`] (creating it in an
     /// empty database). Refuses a database whose schema is newer than this
-    /// build. The connection is not encrypted: use it on loopback, a Unix
-    /// socket or a private network.
+    /// build.
+    ///
+    /// The connection is plain unless the URL asks for TLS with
+    /// `sslmode=require` (or libpq's `verify-ca`, `verify-full`), or names
+    /// CAs to trust with libpq's `sslrootcert=<PEM file>`. With TLS the
+    /// server's certificate and name are always verified, against those
+    /// CAs and the Mozilla roots.
     pub fn connect(url: &str) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let config: postgres::Config = url
-            .parse()
+        let (config, tls) = parse_url(url)
             .with_context(|| format!("{} is not a PostgreSQL connection URL", redact(url)))?;
         // One connection first, so that an unreachable server is reported
         // at once (the pool would retry until its timeout).
         let mut db = config
-            .connect(NoTls)
+            .connect(tls.clone())
             .with_context(|| format!("connecting to {}", redact(url)))?;
         migrate(&mut db).with_context(|| format!("preparing the schema in {}", redact(url)))?;
         let pool = r2d2::Pool::builder()
@@ -118,13 +127,13 @@ impl PgStore {
             // Connections are opened as calls need them, not all at once.
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
-        Ok(Self { pool, config })
+            .build_unchecked(PostgresConnectionManager::new(config.clone(), tls.clone()));
+        Ok(Self { pool, config, tls })
     }
 
     /// The webhook outbox in the same database.
     pub fn outbox(&self) -> crate::PgOutbox {
-        crate::PgOutbox::new(self.pool.clone(), self.config.clone())
+        crate::PgOutbox::new(self.pool.clone(), self.config.clone(), self.tls.clone())
     }
 
     /// The schema version found, after bringing it up to date.
@@ -132,7 +141,7 @@ impl PgStore {
         Ok(schema_version(&mut *self.pool.get()?)?)
     }
 
-    fn db(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    fn db(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<Tls>>, StoreError> {
         self.pool
             .get()
             .map_err(|e| StoreError::Io(format!("no connection to PostgreSQL: {e}")))
@@ -466,6 +475,69 @@ pub(crate) fn db_error(what: &str, e: postgres::Error) -> StoreError {
         }
         _ => StoreError::Io(format!("{what}: {e}")),
     }
+}
+
+/// The connection settings and TLS connector for `url`: the `postgres`
+/// crate's URL options, plus libpq's `sslrootcert` and `sslmode` values
+/// that it does not know.
+fn parse_url(url: &str) -> anyhow::Result<(postgres::Config, Tls)> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+
+    let mut parsed = url::Url::parse(url)?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        anyhow::bail!("the scheme must be postgres:// or postgresql://");
+    }
+    let mut root_cert = None;
+    let mut mode = None;
+    let mut kept = Vec::new();
+    for (k, v) in parsed.query_pairs() {
+        match &*k {
+            "sslrootcert" => root_cert = Some(v.into_owned()),
+            "sslmode" => mode = Some(v.into_owned()),
+            _ => kept.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    parsed.set_query(None);
+    if !kept.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(&kept);
+    }
+    let mut config: postgres::Config = parsed.as_str().parse()?;
+    // Verification is not optional here: the modes that ask for it and
+    // `require` mean the same.
+    config.ssl_mode(match mode.as_deref() {
+        None if root_cert.is_some() => SslMode::Require,
+        None | Some("disable") => SslMode::Disable,
+        Some("prefer") => SslMode::Prefer,
+        Some("require" | "verify-ca" | "verify-full") => SslMode::Require,
+        Some(other) => {
+            anyhow::bail!("sslmode={other}: use disable, prefer, require, verify-ca or verify-full")
+        }
+    });
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &root_cert {
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?
+        {
+            let cert = cert.map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("sslrootcert {path}: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            anyhow::bail!("sslrootcert {path} holds no certificate");
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((config, Tls::new(tls)))
 }
 
 /// `url` without its password, for messages.

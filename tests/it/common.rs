@@ -134,6 +134,13 @@ pub fn postgres_url() -> String {
     )
 }
 
+/// The CA file that the test server's TLS certificate is issued by.
+pub fn postgres_ca() -> String {
+    std::env::var("AGENT_SESSION_TEST_POSTGRES_CA").expect(
+        "AGENT_SESSION_TEST_POSTGRES_CA names the test server's CA; ./scripts/test.sh sets it",
+    )
+}
+
 /// A new, empty database `name` on the test server (dropped first if a
 /// previous run left it); its URL.
 pub fn fresh_database(name: &str) -> String {

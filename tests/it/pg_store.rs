@@ -467,3 +467,54 @@ fn three_host_processes_share_sessions_and_one_is_killed() {
     let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
+
+#[test]
+fn tls_is_used_when_asked_for_and_the_server_is_verified() {
+    use crate::common::postgres_ca;
+
+    let url = fresh_database("pg_tls");
+    let encrypted = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+                 WHERE a.datname = 'pg_tls' AND s.ssl",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let mut admin =
+        postgres::Client::connect(&crate::common::postgres_url(), postgres::NoTls).unwrap();
+    let tls_url = format!("{url}?sslmode=verify-full&sslrootcert={}", postgres_ca());
+    let store = PgStore::connect(&tls_url).unwrap();
+    store.append("c", "k", 0, &[b"r".to_vec()], b"s").unwrap();
+    assert!(encrypted(&mut admin) > 0, "the store's connections use TLS");
+    let outbox = store.outbox();
+    assert!(outbox.deliveries().unwrap().is_empty());
+    drop((store, outbox));
+
+    // Without the CA, the server's certificate is not trusted.
+    let untrusted = PgStore::connect(&format!("{url}?sslmode=require"))
+        .err()
+        .expect("an unknown issuer is refused");
+    assert!(
+        format!("{untrusted:#}")
+            .to_lowercase()
+            .contains("certificate"),
+        "{untrusted:#}"
+    );
+    // Plain unless asked for.
+    let plain = PgStore::connect(&url).unwrap();
+    plain.read("c", "k", 0, 10).unwrap();
+    let bad = PgStore::connect(&format!("{url}?sslmode=sometimes"))
+        .err()
+        .unwrap();
+    assert!(format!("{bad:#}").contains("sslmode=sometimes"), "{bad:#}");
+    let missing = PgStore::connect(&format!("{url}?sslrootcert=/nonexistent/ca.pem"))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{missing:#}").contains("/nonexistent/ca.pem"),
+        "{missing:#}"
+    );
+}

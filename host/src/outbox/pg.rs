@@ -19,11 +19,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_session_core::{Notification, Notifier};
-use postgres::NoTls;
-
 use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id};
-use crate::pg_store::Pool;
+use crate::pg_store::{Pool, Tls};
+use agent_session_core::{Notification, Notifier};
 
 /// Removed per statement by [`Outbox::prune`], so a large cleanup does not
 /// hold one long transaction.
@@ -34,6 +32,7 @@ const PRUNE_BATCH: i64 = 1000;
 pub struct PgOutbox {
     pool: Pool,
     config: postgres::Config,
+    tls: Tls,
     /// This process's writer: its name and the connection holding its lock,
     /// made on the first enqueue.
     writer: Mutex<Option<Writer>>,
@@ -46,17 +45,18 @@ struct Writer {
 }
 
 impl PgOutbox {
-    pub(crate) fn new(pool: Pool, config: postgres::Config) -> Self {
+    pub(crate) fn new(pool: Pool, config: postgres::Config, tls: Tls) -> Self {
         Self {
             pool,
             config,
+            tls,
             writer: Mutex::new(None),
         }
     }
 
     fn db(
         &self,
-    ) -> io::Result<r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<NoTls>>> {
+    ) -> io::Result<r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<Tls>>> {
         self.pool
             .get()
             .map_err(|e| io::Error::other(format!("no connection to PostgreSQL: {e}")))
@@ -65,7 +65,7 @@ impl PgOutbox {
     /// A new writer: a connection of its own, holding the advisory lock
     /// that says it lives.
     fn new_writer(&self) -> io::Result<Writer> {
-        let mut db = self.config.connect(NoTls).map_err(err)?;
+        let mut db = self.config.connect(self.tls.clone()).map_err(err)?;
         let key = loop {
             // Random keys; in the unlikely case one is taken, another.
             let key = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))? as i64;
