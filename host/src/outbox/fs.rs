@@ -411,27 +411,43 @@ struct Queue {
     pending: HashMap<String, Delivery>,
     /// Handed out and not recorded yet.
     in_flight: HashSet<String>,
+    /// When the outbox was last read (taken in, listed).
+    scanned: Option<std::time::Instant>,
 }
+
+/// How often a sender with work in memory reads the outbox again: often
+/// enough that what other processes queue is not kept waiting, seldom
+/// enough that a large backlog is not listed once per delivery.
+const RESCAN: Duration = Duration::from_millis(100);
 
 impl Claims for FsClaims {
     fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed> {
         let outbox = &self.outbox;
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = outbox.take_in(&self.lock, |name| q.pending.contains_key(name))?;
-        for d in fresh {
-            q.pending.entry(file_name(&d.notification)).or_insert(d);
-        }
-        for name in outbox.pending_names()? {
-            if q.pending.contains_key(&name) {
-                continue;
+        let due_in_memory = q
+            .pending
+            .iter()
+            .any(|(n, d)| d.next_attempt_at <= now && !q.in_flight.contains(n));
+        if !due_in_memory || q.scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
+            let fresh = outbox.take_in(&self.lock, |name| q.pending.contains_key(name))?;
+            for d in fresh {
+                q.pending.entry(file_name(&d.notification)).or_insert(d);
             }
-            match outbox.load_pending(&name) {
-                Ok(Some(d)) => {
-                    q.pending.insert(name, d);
+            for name in outbox.pending_names()? {
+                if q.pending.contains_key(&name) {
+                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(file = %name, "skipping an unreadable outbox record: {e}"),
+                match outbox.load_pending(&name) {
+                    Ok(Some(d)) => {
+                        q.pending.insert(name, d);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(file = %name, "skipping an unreadable outbox record: {e}")
+                    }
+                }
             }
+            q.scanned = Some(std::time::Instant::now());
         }
         let mut free: Vec<(&String, &Delivery)> = q
             .pending

@@ -178,7 +178,8 @@ pub struct Claimed {
     /// Pending deliveries not claimed here (not due yet, or another
     /// sender's).
     pub waiting: usize,
-    /// When the earliest of those is due, if one is.
+    /// When the earliest pending delivery that nobody has claimed is due,
+    /// if there is one.
     pub next_due: Option<u64>,
 }
 

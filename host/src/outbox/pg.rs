@@ -309,8 +309,10 @@ impl Claims for PgClaims {
         }
         let row = db
             .query_one(
-                "SELECT count(*), min(next_attempt_at) FROM agent_session_outbox
-                 WHERE state = 'pending' AND claimed_by IS DISTINCT FROM $1",
+                "SELECT count(*) FILTER (WHERE claimed_by IS DISTINCT FROM $1),
+                        min(next_attempt_at) FILTER (
+                            WHERE claimed_until IS NULL OR claimed_until < clock_timestamp())
+                 FROM agent_session_outbox WHERE state = 'pending'",
                 &[&self.me],
             )
             .map_err(err)?;

@@ -339,19 +339,26 @@ impl Sender {
         };
         let mut tasks = JoinSet::new();
         let mut last_look: Option<Instant> = None;
+        // When the earliest delivery not claimed yet falls due, and whether
+        // the last look left due ones for lack of room.
         let mut next_due: Option<u64> = None;
+        let mut more = false;
         loop {
             let room = self.inner.config.concurrency.saturating_sub(tasks.len());
-            // Looked at every tick (for what other processes queued), and
-            // when a retry falls due.
+            // Looked at every tick (for what other processes queued), when
+            // a retry falls due, and as soon as there is room for more.
             let look = last_look.is_none_or(|t| t.elapsed() >= tick)
+                || more
                 || next_due.is_some_and(|t| t <= now_ms());
             if room > 0 && look {
                 last_look = Some(Instant::now());
-                let c = claims.clone();
-                match tokio::task::spawn_blocking(move || c.claim_due(now_ms(), room)).await {
+                let (c, now) = (claims.clone(), now_ms());
+                match tokio::task::spawn_blocking(move || c.claim_due(now, room)).await {
                     Ok(Ok(claimed)) => {
-                        next_due = claimed.next_due;
+                        more = claimed.due.len() == room;
+                        // What was due and not handed out is another
+                        // sender's: not looked at again before the tick.
+                        next_due = claimed.next_due.filter(|&t| t > now);
                         for d in claimed.due {
                             tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
                         }
@@ -362,9 +369,13 @@ impl Sender {
                     Err(e) => tracing::warn!("claiming due deliveries: {e}"),
                 }
             }
-            let until_due = next_due.map_or(tick, |t| {
-                Duration::from_millis(t.saturating_sub(now_ms())).min(tick)
-            });
+            let room = self.inner.config.concurrency.saturating_sub(tasks.len());
+            let until_due = match (room, next_due) {
+                // Full: woken by a task finishing.
+                (0, _) => tick,
+                (_, Some(t)) => Duration::from_millis(t.saturating_sub(now_ms())).min(tick),
+                (_, None) => tick,
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
