@@ -62,9 +62,10 @@ struct Cli {
     )]
     dir: PathBuf,
     /// Keep the sessions, settings and webhook outbox in this PostgreSQL
-    /// database instead of --dir: postgres://user[:password]@host[:port]/db.
-    /// The schema is created or brought up to date on first use. fsck,
-    /// compact, migrate and plugin work on --dir only.
+    /// database instead of --dir: postgres://user[:password]@host[:port]/db,
+    /// with ?sslmode=require (and &sslrootcert=CA.pem) for TLS. The schema
+    /// is created or brought up to date on first use. fsck, compact,
+    /// migrate and plugin work on --dir only.
     #[arg(
         long,
         global = true,
