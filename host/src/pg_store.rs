@@ -29,6 +29,7 @@
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
 use postgres::Transaction;
 use postgres::config::SslMode;
+use postgres::types::Type;
 use postgres::error::SqlState;
 use r2d2_postgres::PostgresConnectionManager;
 
@@ -181,7 +182,7 @@ impl Store for PgStore {
             }
             _ => {}
         }
-        let end = signed(seq + records.len() as u64)?;
+        let end = signed(seq.saturating_add(records.len() as u64))?;
         // A new key's row is inserted, not upserted: of two writers
         // creating it at once, the second meets the primary key.
         let sql = if length.is_none() {
@@ -189,17 +190,32 @@ impl Store for PgStore {
         } else {
             "UPDATE agent_session_keys SET length = $3, summary = $4 WHERE collection = $1 AND key = $2"
         };
-        tx.execute(sql, &[&c, &k, &end, &nonempty(summary)])
-            .map_err(|e| db_error(&what(), e))?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO agent_session_log (collection, key, seq, record) VALUES ($1, $2, $3, $4)",
-            )
-            .map_err(|e| db_error(&what(), e))?;
-        for (i, record) in records.iter().enumerate() {
-            tx.execute(&insert, &[&c, &k, &signed(seq + i as u64)?, record])
-                .map_err(|e| db_error(&what(), e))?;
-        }
+        tx.execute_typed(
+            sql,
+            &[
+                (&c, Type::TEXT),
+                (&k, Type::TEXT),
+                (&end, Type::INT8),
+                (&nonempty(summary), Type::BYTEA),
+            ],
+        )
+        .map_err(|e| db_error(&what(), e))?;
+        // All records in one statement: a round trip is what an append
+        // costs here.
+        let positions = (seq..end as u64)
+            .map(signed)
+            .collect::<Result<Vec<i64>, _>>()?;
+        tx.execute_typed(
+            "INSERT INTO agent_session_log (collection, key, seq, record)
+             SELECT $1, $2, p, r FROM unnest($3::bigint[], $4::bytea[]) AS t (p, r)",
+            &[
+                (&c, Type::TEXT),
+                (&k, Type::TEXT),
+                (&positions, Type::INT8_ARRAY),
+                (&records, Type::BYTEA_ARRAY),
+            ],
+        )
+        .map_err(|e| db_error(&what(), e))?;
         tx.commit().map_err(|e| db_error(&what(), e))
     }
 
@@ -207,11 +223,16 @@ impl Store for PgStore {
         names(c, k)?;
         let rows = self
             .db()?
-            .query(
+            .query_typed(
                 "SELECT record FROM agent_session_log
                  WHERE collection = $1 AND key = $2 AND seq >= $3
                  ORDER BY seq LIMIT $4",
-                &[&c, &k, &signed(from)?, &i64::from(limit)],
+                &[
+                    (&c, Type::TEXT),
+                    (&k, Type::TEXT),
+                    (&signed(from)?, Type::INT8),
+                    (&i64::from(limit), Type::INT8),
+                ],
             )
             .map_err(|e| db_error(&format!("reading {c}/{k}"), e))?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
@@ -226,11 +247,15 @@ impl Store for PgStore {
         name("collection", c)?;
         let rows = self
             .db()?
-            .query(
+            .query_typed(
                 "SELECT key, summary FROM agent_session_keys
                  WHERE collection = $1 AND summary IS NOT NULL AND ($2::text IS NULL OR key < $2)
                  ORDER BY key DESC LIMIT $3",
-                &[&c, &after, &i64::from(limit)],
+                &[
+                    (&c, Type::TEXT),
+                    (&after, Type::TEXT),
+                    (&i64::from(limit), Type::INT8),
+                ],
             )
             .map_err(|e| db_error(&format!("scanning the index of {c}"), e))?;
         Ok(rows
@@ -265,11 +290,15 @@ impl Store for PgStore {
         name("collection", c)?;
         let rows = self
             .db()?
-            .query(
+            .query_typed(
                 "SELECT key FROM agent_session_keys
                  WHERE collection = $1 AND length > 0 AND ($2::text IS NULL OR key < $2)
                  ORDER BY key DESC LIMIT $3",
-                &[&c, &after, &i64::from(limit)],
+                &[
+                    (&c, Type::TEXT),
+                    (&after, Type::TEXT),
+                    (&i64::from(limit), Type::INT8),
+                ],
             )
             .map_err(|e| db_error(&format!("listing {c}"), e))?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
@@ -279,9 +308,9 @@ impl Store for PgStore {
         names(c, k)?;
         let row = self
             .db()?
-            .query_opt(
+            .query_typed_opt(
                 "SELECT version, data FROM agent_session_documents WHERE collection = $1 AND key = $2",
-                &[&c, &k],
+                &[(&c, Type::TEXT), (&k, Type::TEXT)],
             )
             .map_err(|e| db_error(&format!("reading the document of {c}/{k}"), e))?;
         Ok(row.map(|r| Versioned {
@@ -443,9 +472,9 @@ fn length_for_update(
     k: &str,
 ) -> Result<Option<u64>, postgres::Error> {
     Ok(tx
-        .query_opt(
+        .query_typed_opt(
             "SELECT length FROM agent_session_keys WHERE collection = $1 AND key = $2 FOR UPDATE",
-            &[&c, &k],
+            &[(&c, Type::TEXT), (&k, Type::TEXT)],
         )?
         .map(|r| r.get::<_, i64>(0) as u64))
 }
