@@ -29,8 +29,8 @@
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
 use postgres::Transaction;
 use postgres::config::SslMode;
-use postgres::types::Type;
 use postgres::error::SqlState;
+use postgres::types::Type;
 use r2d2_postgres::PostgresConnectionManager;
 
 // The names and sizes the filesystem store accepts, so data moves between
@@ -40,7 +40,50 @@ use crate::fs_store::{MAX_RECORD, name};
 /// How connections are made: through rustls, used when the URL asks for
 /// TLS (`sslmode=require`).
 pub(crate) type Tls = tokio_postgres_rustls::MakeRustlsConnect;
-pub(crate) type Pool = r2d2::Pool<PostgresConnectionManager<Tls>>;
+type RawPool = r2d2::Pool<PostgresConnectionManager<Tls>>;
+
+/// The connection pool, shared by a store and its outbox. Its connections
+/// are never closed on an async thread (see [`drop_off_runtime`]), so a
+/// store may be dropped anywhere.
+pub(crate) struct Pool(Option<RawPool>);
+
+impl Pool {
+    pub(crate) fn get(
+        &self,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<Tls>>, r2d2::Error> {
+        match &self.0 {
+            Some(pool) => pool.get(),
+            // Taken only by `drop`.
+            None => unreachable!("a pool is used after it was dropped"),
+        }
+    }
+}
+
+impl Clone for Pool {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            drop_off_runtime(pool);
+        }
+    }
+}
+
+/// Drop `value`, whose drop may close `postgres` clients, where that can
+/// run: a client's drop blocks on a runtime of its own, which panics on a
+/// thread of another runtime, so there it is dropped on a thread of its
+/// own.
+pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::spawn(move || drop(value));
+    } else {
+        drop(value);
+    }
+}
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -129,7 +172,12 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .build_unchecked(PostgresConnectionManager::new(config.clone(), tls.clone()));
-        Ok(Self { pool, config, tls })
+        drop_off_runtime(db);
+        Ok(Self {
+            pool: Pool(Some(pool)),
+            config,
+            tls,
+        })
     }
 
     /// The webhook outbox in the same database.
@@ -513,25 +561,31 @@ fn parse_url(url: &str) -> anyhow::Result<(postgres::Config, Tls)> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
 
-    let mut parsed = url::Url::parse(url)?;
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         anyhow::bail!("the scheme must be postgres:// or postgresql://");
     }
+    // The two options are taken out of the query as written (re-encoding
+    // the rest would change it: the `postgres` crate does not read `+` as
+    // a space), and the rest is the `postgres` crate's to parse.
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut root_cert = None;
     let mut mode = None;
     let mut kept = Vec::new();
-    for (k, v) in parsed.query_pairs() {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .unwrap_or_default();
         match &*k {
             "sslrootcert" => root_cert = Some(v.into_owned()),
             "sslmode" => mode = Some(v.into_owned()),
-            _ => kept.push((k.into_owned(), v.into_owned())),
+            _ => kept.push(pair),
         }
     }
-    parsed.set_query(None);
-    if !kept.is_empty() {
-        parsed.query_pairs_mut().extend_pairs(&kept);
-    }
-    let mut config: postgres::Config = parsed.as_str().parse()?;
+    let rest = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    let mut config: postgres::Config = rest.parse()?;
     // Verification is not optional here: the modes that ask for it and
     // `require` mean the same.
     config.ssl_mode(match mode.as_deref() {
@@ -571,11 +625,45 @@ fn parse_url(url: &str) -> anyhow::Result<(postgres::Config, Tls)> {
 
 /// `url` without its password, for messages.
 pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
+    // By hand: a URL with several hosts is not one the `url` crate reads.
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_keeps_its_options_as_written_and_takes_libpqs_tls_words() {
+        let (c, _) =
+            parse_url("postgres://a@h/db?options=-c%20statement_timeout%3D5s&sslmode=verify-full")
+                .unwrap();
+        assert_eq!(c.get_options(), Some("-c statement_timeout=5s"));
+        assert_eq!(c.get_ssl_mode(), SslMode::Require);
+        let (c, _) = parse_url("postgresql://a@h1:5432,h2:5433/db").unwrap();
+        assert_eq!(c.get_hosts().len(), 2);
+        assert_eq!(c.get_ssl_mode(), SslMode::Disable, "plain unless asked");
+        assert!(parse_url("mysql://a@h/db").is_err());
+        assert!(parse_url("postgres://a@h/db?sslmode=allow").is_err());
+    }
+
+    #[test]
+    fn passwords_are_left_out_of_messages() {
+        assert_eq!(
+            redact("postgres://ann:s3cret@h1:5432,h2/db?sslmode=require"),
+            "postgres://ann:***@h1:5432,h2/db?sslmode=require"
+        );
+        assert_eq!(redact("postgres://ann@h/db"), "postgres://ann@h/db");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }

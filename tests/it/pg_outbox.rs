@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_session_core::{Notification, Notifier as _};
+use agent_session_core::{Notification, Notifier as _, Store as _};
 use agent_session_host::{DeliveryState, Outbox, PgOutbox, PgStore};
 
 use crate::common::{cli, fresh_database};
@@ -265,4 +265,21 @@ fn pg_ok(url: &str, root: &std::path::Path, args: &[&str]) -> serde_json::Value 
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A `postgres` client's drop blocks on a runtime of its own; a store and
+/// an outbox dropped on an async thread must not take that thread down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_and_its_outbox_can_be_dropped_on_an_async_thread() {
+    let (store, outbox) = tokio::task::spawn_blocking(|| {
+        let store = PgStore::connect(&fresh_database("pg_drop")).unwrap();
+        let outbox = store.outbox();
+        outbox.enqueue(&note("msg_drop", 1000)).unwrap();
+        store.append("c", "k", 0, &[b"r".to_vec()], b"s").unwrap();
+        (store, outbox)
+    })
+    .await
+    .unwrap();
+    drop(outbox);
+    drop(store);
 }

@@ -429,11 +429,21 @@ impl Claims for FsClaims {
             .iter()
             .any(|(n, d)| d.next_attempt_at <= now && !q.in_flight.contains(n));
         if !due_in_memory || q.scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
-            let fresh = outbox.take_in(&self.lock, |name| q.pending.contains_key(name))?;
-            for d in fresh {
-                q.pending.entry(file_name(&d.notification)).or_insert(d);
+            // A failed read (a full disk, say) is logged and tried again
+            // at the next look; what is in memory is still delivered.
+            match outbox.take_in(&self.lock, |name| q.pending.contains_key(name)) {
+                Ok(fresh) => {
+                    for d in fresh {
+                        q.pending.entry(file_name(&d.notification)).or_insert(d);
+                    }
+                }
+                Err(e) => tracing::warn!("taking in queued notifications: {e}"),
             }
-            for name in outbox.pending_names()? {
+            let names = outbox.pending_names().unwrap_or_else(|e| {
+                tracing::warn!("listing the outbox: {e}");
+                Vec::new()
+            });
+            for name in names {
                 if q.pending.contains_key(&name) {
                     continue;
                 }

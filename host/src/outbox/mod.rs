@@ -166,7 +166,8 @@ pub trait Claims: Send + Sync {
     /// Record `d`, a delivery claimed here, and release it. A delivery
     /// that could not be recorded stays claimed here and is handed out
     /// again by [`Claims::claim_due`], to be recorded again (if finished)
-    /// or attempted again when due.
+    /// or attempted again when due; where claims expire, only while its
+    /// claim has not been taken over.
     fn save(&self, d: &Delivery) -> io::Result<()>;
 }
 

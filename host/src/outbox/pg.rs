@@ -14,13 +14,13 @@
 //! - Recording an attempt releases the claim, and only the claim's holder
 //!   may record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id};
-use crate::pg_store::{Pool, Tls};
+use crate::pg_store::{Pool, Tls, drop_off_runtime};
 use agent_session_core::{Notification, Notifier};
 
 /// Removed per statement by [`Outbox::prune`], so a large cleanup does not
@@ -101,6 +101,15 @@ impl PgOutbox {
             .iter()
             .map(|r| parse(r.get(0)))
             .collect()
+    }
+}
+
+impl Drop for PgOutbox {
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = writer.take() {
+            drop_off_runtime(w);
+        }
     }
 }
 
@@ -267,57 +276,111 @@ struct PgClaims {
 
 impl Claims for PgClaims {
     fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed> {
+        let mut db = self.outbox.db()?;
         let mut claimed = Claimed::default();
-        {
-            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            // A finished one only needs recording; a pending one waits
-            // for its time.
-            let ready: Vec<String> = unsaved
-                .values()
-                .filter(|d| d.state != DeliveryState::Pending || d.next_attempt_at <= now)
-                .map(|d| d.id().to_owned())
-                .take(limit)
+        // First what could not be recorded: handed out again only while
+        // its claim is still this sender's (renewed here); once another
+        // sender has taken it over, what that one records stands.
+        let ready: Vec<Delivery> = self
+            .unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            // A finished one only needs recording; a pending one waits for
+            // its time.
+            .filter(|d| d.state != DeliveryState::Pending || d.next_attempt_at <= now)
+            .take(limit)
+            .cloned()
+            .collect();
+        if !ready.is_empty() {
+            let ids: Vec<&str> = ready.iter().map(|d| d.id()).collect();
+            let held: HashSet<String> = db
+                .query(
+                    "UPDATE agent_session_outbox
+                     SET claimed_until = clock_timestamp() + make_interval(secs => $3)
+                     WHERE id = ANY($1) AND claimed_by = $2
+                     RETURNING id",
+                    &[&ids, &self.me, &self.lease_secs],
+                )
+                .map_err(err)?
+                .iter()
+                .map(|r| r.get(0))
                 .collect();
-            for id in ready {
-                claimed.due.extend(unsaved.remove(&id));
+            let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            for d in ready {
+                unsaved.remove(d.id());
+                if held.contains(d.id()) {
+                    claimed.due.push(d);
+                } else {
+                    tracing::warn!(
+                        id = d.id(),
+                        "a delivery this sender could not record was taken over by another"
+                    );
+                }
             }
         }
         let room = limit
             .saturating_sub(claimed.due.len())
             .min(i64::MAX as usize) as i64;
-        let mut db = self.outbox.db()?;
         if room > 0 {
-            let rows = db
-                .query(
+            // Never what waits in `unsaved`: its row may be older than what
+            // this sender knows.
+            let mine: Vec<String> = self
+                .unsaved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            let rows = match db.query(
                     "UPDATE agent_session_outbox o
                      SET claimed_by = $3, claimed_until = clock_timestamp() + make_interval(secs => $4)
                      FROM (SELECT id FROM agent_session_outbox
                            WHERE state = 'pending' AND next_attempt_at <= $1
                              AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+                             AND id <> ALL($5)
                            ORDER BY next_attempt_at, id
                            LIMIT $2
                            FOR UPDATE SKIP LOCKED) due
                      WHERE o.id = due.id
                      RETURNING o.record",
-                    &[&signed(now), &room, &self.me, &self.lease_secs],
-                )
-                .map_err(err)?;
+                    &[&signed(now), &room, &self.me, &self.lease_secs, &mine],
+                ) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // What was renewed above waits for the next look.
+                    let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+                    for d in claimed.due {
+                        unsaved.insert(d.id().to_owned(), d);
+                    }
+                    return Err(err(e));
+                }
+            };
             for r in &rows {
-                claimed.due.push(parse(r.get(0))?);
+                // An unreadable row stays claimed until its lease ends, and
+                // is skipped again then; the others go on.
+                match parse(r.get(0)) {
+                    Ok(d) => claimed.due.push(d),
+                    Err(e) => tracing::warn!("skipping a delivery: {e}"),
+                }
             }
             claimed.due.sort_by_key(|d| d.next_attempt_at);
         }
-        let row = db
-            .query_one(
-                "SELECT count(*) FILTER (WHERE claimed_by IS DISTINCT FROM $1),
-                        min(next_attempt_at) FILTER (
-                            WHERE claimed_until IS NULL OR claimed_until < clock_timestamp())
-                 FROM agent_session_outbox WHERE state = 'pending'",
-                &[&self.me],
-            )
-            .map_err(err)?;
-        claimed.waiting = row.get::<_, i64>(0) as usize;
-        claimed.next_due = row.get::<_, Option<i64>>(1).map(|t| t.max(0) as u64);
+        // Only for the report and the sender's next look: the claims stand
+        // without it.
+        match db.query_one(
+            "SELECT count(*) FILTER (WHERE claimed_by IS DISTINCT FROM $1),
+                    min(next_attempt_at) FILTER (
+                        WHERE claimed_until IS NULL OR claimed_until < clock_timestamp())
+             FROM agent_session_outbox WHERE state = 'pending'",
+            &[&self.me],
+        ) {
+            Ok(row) => {
+                claimed.waiting = row.get::<_, i64>(0) as usize;
+                claimed.next_due = row.get::<_, Option<i64>>(1).map(|t| t.max(0) as u64);
+            }
+            Err(e) => tracing::warn!("counting waiting deliveries: {e}"),
+        }
         Ok(claimed)
     }
 

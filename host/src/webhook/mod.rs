@@ -25,6 +25,11 @@ pub use sign::signature;
 use crate::outbox::{Attempt, Claims, Delivery, DeliveryState, Outbox, now_ms};
 use crate::runtime::{Error, SessionHost};
 
+/// How old a notification whose event is missing must be, its writer gone,
+/// before it is discarded (far longer than an operation takes between
+/// queueing and appending).
+const WRITER_GRACE_MS: u64 = 10_000;
+
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -289,35 +294,54 @@ impl Sender {
     }
 
     /// Attempt every delivery that is due now, wait for the attempts to
-    /// finish, and report. Does nothing if another sender is running.
+    /// finish, and report. Fails at once while another sender has the
+    /// outbox to itself (a directory); on a database it works alongside
+    /// other senders, on what they have not claimed.
     pub async fn deliver_due(&self) -> anyhow::Result<PassReport> {
         let Some(claims) = self.claims()? else {
             anyhow::bail!("another sender is delivering from this outbox");
         };
-        let claimed = {
+        let now = now_ms();
+        let look = |limit: usize| {
             let claims = claims.clone();
             blocking(move || {
                 claims
-                    .claim_due(now_ms(), usize::MAX)
+                    .claim_due(now, limit)
                     .context("claiming due deliveries")
             })
-            .await?
         };
-        let mut report = PassReport {
-            pending: claimed.waiting,
-            next_due: claimed.next_due,
-            ..PassReport::default()
-        };
+        let mut report = PassReport::default();
+        let mut unrecorded = None;
         let mut tasks = JoinSet::new();
-        for d in claimed.due {
-            while tasks.len() >= self.inner.config.concurrency {
-                report.count(&join(&mut tasks).await?);
+        // Claimed as there is room, not all at once: a claim's lease runs
+        // from when it is taken, and must outlast its attempt.
+        let mut more = true;
+        loop {
+            let room = self.inner.config.concurrency.saturating_sub(tasks.len());
+            if more && room > 0 {
+                let claimed = look(room).await?;
+                more = claimed.due.len() == room;
+                for d in claimed.due {
+                    tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
+                }
             }
-            tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            // An attempt whose record failed is not counted (the claims
+            // hand it out again); the others go on.
+            match done.context("a delivery task failed")? {
+                (d, Ok(())) => report.count(&d),
+                (_, Err(e)) => unrecorded = Some(e),
+            }
         }
-        while !tasks.is_empty() {
-            report.count(&join(&mut tasks).await?);
+        if let Some(e) = unrecorded {
+            return Err(e);
         }
+        // What waits now, retries made in this pass included.
+        let left = look(0).await?;
+        report.pending = left.waiting;
+        report.next_due = left.next_due;
         Ok(report)
     }
 
@@ -353,8 +377,12 @@ impl Sender {
             if room > 0 && look {
                 last_look = Some(Instant::now());
                 let (c, now) = (claims.clone(), now_ms());
-                match tokio::task::spawn_blocking(move || c.claim_due(now, room)).await {
-                    Ok(Ok(claimed)) => {
+                let claimed = tokio::task::spawn_blocking(move || c.claim_due(now, room))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map_err(anyhow::Error::from));
+                match claimed {
+                    Ok(claimed) => {
                         more = claimed.due.len() == room;
                         // What was due and not handed out is another
                         // sender's: not looked at again before the tick.
@@ -363,10 +391,13 @@ impl Sender {
                             tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
                         }
                     }
-                    // Looked at again at the next tick; what is in flight
-                    // goes on.
-                    Ok(Err(e)) => tracing::warn!("claiming due deliveries: {e}"),
-                    Err(e) => tracing::warn!("claiming due deliveries: {e}"),
+                    // Looked at again at the next tick (not before: the
+                    // store may be down); what is in flight goes on.
+                    Err(e) => {
+                        tracing::warn!("claiming due deliveries: {e:#}");
+                        next_due = None;
+                        more = false;
+                    }
                 }
             }
             let room = self.inner.config.concurrency.saturating_sub(tasks.len());
@@ -467,18 +498,33 @@ impl Sender {
                         }
                         None => false,
                     };
-                    if alive {
-                        let queued = now.saturating_sub(d.notification.timestamp);
+                    // A writer can append and end between the two looks,
+                    // and a database writer whose connection broke looks
+                    // gone while its process goes on: so a notification is
+                    // given up only once it is old, and its event is still
+                    // missing after its writer was seen gone.
+                    let queued = now.saturating_sub(d.notification.timestamp);
+                    if alive || queued < WRITER_GRACE_MS {
                         d.next_attempt_at = now.saturating_add(wait(queued));
                         return d;
                     }
-                    let why = format!(
-                        "session {} never recorded event {}: the process that queued \
-                         this notification ended before its operation completed (or the \
-                         session was deleted before it could be checked)",
-                        d.notification.session_id, d.notification.seq
-                    );
-                    return finish(d, DeliveryState::Discarded, why);
+                    match self.committed(&d.notification).await {
+                        Committed::Yes => {}
+                        Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
+                        Committed::Unknown => {
+                            d.next_attempt_at = now.saturating_add(5000);
+                            return d;
+                        }
+                        Committed::NotYet => {
+                            let why = format!(
+                                "session {} never recorded event {}: the process that queued \
+                                 this notification ended before its operation completed (or \
+                                 the session was deleted before it could be checked)",
+                                d.notification.session_id, d.notification.seq
+                            );
+                            return finish(d, DeliveryState::Discarded, why);
+                        }
+                    }
                 }
             }
         }
@@ -708,29 +754,15 @@ impl SenderTask {
 }
 
 impl PassReport {
+    /// Count a finished attempt (what is still pending is counted from the
+    /// outbox at the end of the pass).
     fn count(&mut self, d: &Delivery) {
         match d.state {
             DeliveryState::Delivered => self.delivered += 1,
             DeliveryState::Failed => self.failed += 1,
             DeliveryState::Discarded => self.discarded += 1,
-            DeliveryState::Pending => {
-                self.pending += 1;
-                self.next_due = Some(
-                    self.next_due
-                        .map_or(d.next_attempt_at, |t| t.min(d.next_attempt_at)),
-                );
-            }
+            DeliveryState::Pending => {}
         }
-    }
-}
-
-async fn join(tasks: &mut JoinSet<(Delivery, anyhow::Result<()>)>) -> anyhow::Result<Delivery> {
-    match tasks.join_next().await {
-        Some(r) => {
-            let (d, saved) = r.context("a delivery task failed")?;
-            saved.map(|()| d)
-        }
-        None => anyhow::bail!("no delivery in flight"),
     }
 }
 
