@@ -95,12 +95,19 @@ impl PgOutbox {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> io::Result<Vec<Delivery>> {
-        self.db()?
+        Ok(self
+            .db()?
             .query(sql, params)
             .map_err(err)?
             .iter()
-            .map(|r| parse(r.get(0)))
-            .collect()
+            .filter_map(|r| match parse(r.get(0)) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!("skipping an unreadable delivery record: {e}");
+                    None
+                }
+            })
+            .collect())
     }
 }
 
@@ -120,24 +127,31 @@ impl Notifier for PgOutbox {
         // Through the writer's own connection: an insert that succeeds was
         // made while its lock was held. A broken connection (the server
         // restarted) gets a new writer, once.
-        for tried in [false, true] {
-            if writer.as_ref().is_none_or(|w| w.db.is_closed()) {
-                *writer = Some(
-                    self.new_writer()
-                        .map_err(|e| format!("queueing a notification: {e}"))?,
-                );
-            }
-            let w = writer.as_mut().expect("made above");
+        let raised = signed(n.timestamp);
+        for attempt in 0..2 {
+            let mut w = match writer.take() {
+                Some(w) if !w.db.is_closed() => w,
+                _ => self
+                    .new_writer()
+                    .map_err(|e| format!("queueing a notification: {e}"))?,
+            };
             let record = serde_json::to_string(&Delivery::queued_by(n.clone(), &w.name))
                 .map_err(|e| e.to_string())?;
-            let raised = n.timestamp as i64;
-            match w.db.execute(&w.insert, &[&n.id, &raised, &record]) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_closed() && !tried => *writer = None,
-                Err(e) => return Err(format!("queueing a notification: {e}")),
+            let inserted = w.db.execute(&w.insert, &[&n.id, &raised, &record]);
+            match inserted {
+                // Its connection is gone: dropped, and a new writer made.
+                Err(e) if e.is_closed() && attempt == 0 => drop_off_runtime(w),
+                Err(e) => {
+                    *writer = Some(w);
+                    return Err(format!("queueing a notification: {e}"));
+                }
+                Ok(_) => {
+                    *writer = Some(w);
+                    return Ok(());
+                }
             }
         }
-        unreachable!("the loop returns")
+        Err("queueing a notification: the connection to PostgreSQL closed twice".into())
     }
 }
 
