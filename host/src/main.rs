@@ -268,7 +268,8 @@ enum Command {
     Webhook(WebhookCommand),
     /// Deliver queued webhook notifications.
     ///
-    /// Session commands only queue notifications (durably, in DIR/outbox);
+    /// Session commands only queue notifications (durably, in DIR/outbox or
+    /// the database);
     /// this sends them: signed (Standard Webhooks), retried with backoff,
     /// every attempt recorded. Runs until Ctrl-C unless --once is given;
     /// only one sender runs per directory at a time. On PostgreSQL any
