@@ -269,10 +269,10 @@ enum Command {
     /// Deliver queued webhook notifications.
     ///
     /// Session commands only queue notifications (durably, in DIR/outbox or
-    /// the database);
-    /// this sends them: signed (Standard Webhooks), retried with backoff,
-    /// every attempt recorded. Runs until Ctrl-C unless --once is given;
-    /// only one sender runs per directory at a time. On PostgreSQL any
+    /// the database); this sends them: signed (Standard Webhooks), retried
+    /// with backoff, every attempt recorded. Runs until Ctrl-C unless
+    /// --once is given; only one sender runs per directory at a time. On
+    /// PostgreSQL any
     /// number of hosts deliver at once, each claiming what it sends (a
     /// claim whose sender died is taken over after --lease).
     Deliver {
