@@ -514,6 +514,24 @@ fn tls_is_used_when_asked_for_and_the_server_is_verified() {
             .contains("certificate"),
         "{untrusted:#}"
     );
+    // The host name is checked too: the certificate names 127.0.0.1 and
+    // localhost (`hostaddr` dials 127.0.0.1 under another name).
+    let mut named = url::Url::parse(&url).unwrap();
+    let tls_as = |named: &url::Url| {
+        PgStore::connect(&format!(
+            "{named}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+            postgres_ca()
+        ))
+    };
+    named.set_host(Some("db.invalid")).unwrap();
+    let misnamed = tls_as(&named).err().expect("another name is refused");
+    assert!(
+        format!("{misnamed:#}").contains("not valid for name"),
+        "{misnamed:#}"
+    );
+    named.set_host(Some("localhost")).unwrap();
+    tls_as(&named).unwrap();
+
     // Plain unless asked for.
     let plain = PgStore::connect(&url).unwrap();
     plain.read("c", "k", 0, 10).unwrap();
