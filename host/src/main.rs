@@ -62,7 +62,7 @@ struct Cli {
     )]
     dir: PathBuf,
     /// Keep the sessions, settings and webhook outbox in this PostgreSQL
-    /// database instead of --dir: postgres://user[:password]@host[:port]/db,
+    /// database instead of --dir: postgres://user:password@host:port/db,
     /// with ?sslmode=require (and &sslrootcert=CA.pem) for TLS. The schema
     /// is created or brought up to date on first use. fsck, compact,
     /// migrate and plugin work on --dir only.
