@@ -480,50 +480,46 @@ impl Sender {
             _ => 30_000,
         };
         if d.attempts.is_empty() && !d.notification.session_id.is_empty() {
-            match self.committed(&d.notification).await {
-                Committed::Yes => {}
-                Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
-                Committed::Unknown => {
-                    d.next_attempt_at = now.saturating_add(5000);
-                    return d;
-                }
-                Committed::NotYet => {
-                    let alive = match &d.writer {
-                        Some(writer) => {
-                            let (outbox, writer) = (self.inner.outbox.clone(), writer.clone());
-                            tokio::task::spawn_blocking(move || outbox.writer_alive(&writer))
-                                .await
-                                .unwrap_or(Ok(true))
-                                .unwrap_or(true)
-                        }
-                        None => false,
-                    };
-                    // A writer can append and end between the two looks,
-                    // and a database writer whose connection broke looks
-                    // gone while its process goes on: so a notification is
-                    // given up only once it is old, and its event is still
-                    // missing after its writer was seen gone.
-                    let queued = now.saturating_sub(d.notification.timestamp);
-                    if alive || queued < WRITER_GRACE_MS {
-                        d.next_attempt_at = now.saturating_add(wait(queued));
+            // A writer can append and end between two looks, and a database
+            // writer whose connection broke looks gone while its process
+            // goes on: so a notification is given up only once it is old,
+            // and its event is still missing on a look made after its
+            // writer was seen gone.
+            let mut writer_gone = false;
+            loop {
+                match self.committed(&d.notification).await {
+                    Committed::Yes => break,
+                    Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
+                    Committed::Unknown => {
+                        d.next_attempt_at = now.saturating_add(5000);
                         return d;
                     }
-                    match self.committed(&d.notification).await {
-                        Committed::Yes => {}
-                        Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
-                        Committed::Unknown => {
-                            d.next_attempt_at = now.saturating_add(5000);
+                    Committed::NotYet if writer_gone => {
+                        let why = format!(
+                            "session {} never recorded event {}: the process that queued \
+                             this notification ended before its operation completed (or \
+                             the session was deleted before it could be checked)",
+                            d.notification.session_id, d.notification.seq
+                        );
+                        return finish(d, DeliveryState::Discarded, why);
+                    }
+                    Committed::NotYet => {
+                        let alive = match &d.writer {
+                            Some(writer) => {
+                                let (outbox, writer) = (self.inner.outbox.clone(), writer.clone());
+                                tokio::task::spawn_blocking(move || outbox.writer_alive(&writer))
+                                    .await
+                                    .unwrap_or(Ok(true))
+                                    .unwrap_or(true)
+                            }
+                            None => false,
+                        };
+                        let queued = now.saturating_sub(d.notification.timestamp);
+                        if alive || queued < WRITER_GRACE_MS {
+                            d.next_attempt_at = now.saturating_add(wait(queued));
                             return d;
                         }
-                        Committed::NotYet => {
-                            let why = format!(
-                                "session {} never recorded event {}: the process that queued \
-                                 this notification ended before its operation completed (or \
-                                 the session was deleted before it could be checked)",
-                                d.notification.session_id, d.notification.seq
-                            );
-                            return finish(d, DeliveryState::Discarded, why);
-                        }
+                        writer_gone = true;
                     }
                 }
             }
