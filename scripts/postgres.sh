@@ -50,8 +50,6 @@ case "${1:-}" in
     data=$(mktemp -d /tmp/agent-session-pg.XXXXXX)
     echo "$data" >"$state"
     [ "$(id -u)" = 0 ] && chown postgres "$data"
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    echo "==> starting PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port" >&2
     as_owner "$bin/initdb" -D "$data/db" -A trust -U agent --no-sync >/dev/null
     tls="$data/tls"
     mkdir -p "$tls"
@@ -66,9 +64,23 @@ case "${1:-}" in
     chmod 600 "$tls/server.key"
     [ "$(id -u)" = 0 ] && chown -R postgres "$tls"
     cp "$tls/ca.crt" "$ca"
-    as_owner "$bin/pg_ctl" -D "$data/db" -l "$data/db/server.log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
-      start >/dev/null
+    # PostgreSQL cannot bind port 0, so a free port is probed first; another
+    # process may take it before the server binds it, hence the retries.
+    for try in 1 2 3 4 5; do
+      port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      echo "==> starting PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port" >&2
+      if as_owner "$bin/pg_ctl" -D "$data/db" -l "$data/db/server.log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
+        start >/dev/null; then
+        break
+      fi
+      if [ "$try" = 5 ] || ! grep -q "could not bind" "$data/db/server.log"; then
+        echo "error: PostgreSQL did not start; its log:" >&2
+        tail -20 "$data/db/server.log" >&2
+        exit 1
+      fi
+      echo "==> port $port was taken meanwhile; trying another" >&2
+    done
     echo "postgres://agent@127.0.0.1:$port/postgres"
     ;;
   *)
