@@ -4,7 +4,7 @@
 //! was acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -34,7 +34,9 @@ fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
 }
 
 /// Run the load generator with `args` (which name the store), killing it
-/// with SIGKILL after `kill_after`.
+/// with SIGKILL `kill_after` its first acknowledgement. Counting from the
+/// first acknowledgement rather than from the spawn keeps the kill in the
+/// middle of work however slowly a busy machine starts the process.
 pub fn run_load_with(args: &[&std::ffi::OsStr], kill_after: Option<Duration>) -> Lines {
     let mut child = Command::new(load_bin())
         .args(args)
@@ -43,13 +45,23 @@ pub fn run_load_with(args: &[&std::ffi::OsStr], kill_after: Option<Duration>) ->
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first_ack, working) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.starts_with("ack ") {
+                let _ = first_ack.send(());
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
     if let Some(d) = kill_after {
+        // A child that never acknowledges anything is killed all the same.
+        let _ = working.recv_timeout(Duration::from_secs(60));
         std::thread::sleep(d);
         let _ = child.kill(); // SIGKILL
     }
@@ -116,16 +128,14 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let mut acked = BTreeMap::new();
-    // Lifecycle notifications are queued too; the receiver only comes up
-    // after the last kill (see `committed_events_are_notified_once`).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Lifecycle notifications are queued too; nothing sends them before the
+    // last kill (see `committed_events_are_notified_once`). The receiver
+    // listens from the start so that no other test can take its port.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(Receiver::start(|_| Reply::Status(200)));
     host_at(root)
         .set_webhook(&agent_session_core::WebhookConfig {
-            url: format!("http://127.0.0.1:{port}/hooks"),
+            url: rx.url(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             event_kinds: vec![],
             enabled: true,
@@ -181,16 +191,14 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let fsck = cli_json(root, &["fsck"]);
     assert_eq!(fsck["damaged"], false, "{fsck}");
     assert!(fsck["index"]["unreadable"].as_array().unwrap().is_empty());
-    committed_events_are_notified_once(root, port);
+    committed_events_are_notified_once(root, &rt, &rx);
 }
 
 /// Every lifecycle event in the histories reaches the receiver exactly
 /// once, and nothing else does: not the notifications of operations that
 /// lost a race or were killed between queueing and appending.
-fn committed_events_are_notified_once(root: &Path, port: u16) {
+fn committed_events_are_notified_once(root: &Path, rt: &tokio::runtime::Runtime, rx: &Receiver) {
     use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, Sender};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let rx = rt.block_on(Receiver::start_at(port, |_| Reply::Status(200)));
     let host = host_at(root);
     let outbox = std::sync::Arc::new(agent_session_host::FsOutbox::open(root).unwrap());
     let config = DeliveryConfig {

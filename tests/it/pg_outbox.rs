@@ -77,7 +77,7 @@ fn senders_claim_each_delivery_once_and_take_over_expired_claims() {
     queue.enqueue(&note("msg_lease", 1000)).unwrap();
     let dying = queue
         .clone()
-        .sender(Duration::from_secs(3))
+        .sender(Duration::from_secs(10))
         .unwrap()
         .unwrap();
     let taken = dying.claim_due(u64::MAX / 2, 10).unwrap();
@@ -218,7 +218,7 @@ async fn the_cli_works_on_postgres_and_a_dead_senders_claim_is_taken_over() {
     let delivered = loop {
         let pass = tokio::task::spawn_blocking({
             let ok = ok.clone();
-            move || ok(&["deliver", "--once", "--timeout", "2s", "--lease", "3s"])
+            move || ok(&["deliver", "--once", "--timeout", "10s", "--lease", "12s"])
         })
         .await
         .unwrap();

@@ -175,12 +175,13 @@ async fn a_failing_receiver_gets_the_event_on_the_third_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_across_a_host_restart_still_gets_the_event() {
-    // A port that was free a moment ago: nothing listens there yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held by a socket that is bound but not listening: connections
+    // to it are refused, and no other test can take it before the receiver
+    // (which, like this socket, sets SO_REUSEADDR) binds it too.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.set_reuseaddr(true).unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/hooks");
     let dir = tempfile::tempdir().unwrap();
     let id = {
@@ -210,6 +211,7 @@ async fn a_receiver_down_across_a_host_restart_still_gets_the_event() {
     };
 
     let rx = Receiver::start_at(port, |_| Reply::Status(200)).await;
+    drop(reserved);
     let host = host_at(dir.path());
     let task = sender(dir.path(), &host, config("127.0.0.1", &[200; 50])).spawn();
     let got = rx.wait_for(2).await;
@@ -263,7 +265,9 @@ async fn a_redirect_is_not_followed_and_a_hanging_receiver_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let host = host_at(dir.path());
     let mut c = config("127.0.0.1", &[]);
-    c.timeout = Duration::from_millis(500);
+    // Long enough that the redirect's 302 always arrives in time, even on a
+    // busy machine; only the hanging receiver waits it out.
+    c.timeout = Duration::from_secs(3);
     let s = sender(dir.path(), &host, c);
 
     hook(&host, &redirecting.url(), &[]);

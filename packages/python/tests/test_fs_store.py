@@ -168,7 +168,7 @@ def test_the_key_lock_excludes_another_process(tmp_path: Path, monkeypatch) -> N
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait()
-    worker.join(5)
+    worker.join(60)
     assert done.is_set()
     assert s.read("c", "k", 0, 10) == [b"a", b"b"]
 
