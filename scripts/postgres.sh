@@ -69,6 +69,8 @@ case "${1:-}" in
     for try in 1 2 3 4 5; do
       port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
       echo "==> starting PostgreSQL ($("$bin/postgres" --version | awk '{print $3}')) on 127.0.0.1:$port" >&2
+      # A fresh log per try, so that only this try's failure is judged.
+      rm -f "$data/db/server.log"
       if as_owner "$bin/pg_ctl" -D "$data/db" -l "$data/db/server.log" -w \
         -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/db -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
         start >/dev/null; then
