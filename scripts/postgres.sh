@@ -18,15 +18,62 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Whether process $1 belongs to the cluster in directory $2: the postmaster
+# and its children run in the data directory, so their working directory
+# tells (shown with " (deleted)" once the directory is gone). This guards
+# against a stale postmaster.pid whose pid was reused by another process.
+in_cluster() {
+  local cwd
+  cwd=$(readlink "/proc/$1/cwd" 2>/dev/null) || return 1
+  [ "${cwd% (deleted)}" = "$2" ]
+}
+
+# Waits up to $2 seconds for process $1 to end; fails if it has not.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  ! kill -0 "$1" 2>/dev/null
+}
+
+# Stops the server of NAME and removes its data. Safe to call twice and
+# after a start that failed half way (no state, no cluster, no pid file or
+# no running server are all fine). The data is removed only once the server
+# is known to be gone: removing it under a running server would leave that
+# server running with nothing to stop it by.
 stop() {
-  if [ -f "$state" ]; then
-    data=$(cat "$state")
-    bin=$(find_bin)
-    if [ -n "$bin" ] && [ -f "$data/postmaster.pid" ]; then
-      as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
-    fi
-    rm -rf "$data" "$state" "$ca"
+  [ -f "$state" ] || return 0
+  local data db pid="" bin
+  data=$(cat "$state")
+  # The cluster is in db/ of the temporary directory (see start).
+  db=$(realpath -m "$data/db")
+  if [ -f "$db/postmaster.pid" ]; then
+    pid=$(head -1 "$db/postmaster.pid" 2>/dev/null || true)
   fi
+  if [[ "$pid" =~ ^[0-9]+$ ]] && in_cluster "$pid" "$db"; then
+    bin=$(find_bin)
+    # Fast shutdown (disconnects clients), bounded by pg_ctl's own timeout.
+    if [ -z "$bin" ] || ! as_owner "$bin/pg_ctl" -D "$db" -m fast -w -t 20 stop >/dev/null ||
+      ! wait_gone "$pid" 5; then
+      echo "==> pg_ctl did not stop PostgreSQL (pid $pid); killing it" >&2
+      # SIGQUIT is PostgreSQL's immediate shutdown: the postmaster ends its
+      # children itself. SIGKILL (to it and its children) if even that hangs.
+      kill -QUIT "$pid" 2>/dev/null || true
+      if ! wait_gone "$pid" 10; then
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 5 || true
+      fi
+    fi
+    if kill -0 "$pid" 2>/dev/null; then
+      # Keep the data and the state, so that a later stop can try again.
+      echo "error: PostgreSQL (pid $pid, $db) is still running; its data is kept" >&2
+      return 1
+    fi
+  fi
+  rm -rf "$data" "$state" "$ca"
 }
 
 case "${1:-}" in

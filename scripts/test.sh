@@ -37,7 +37,23 @@ export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
 
 # A throwaway PostgreSQL server on 127.0.0.1 for the PostgreSQL store's
 # tests (installed from Debian's packages when absent), stopped on exit.
-trap './scripts/postgres.sh stop' EXIT
+# Every process the tests start inherits this mark, by which the exit check
+# tells them from other builds and runs in the same target/.
+AGENT_SESSION_TEST_RUN="$$.$(date +%s%N)"
+export AGENT_SESSION_TEST_RUN
+# On exit, after stopping the server, nothing the tests started may still
+# run: scripts/leftovers.sh lists and ends any such process (a server in the
+# server's temporary folder, a program of target/) and then fails, and so
+# does the run; a run that failed already keeps its own status.
+on_exit() {
+  local rc=$? pg_dir
+  # The server's temporary folder, read before stop removes its record.
+  pg_dir=$(cat target/pg-test.dir 2>/dev/null || true)
+  ./scripts/postgres.sh stop || { [ "$rc" != 0 ] || rc=1; }
+  ./scripts/leftovers.sh -r "$AGENT_SESSION_TEST_RUN" "$pg_dir" || { [ "$rc" != 0 ] || rc=1; }
+  exit "$rc"
+}
+trap on_exit EXIT
 AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start)"
 # The CA of its TLS certificate.
 AGENT_SESSION_TEST_POSTGRES_CA="$PWD/target/pg-test.ca.pem"
