@@ -31,8 +31,14 @@ struct StoredRef<'a, T> {
 
 /// Serialize a record with the current schema version.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SessionError> {
+    encode_as(value, SCHEMA_VERSION)
+}
+
+/// Serialize a record under an older schema version: an imported format-1
+/// history keeps saying how its context events are to be read.
+pub(crate) fn encode_as<T: Serialize>(value: &T, schema: u32) -> Result<Vec<u8>, SessionError> {
     serde_json::to_vec(&StoredRef {
-        schema: SCHEMA_VERSION,
+        schema,
         inner: value,
     })
     .map_err(|e| SessionError::Storage(format!("cannot encode record: {e}")))

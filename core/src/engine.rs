@@ -72,6 +72,250 @@ impl NewEvent {
     }
 }
 
+/// One live operation with its arguments checked: each operation is
+/// written once, as "check the arguments" (the constructors), then "check
+/// the state and make the events" ([`Op::events`]). The public methods run
+/// it against the stored state; [`Engine::import`] rebuilds it from each
+/// imported event and runs it against the replayed state, so a history is
+/// accepted only if the live operations could have written it.
+#[derive(Debug)]
+enum Op {
+    Start(StartArgs),
+    Iterate(Option<Value>),
+    ToolCall(ToolCall),
+    Learning(Learning),
+    Record { kind: String, data: Value },
+    Pause(Option<String>),
+    Resume,
+    Complete(Option<Value>),
+    Fail(String),
+    UpdateContext(Map<String, Value>),
+}
+
+/// [`StartOptions`] checked, with the defaults filled in.
+#[derive(Debug)]
+struct StartArgs {
+    task: String,
+    mode: String,
+    user_id: Option<String>,
+    channel_id: Option<String>,
+    max_iterations: u32,
+    context: Map<String, Value>,
+}
+
+impl StartArgs {
+    fn event(self) -> NewEvent {
+        NewEvent::new(
+            event_kind::START,
+            json!({
+                "task": self.task,
+                "mode": self.mode,
+                "user_id": self.user_id,
+                "channel_id": self.channel_id,
+                "max_iterations": self.max_iterations,
+                "context": self.context,
+            }),
+        )
+    }
+}
+
+impl Op {
+    fn start(options: StartOptions) -> Result<Self, SessionError> {
+        validate::text("task", &options.task, validate::MAX_TASK_BYTES)?;
+        let mode = options.mode.unwrap_or_else(|| DEFAULT_MODE.to_owned());
+        validate::name("mode", &mode)?;
+        for (what, v) in [
+            ("user id", &options.user_id),
+            ("channel id", &options.channel_id),
+        ] {
+            if let Some(v) = v {
+                validate::name(what, v)?;
+            }
+        }
+        let max_iterations = options.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
+        if max_iterations == 0 || max_iterations > validate::MAX_ITERATIONS_LIMIT {
+            return Err(SessionError::InvalidInput(format!(
+                "max iterations must be between 1 and {}, got {max_iterations}",
+                validate::MAX_ITERATIONS_LIMIT
+            )));
+        }
+        let context = match options.context {
+            Some(v) => validate::json_object("context", v)?,
+            None => Map::new(),
+        };
+        Ok(Self::Start(StartArgs {
+            task: options.task,
+            mode,
+            user_id: options.user_id,
+            channel_id: options.channel_id,
+            max_iterations,
+            context,
+        }))
+    }
+
+    fn pause(reason: Option<String>) -> Result<Self, SessionError> {
+        if let Some(r) = &reason {
+            validate::text("pause reason", r, validate::MAX_TEXT_BYTES)?;
+        }
+        Ok(Self::Pause(reason))
+    }
+
+    fn complete(result: Option<Value>) -> Result<Self, SessionError> {
+        if let Some(r) = &result {
+            validate::json_value_size("result", r)?;
+        }
+        Ok(Self::Complete(result))
+    }
+
+    fn fail(error: String) -> Result<Self, SessionError> {
+        validate::text("error", &error, validate::MAX_TEXT_BYTES)?;
+        Ok(Self::Fail(error))
+    }
+
+    fn iterate(data: Option<Value>) -> Result<Self, SessionError> {
+        if let Some(d) = &data {
+            validate::json_value_size("iteration data", d)?;
+        }
+        Ok(Self::Iterate(data))
+    }
+
+    fn tool_call(call: ToolCall) -> Result<Self, SessionError> {
+        validate::name("tool name", &call.name)?;
+        validate::json_value_size("tool input", &call.input)?;
+        validate::json_value_size("tool output", &call.output)?;
+        // Every host must read the history back exactly.
+        if call.duration_ms > validate::MAX_SAFE_INTEGER {
+            return Err(SessionError::InvalidInput(format!(
+                "tool duration must be at most {} ms, got {}",
+                validate::MAX_SAFE_INTEGER,
+                call.duration_ms
+            )));
+        }
+        Ok(Self::ToolCall(call))
+    }
+
+    fn learning(learning: Learning) -> Result<Self, SessionError> {
+        validate::text("insight", &learning.insight, validate::MAX_TEXT_BYTES)?;
+        if let Some(f) = &learning.expertise_file {
+            validate::name("expertise file", f)?;
+        }
+        Ok(Self::Learning(learning))
+    }
+
+    fn record(kind: String, data: Value) -> Result<Self, SessionError> {
+        validate::custom_kind(&kind)?;
+        validate::json_value_size("event data", &data)?;
+        Ok(Self::Record { kind, data })
+    }
+
+    fn update_context(patch: Value) -> Result<Self, SessionError> {
+        Ok(Self::UpdateContext(validate::json_object(
+            "context patch",
+            patch,
+        )?))
+    }
+
+    /// Check that the operation is allowed on `state` (`None`: no session
+    /// yet) and make the events it records.
+    fn events(self, state: Option<&Session>) -> Result<Vec<NewEvent>, SessionError> {
+        // Only an imported history can start twice or not start at all.
+        let s = match (self, state) {
+            (Self::Start(a), None) => return Ok(vec![a.event()]),
+            (Self::Start(_), Some(_)) => {
+                return Err(SessionError::InvalidInput("a second start event".into()));
+            }
+            (_, None) => {
+                return Err(SessionError::InvalidInput(
+                    "the history does not begin with a start event".into(),
+                ));
+            }
+            (op, Some(s)) => (op, s),
+        };
+        let (op, s) = s;
+        const LIVE: &[SessionStatus] = &[SessionStatus::Active, SessionStatus::Paused];
+        let one = |kind: &str, data: Value| Ok(vec![NewEvent::new(kind, data)]);
+        match op {
+            Self::Start(_) => Err(SessionError::InvalidInput("a second start event".into())),
+            Self::Pause(reason) => {
+                require(s, &[SessionStatus::Active], "pause")?;
+                one(event_kind::PAUSE, json!({ "reason": reason }))
+            }
+            Self::Resume => {
+                require(s, &[SessionStatus::Paused], "resume")?;
+                one(event_kind::RESUME, json!({ "iteration": s.iteration }))
+            }
+            Self::Complete(result) => {
+                require(s, LIVE, "complete")?;
+                one(
+                    event_kind::COMPLETE,
+                    json!({ "result": result, "iteration": s.iteration }),
+                )
+            }
+            Self::Fail(error) => {
+                require(s, LIVE, "fail")?;
+                one(
+                    event_kind::ERROR,
+                    json!({ "error": error, "iteration": s.iteration }),
+                )
+            }
+            Self::Iterate(data) => {
+                require(s, &[SessionStatus::Active], "iterate")?;
+                let iteration = s.iteration + 1;
+                let mut events = vec![NewEvent::new(
+                    event_kind::ITERATION,
+                    json!({ "iteration": iteration, "data": data }),
+                )];
+                if iteration >= s.max_iterations {
+                    events.push(NewEvent::new(
+                        event_kind::TIMEOUT,
+                        json!({ "iteration": iteration, "max_iterations": s.max_iterations }),
+                    ));
+                }
+                Ok(events)
+            }
+            Self::ToolCall(call) => {
+                require(s, &[SessionStatus::Active], "record a tool call on")?;
+                one(
+                    event_kind::TOOL_CALL,
+                    json!({
+                        "name": call.name,
+                        "input": call.input,
+                        "output": call.output,
+                        "duration_ms": call.duration_ms,
+                    }),
+                )
+            }
+            Self::Learning(learning) => {
+                require(s, LIVE, "record a learning on")?;
+                one(
+                    event_kind::LEARNING,
+                    json!({
+                        "insight": learning.insight,
+                        "expertise_file": learning.expertise_file,
+                    }),
+                )
+            }
+            Self::Record { kind, data } => {
+                require(s, LIVE, "record an event on")?;
+                one(&kind, data)
+            }
+            Self::UpdateContext(patch) => {
+                require(s, LIVE, "update the context of")?;
+                let mut merged = s.context.clone();
+                merge_context(&mut merged, &patch);
+                let size = Value::Object(merged).to_string().len();
+                if size > validate::MAX_JSON_BYTES {
+                    return Err(SessionError::LimitExceeded(format!(
+                        "the merged context would be {size} bytes; the limit is {}",
+                        validate::MAX_JSON_BYTES
+                    )));
+                }
+                one(event_kind::CONTEXT, json!({ "patch": patch }))
+            }
+        }
+    }
+}
+
 /// A session's state as read, with where its snapshot stands.
 struct Loaded {
     session: Session,
@@ -110,42 +354,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Start a new active session and record its `start` event.
     pub fn start(&self, options: StartOptions) -> Result<Session, SessionError> {
-        validate::text("task", &options.task, validate::MAX_TASK_BYTES)?;
-        let mode = options.mode.unwrap_or_else(|| DEFAULT_MODE.to_owned());
-        validate::name("mode", &mode)?;
-        for (what, v) in [
-            ("user id", &options.user_id),
-            ("channel id", &options.channel_id),
-        ] {
-            if let Some(v) = v {
-                validate::name(what, v)?;
-            }
-        }
-        let max_iterations = options.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
-        if max_iterations == 0 || max_iterations > validate::MAX_ITERATIONS_LIMIT {
-            return Err(SessionError::InvalidInput(format!(
-                "max iterations must be between 1 and {}, got {max_iterations}",
-                validate::MAX_ITERATIONS_LIMIT
-            )));
-        }
-        let context = match options.context {
-            Some(v) => validate::json_object("context", v)?,
-            None => Map::new(),
-        };
+        let op = Op::start(options)?;
         let now = self.env.now_ms();
         let id = self.new_session_id(now);
-        let start = NewEvent::new(
-            event_kind::START,
-            json!({
-                "task": options.task,
-                "mode": mode,
-                "user_id": options.user_id,
-                "channel_id": options.channel_id,
-                "max_iterations": max_iterations,
-                "context": context,
-            }),
-        );
-        let (session, _) = self.commit(&id, None, vec![start], now)?;
+        let (session, _) = self.commit(&id, None, op.events(None)?, now)?;
         Ok(session)
     }
 
@@ -157,57 +369,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Pause an active session.
     pub fn pause(&self, id: &str, reason: Option<String>) -> Result<Session, SessionError> {
-        if let Some(r) = &reason {
-            validate::text("pause reason", r, validate::MAX_TEXT_BYTES)?;
-        }
-        self.update(id, |s| {
-            require(s, &[SessionStatus::Active], "pause")?;
-            Ok(vec![NewEvent::new(
-                event_kind::PAUSE,
-                json!({ "reason": reason }),
-            )])
-        })
+        self.run(id, Op::pause(reason)?).map(|(s, _)| s)
     }
 
     /// Resume a paused session.
     pub fn resume(&self, id: &str) -> Result<Session, SessionError> {
-        self.update(id, |s| {
-            require(s, &[SessionStatus::Paused], "resume")?;
-            Ok(vec![NewEvent::new(
-                event_kind::RESUME,
-                json!({ "iteration": s.iteration }),
-            )])
-        })
+        self.run(id, Op::Resume).map(|(s, _)| s)
     }
 
     /// Complete an active or paused session with an optional JSON result.
     pub fn complete(&self, id: &str, result: Option<Value>) -> Result<Session, SessionError> {
-        if let Some(r) = &result {
-            validate::json_value_size("result", r)?;
-        }
-        self.update(id, |s| {
-            require(
-                s,
-                &[SessionStatus::Active, SessionStatus::Paused],
-                "complete",
-            )?;
-            Ok(vec![NewEvent::new(
-                event_kind::COMPLETE,
-                json!({ "result": result, "iteration": s.iteration }),
-            )])
-        })
+        self.run(id, Op::complete(result)?).map(|(s, _)| s)
     }
 
     /// Fail an active or paused session.
     pub fn fail(&self, id: &str, error: String) -> Result<Session, SessionError> {
-        validate::text("error", &error, validate::MAX_TEXT_BYTES)?;
-        self.update(id, |s| {
-            require(s, &[SessionStatus::Active, SessionStatus::Paused], "fail")?;
-            Ok(vec![NewEvent::new(
-                event_kind::ERROR,
-                json!({ "error": error, "iteration": s.iteration }),
-            )])
-        })
+        self.run(id, Op::fail(error)?).map(|(s, _)| s)
     }
 
     // ----- iterations and events -----
@@ -215,81 +392,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Count one iteration of an active session. Reaching `max_iterations`
     /// ends the session with `timeout`, recorded in the same atomic append.
     pub fn iterate(&self, id: &str, data: Option<Value>) -> Result<Session, SessionError> {
-        if let Some(d) = &data {
-            validate::json_value_size("iteration data", d)?;
-        }
-        self.update(id, |s| {
-            require(s, &[SessionStatus::Active], "iterate")?;
-            let iteration = s.iteration + 1;
-            let mut events = vec![NewEvent::new(
-                event_kind::ITERATION,
-                json!({ "iteration": iteration, "data": data }),
-            )];
-            if iteration >= s.max_iterations {
-                events.push(NewEvent::new(
-                    event_kind::TIMEOUT,
-                    json!({ "iteration": iteration, "max_iterations": s.max_iterations }),
-                ));
-            }
-            Ok(events)
-        })
+        self.run(id, Op::iterate(data)?).map(|(s, _)| s)
     }
 
     /// Record a tool call in an active session's history.
     pub fn record_tool_call(&self, id: &str, call: ToolCall) -> Result<Event, SessionError> {
-        validate::name("tool name", &call.name)?;
-        validate::json_value_size("tool input", &call.input)?;
-        validate::json_value_size("tool output", &call.output)?;
-        self.record(
-            id,
-            &[SessionStatus::Active],
-            "record a tool call on",
-            || {
-                NewEvent::new(
-                    event_kind::TOOL_CALL,
-                    json!({
-                        "name": call.name,
-                        "input": call.input,
-                        "output": call.output,
-                        "duration_ms": call.duration_ms,
-                    }),
-                )
-            },
-        )
+        self.record(id, Op::tool_call(call)?)
     }
 
     /// Record a learning in an active or paused session's history.
     pub fn record_learning(&self, id: &str, learning: Learning) -> Result<Event, SessionError> {
-        validate::text("insight", &learning.insight, validate::MAX_TEXT_BYTES)?;
-        if let Some(f) = &learning.expertise_file {
-            validate::name("expertise file", f)?;
-        }
-        self.record(
-            id,
-            &[SessionStatus::Active, SessionStatus::Paused],
-            "record a learning on",
-            || {
-                NewEvent::new(
-                    event_kind::LEARNING,
-                    json!({
-                        "insight": learning.insight,
-                        "expertise_file": learning.expertise_file,
-                    }),
-                )
-            },
-        )
+        self.record(id, Op::learning(learning)?)
     }
 
     /// Record a custom event in an active or paused session's history.
     pub fn record_event(&self, id: &str, kind: &str, data: Value) -> Result<Event, SessionError> {
-        validate::custom_kind(kind)?;
-        validate::json_value_size("event data", &data)?;
-        self.record(
-            id,
-            &[SessionStatus::Active, SessionStatus::Paused],
-            "record an event on",
-            || NewEvent::new(kind, data),
-        )
+        self.record(id, Op::record(kind.to_owned(), data)?)
     }
 
     /// Read at most `limit` events from position `from`.
@@ -317,27 +435,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Merge a JSON object into the context: top-level keys are replaced, a
     /// `null` value removes its key.
     pub fn update_context(&self, id: &str, patch: Value) -> Result<Session, SessionError> {
-        let patch = validate::json_object("context patch", patch)?;
-        self.update(id, |s| {
-            require(
-                s,
-                &[SessionStatus::Active, SessionStatus::Paused],
-                "update the context of",
-            )?;
-            let mut merged = s.context.clone();
-            merge_context(&mut merged, &patch);
-            let size = Value::Object(merged).to_string().len();
-            if size > validate::MAX_JSON_BYTES {
-                return Err(SessionError::LimitExceeded(format!(
-                    "the merged context would be {size} bytes; the limit is {}",
-                    validate::MAX_JSON_BYTES
-                )));
-            }
-            Ok(vec![NewEvent::new(
-                event_kind::CONTEXT,
-                json!({ "patch": patch }),
-            )])
-        })
+        self.run(id, Op::update_context(patch)?).map(|(s, _)| s)
     }
 
     /// The session, its recent history and whether it can be resumed.
@@ -356,6 +454,13 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Sessions matching `filter`, newest first, at most `limit`. The
     /// filter runs on the index; only the page's sessions are loaded.
+    ///
+    /// `cursor` continues after a page: it must be a
+    /// [`next_cursor`](SessionPage::next_cursor) this method returned (on
+    /// any host: cursors are the same everywhere); anything else is
+    /// [`SessionError::InvalidInput`]. A cursor holds only a position (so
+    /// pass the same filter with it) and stays valid when sessions are
+    /// added or removed.
     pub fn list(
         &self,
         filter: &SessionFilter,
@@ -364,37 +469,38 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     ) -> Result<SessionPage, SessionError> {
         validate_filter(filter)?;
         validate::page_limit(limit)?;
-        if let Some(c) = cursor {
-            validate::id("cursor", c)?;
-        }
+        let after = cursor.map(cursor_position).transpose()?;
         let mut ids = Vec::new();
         let mut next_cursor = None;
-        self.scan(cursor, |id, summary| {
+        self.scan(after, |id, summary| {
             if !filter.matches(summary) {
                 return true;
             }
             if ids.len() == limit as usize {
                 // One more match exists: the page is full and not the last.
-                next_cursor = ids.last().cloned();
+                next_cursor = ids.last().map(|id: &String| make_cursor(id));
                 return false;
             }
             ids.push(id.to_owned());
             true
         })?;
         let mut sessions = Vec::with_capacity(ids.len());
+        let mut unreadable = Vec::new();
         for id in ids {
             match self.load(&id) {
                 Ok(l) => sessions.push(l.session),
-                // Removed since the index was read, or damaged: one bad
-                // history must not hide all the others (`fsck` names it,
-                // and `get` reports it).
-                Err(SessionError::NotFound(_) | SessionError::Storage(_)) => {}
+                // Removed since the index was read.
+                Err(SessionError::NotFound(_)) => {}
+                // Damaged: one bad history must not hide all the others,
+                // and it is named so that nobody takes the page for whole.
+                Err(SessionError::Storage(why)) => unreadable.push(format!("{id}: {why}")),
                 Err(e) => return Err(e),
             }
         }
         Ok(SessionPage {
             sessions,
             next_cursor,
+            unreadable,
         })
     }
 
@@ -544,13 +650,17 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     }
 
     /// The session and its whole history as a portable JSON document.
+    ///
+    /// `schema` is the oldest schema among the history's records: a
+    /// session migrated from format 1 keeps its format-1 context events,
+    /// which [`import`](Self::import) can only read as such.
     pub fn export(&self, id: &str) -> Result<Value, SessionError> {
         validate::id("session id", id)?;
         let session = self.load(id)?.session;
-        let events = self.read_events(&session, 0, u32::MAX)?;
+        let (events, schema) = self.read_events_versioned(&session, 0, u32::MAX)?;
         Ok(json!({
             "format": EXPORT_FORMAT,
-            "schema": codec::SCHEMA_VERSION,
+            "schema": schema,
             "session": session,
             "events": events,
         }))
@@ -558,6 +668,39 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Recreate a session from an exported document. The id is kept and
     /// must not exist yet.
+    ///
+    /// A document is held to the rules of the live operations, through the
+    /// same code. Each event is turned back into the arguments of the
+    /// operation that records it (an `iteration` that reaches the bound
+    /// together with its `timeout`); that operation checks them and the
+    /// state replayed so far exactly as it does live (argument validation,
+    /// size limits, the status machine, the iteration bound), and what it
+    /// would record must be the imported event: the same kind and the same
+    /// data, except that a lifecycle event may also carry the
+    /// `webhook_id` of its notification (`msg_` and up to 60 of
+    /// `[A-Za-z0-9_-]`). Timestamps must not go backwards, the `timeout`
+    /// of an iteration has that iteration's timestamp, and none may be
+    /// more than a day ahead of this host's clock or above 2^53 - 1. Every
+    /// number in the document must be exact for every host (see
+    /// [`validate::json_value_numbers`]). Finally the replayed state must
+    /// equal the document's `session`, field for field (`version` must be
+    /// the history length, or 0 for a document older than the field).
+    /// Errors are [`SessionError::InvalidInput`] starting with
+    /// `export document: `, naming the event's position.
+    ///
+    /// Format-1 documents (`"schema": 1`, from a store first written in
+    /// format 1): their `context` events name the changed keys only, not
+    /// the values, so the context cannot be replayed from them. Such an
+    /// event is checked as a context update would be (the session must be
+    /// active or paused) and its data must be `{"keys": [names]}`;
+    /// everything else is checked as above, and the document's `context`
+    /// is trusted as the result. (Their context events carrying a patch, of
+    /// a migrated session that went on, are checked as usual, but the
+    /// merged-context size limit then applies to a replayed context that
+    /// lacks the format-1 changes.) Format 1 counted changes rather than
+    /// events, so their `version` is not checked. The records are stored
+    /// as schema 1, with the state as a snapshot, so the session reads as
+    /// it was and exports as a format-1 document again.
     pub fn import(&self, document: Value) -> Result<Session, SessionError> {
         let bad = |m: String| SessionError::InvalidInput(format!("export document: {m}"));
         let Value::Object(mut doc) = document else {
@@ -566,14 +709,21 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if doc.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
             return Err(bad(format!("\"format\" must be {EXPORT_FORMAT:?}")));
         }
-        let schema = doc.get("schema").and_then(Value::as_u64).unwrap_or(0);
-        let known = u64::from(codec::MIN_SCHEMA_VERSION)..=u64::from(codec::SCHEMA_VERSION);
-        if !known.contains(&schema) {
+        let known = codec::MIN_SCHEMA_VERSION..=codec::SCHEMA_VERSION;
+        let Some(schema) = doc
+            .get("schema")
+            .and_then(Value::as_u64)
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|s| known.contains(s))
+        else {
             return Err(bad(format!(
                 "\"schema\" must be {} to {}",
                 codec::MIN_SCHEMA_VERSION,
                 codec::SCHEMA_VERSION
             )));
+        };
+        for v in doc.values() {
+            validate::json_value_numbers("export document", v)?;
         }
         let mut session: Session =
             serde_json::from_value(doc.remove("session").unwrap_or(Value::Null))
@@ -582,17 +732,36 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             serde_json::from_value(doc.remove("events").unwrap_or(Value::Null))
                 .map_err(|e| bad(format!("\"events\": {e}")))?;
         validate_imported(&session, &events).map_err(|e| bad(e.message().to_owned()))?;
-        session.version = session.event_count;
-        if schema == u64::from(codec::SCHEMA_VERSION) {
-            // The history must produce the state it claims.
-            let replayed = replay(&session.id, &events).map_err(|e| bad(e.message().to_owned()))?;
-            if replayed.as_ref() != Some(&session) {
-                return Err(bad("the session does not match its own history".into()));
-            }
+        let legacy = schema < codec::SCHEMA_VERSION;
+        // Format 1 counted changes, not events; 0 is a document from
+        // before the field.
+        if !legacy && session.version != 0 && session.version != session.event_count {
+            return Err(bad(format!(
+                "version is {} but the session has {} events",
+                session.version, session.event_count
+            )));
         }
+        session.version = session.event_count;
+        let latest = self
+            .env
+            .now_ms()
+            .saturating_add(DAY_MS)
+            .min(validate::MAX_SAFE_INTEGER);
+        let mut replayed = check_history(&session.id, &events, legacy, latest).map_err(bad)?;
+        if legacy {
+            replayed.context = session.context.clone();
+        }
+        if replayed != session {
+            return Err(bad(format!(
+                "the session does not match its own history ({})",
+                first_difference(&replayed, &session)
+            )));
+        }
+        // Stored under the document's schema, so that the history is read
+        // (and exported) as what it is.
         let records = events
             .iter()
-            .map(codec::encode)
+            .map(|e| codec::encode_as(e, schema))
             .collect::<Result<Vec<_>, _>>()?;
         let summary = codec::encode_summary(&session.summary());
         self.store
@@ -604,8 +773,8 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 )),
                 e => e.into(),
             })?;
-        // An older history may not replay into the state it was exported
-        // with, so the state is kept as a snapshot at its end.
+        // A format-1 history does not replay into the state it was
+        // exported with, so the state is kept as a snapshot at its end.
         self.snapshot(&session, 0);
         Ok(session)
     }
@@ -766,42 +935,21 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         })
     }
 
-    /// Read-modify-append of one session. `change` checks the state and
-    /// returns the events to record; their effect is [`fold`]'s.
-    fn update(
-        &self,
-        id: &str,
-        change: impl FnOnce(&Session) -> Result<Vec<NewEvent>, SessionError>,
-    ) -> Result<Session, SessionError> {
-        self.apply(id, change).map(|(s, _)| s)
-    }
-
-    /// [`update`](Self::update), also returning the events written.
-    fn apply(
-        &self,
-        id: &str,
-        change: impl FnOnce(&Session) -> Result<Vec<NewEvent>, SessionError>,
-    ) -> Result<(Session, Vec<Event>), SessionError> {
+    /// Read-modify-append of one session: `op` (its arguments already
+    /// checked) checks the state and makes the events; their effect is
+    /// [`fold`]'s.
+    fn run(&self, id: &str, op: Op) -> Result<(Session, Vec<Event>), SessionError> {
         validate::id("session id", id)?;
         let loaded = self.load(id)?;
-        let events = change(&loaded.session)?;
+        let events = op.events(Some(&loaded.session))?;
         // Keep time monotonic per session even if the clock steps back.
         let now = self.env.now_ms().max(loaded.session.updated_at);
         self.commit(id, Some(loaded), events, now)
     }
 
     /// Append-only operations that return the one event they recorded.
-    fn record(
-        &self,
-        id: &str,
-        allowed: &[SessionStatus],
-        verb: &str,
-        event: impl FnOnce() -> NewEvent,
-    ) -> Result<Event, SessionError> {
-        let (_, mut events) = self.apply(id, |s| {
-            require(s, allowed, verb)?;
-            Ok(vec![event()])
-        })?;
+    fn record(&self, id: &str, op: Op) -> Result<Event, SessionError> {
+        let (_, mut events) = self.run(id, op)?;
         events
             .pop()
             .ok_or_else(|| SessionError::Storage(format!("session {id}: no event was recorded")))
@@ -918,8 +1066,21 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         from: u64,
         limit: u32,
     ) -> Result<Vec<Event>, SessionError> {
+        self.read_events_versioned(session, from, limit)
+            .map(|(events, _)| events)
+    }
+
+    /// [`read_events`](Self::read_events), also returning the oldest schema
+    /// version among the records read (the current one if none).
+    fn read_events_versioned(
+        &self,
+        session: &Session,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<Event>, u32), SessionError> {
+        let mut schema = codec::SCHEMA_VERSION;
         if from >= session.event_count {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), schema));
         }
         let what = format!("session {} history", session.id);
         // Only the history the state was read at is returned.
@@ -937,10 +1098,12 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             }
             remaining -= records.len() as u64;
             for r in &records {
-                events.push(codec::decode(&what, r)?);
+                let (version, event) = codec::decode_versioned(&what, r)?;
+                schema = schema.min(version);
+                events.push(event);
             }
         }
-        Ok(events)
+        Ok((events, schema))
     }
 
     fn recent(&self, session: &Session) -> Result<Vec<Event>, SessionError> {
@@ -971,6 +1134,42 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             after = entries.last().map(|e| e.key.clone());
         }
     }
+}
+
+/// Separates the position from the check in a list cursor.
+const CURSOR_MARK: char = '.';
+
+/// The cursor continuing after session `id`: the id, [`CURSOR_MARK`] and a
+/// 32-bit check of the id (FNV-1a, 8 lowercase hex digits). The check
+/// only catches cursors that were not made by `list` (typos, ids passed
+/// as cursors, truncation); it is not a secret and protects nothing.
+fn make_cursor(id: &str) -> String {
+    format!("{id}{CURSOR_MARK}{:08x}", cursor_check(id))
+}
+
+/// The session id a cursor continues after.
+fn cursor_position(cursor: &str) -> Result<&str, SessionError> {
+    let refused = || {
+        SessionError::InvalidInput(format!(
+            "cursor {:?} is not a cursor returned by list",
+            validate::truncate(cursor)
+        ))
+    };
+    let (id, check) = cursor.rsplit_once(CURSOR_MARK).ok_or_else(refused)?;
+    validate::id("cursor", id).map_err(|_| refused())?;
+    if check.len() != 8 || check != format!("{:08x}", cursor_check(id)) {
+        return Err(refused());
+    }
+    Ok(id)
+}
+
+fn cursor_check(id: &str) -> u32 {
+    b"agent-session list cursor\0"
+        .iter()
+        .chain(id.as_bytes())
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        })
 }
 
 /// How far ahead of this host's clock the newest session id may be and
@@ -1184,6 +1383,213 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
         )));
     }
     Ok(())
+}
+
+/// Replay an imported history through the live operations (see
+/// [`Engine::import`]); an error names the event. `legacy`: a format-1
+/// document, whose context events may name keys only. `latest`: the
+/// largest timestamp accepted.
+fn check_history(id: &str, events: &[Event], legacy: bool, latest: u64) -> Result<Session, String> {
+    let mut state: Option<Session> = None;
+    let mut previous = 0u64;
+    let mut i = 0;
+    while let Some(first) = events.get(i) {
+        let at = |j: usize, m: &str| {
+            let kind = events.get(j).map_or("", |e| e.kind.as_str());
+            format!("event {j} ({}): {m}", validate::truncate(kind))
+        };
+        let t = first.timestamp;
+        if t < previous {
+            return Err(at(
+                i,
+                &format!("its timestamp {t} is before the previous event's ({previous})"),
+            ));
+        }
+        if t > latest {
+            return Err(at(
+                i,
+                &format!(
+                    "its timestamp {t} is more than a day ahead of this host's clock or above 2^53 - 1"
+                ),
+            ));
+        }
+        let made =
+            if legacy && first.kind == event_kind::CONTEXT && first.data.get("patch").is_none() {
+                legacy_context(state.as_ref(), &first.data).map_err(|e| at(i, e.message()))?;
+                vec![NewEvent::new(first.kind.clone(), first.data.clone())]
+            } else {
+                op_of(first)
+                    .and_then(|op| op.events(state.as_ref()))
+                    .map_err(|e| at(i, e.message()))?
+            };
+        for (j, m) in made.iter().enumerate() {
+            let Some(e) = events.get(i + j).filter(|e| e.kind == m.kind) else {
+                return Err(at(
+                    i + j,
+                    "an iteration that reaches the bound must be followed by its timeout",
+                ));
+            };
+            if e.timestamp != t {
+                return Err(at(
+                    i + j,
+                    "a timeout must have the timestamp of the iteration that reached the bound",
+                ));
+            }
+            same_data(
+                &m.data,
+                &e.data,
+                webhook::notification_kind(&e.kind).is_some(),
+            )
+            .map_err(|m| at(i + j, &m))?;
+        }
+        for e in &events[i..i + made.len()] {
+            state = Some(fold(state, id, e).map_err(|e| e.message().to_owned())?);
+        }
+        previous = t;
+        i += made.len();
+    }
+    state.ok_or_else(|| "the history does not begin with a start event".to_owned())
+}
+
+/// The live operation that records `e`, rebuilt from its data, with its
+/// arguments checked as the live method checks them.
+fn op_of(e: &Event) -> Result<Op, SessionError> {
+    let d = &e.data;
+    let shape = |m: &str| SessionError::InvalidInput(m.to_owned());
+    // Absent and null are one: the operation writes null for "none".
+    let given = |k: &str| d.get(k).filter(|v| !v.is_null()).cloned();
+    let text = |k: &str| match d.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(shape(&format!("\"{k}\" must be a string or null"))),
+    };
+    match e.kind.as_str() {
+        event_kind::START => {
+            let a: StartData = serde_json::from_value(d.clone())
+                .map_err(|err| shape(&format!("bad start event: {err}")))?;
+            Op::start(StartOptions {
+                task: a.task,
+                mode: Some(a.mode),
+                user_id: a.user_id,
+                channel_id: a.channel_id,
+                max_iterations: Some(a.max_iterations),
+                context: Some(Value::Object(a.context)),
+            })
+        }
+        event_kind::ITERATION => Op::iterate(given("data")),
+        event_kind::TOOL_CALL => Op::tool_call(
+            serde_json::from_value(d.clone())
+                .map_err(|err| shape(&format!("bad tool call: {err}")))?,
+        ),
+        event_kind::LEARNING => Op::learning(
+            serde_json::from_value(d.clone())
+                .map_err(|err| shape(&format!("bad learning: {err}")))?,
+        ),
+        event_kind::PAUSE => Op::pause(text("reason")?),
+        event_kind::RESUME => Ok(Op::Resume),
+        event_kind::COMPLETE => Op::complete(given("result")),
+        event_kind::ERROR => Op::fail(text("error")?.ok_or_else(|| shape("no \"error\""))?),
+        event_kind::TIMEOUT => Err(shape(
+            "a timeout must directly follow the iteration that reached the bound",
+        )),
+        event_kind::CONTEXT => Op::update_context(
+            d.get("patch")
+                .cloned()
+                .ok_or_else(|| shape("a context event must carry its \"patch\""))?,
+        ),
+        kind => Op::record(kind.to_owned(), d.clone()),
+    }
+}
+
+/// A format-1 context event: allowed where a context update is, data
+/// `{"keys": [names]}`.
+fn legacy_context(state: Option<&Session>, data: &Value) -> Result<(), SessionError> {
+    let Some(s) = state else {
+        return Err(SessionError::InvalidInput(
+            "the history does not begin with a start event".into(),
+        ));
+    };
+    require(
+        s,
+        &[SessionStatus::Active, SessionStatus::Paused],
+        "update the context of",
+    )?;
+    let names = data
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("keys"))
+        .and_then(Value::as_array);
+    match names {
+        Some(names) if names.iter().all(Value::is_string) => Ok(()),
+        _ => Err(SessionError::InvalidInput(
+            "a format-1 context event must be {\"keys\": [names]}".into(),
+        )),
+    }
+}
+
+/// Whether imported event data is what the operation made: equal, except
+/// that a lifecycle event may name its notification.
+fn same_data(made: &Value, imported: &Value, lifecycle: bool) -> Result<(), String> {
+    if made == imported {
+        return Ok(());
+    }
+    let (Value::Object(m), Value::Object(d)) = (made, imported) else {
+        return Err("its data is not what the operation records".into());
+    };
+    for (k, v) in d {
+        if lifecycle && k == webhook::ID_FIELD {
+            if !v.as_str().is_some_and(is_notification_id) {
+                return Err(format!(
+                    "its {} must be \"msg_\" followed by 1 to 60 letters, digits, '-' or '_'",
+                    webhook::ID_FIELD
+                ));
+            }
+            continue;
+        }
+        match m.get(k) {
+            None => {
+                return Err(format!(
+                    "its data has a field {:?} that the operation does not record",
+                    validate::truncate(k)
+                ));
+            }
+            Some(x) if x != v => {
+                return Err(format!(
+                    "its field {:?} is not what the operation records",
+                    validate::truncate(k)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    match m.keys().find(|k| !d.contains_key(*k)) {
+        Some(k) => Err(format!("its data lacks the field {k:?}")),
+        None => Ok(()),
+    }
+}
+
+/// The shape of a notification id `commit` writes (`msg_` + UUID), loose
+/// enough for ids of other writers of the same format.
+fn is_notification_id(id: &str) -> bool {
+    id.strip_prefix("msg_").is_some_and(|rest| {
+        (1..=60).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The first field in which two sessions differ, for error messages.
+fn first_difference(a: &Session, b: &Session) -> String {
+    let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return String::new();
+    };
+    a.iter()
+        .find(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, _)| format!("\"{k}\" differs"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

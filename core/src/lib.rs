@@ -37,4 +37,8 @@ pub use model::*;
 pub use ports::{Environment, IndexEntry, Notifier, Store, Versioned};
 
 #[cfg(test)]
+mod hardening_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -304,8 +304,17 @@ impl SessionFilter {
 pub struct SessionPage {
     /// The sessions of this page.
     pub sessions: Vec<Session>,
-    /// Cursor for the next page; `None` on the last one.
+    /// Cursor for the next page (pass it to `list` with the same filter);
+    /// `None` on the last one. An opaque token: today the last session id
+    /// of the page, `.` and a check, but only `list` should make or read
+    /// it, and `list` refuses a string it did not make.
     pub next_cursor: Option<String>,
+    /// Sessions of this page that the index names but whose history could
+    /// not be read (damaged, or not the store's own files), as
+    /// `"<id>: <why>"`: left out of `sessions`, never silently. `stats`,
+    /// which reads the index only, counts them; `fsck` names them too.
+    #[serde(default)]
+    pub unreadable: Vec<String>,
 }
 
 /// One page of a history, in sequence order.

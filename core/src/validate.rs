@@ -17,6 +17,8 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
 /// Largest accepted iteration bound.
 pub const MAX_ITERATIONS_LIMIT: u32 = 1_000_000;
+/// Largest export document [`json_document`] accepts, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 /// Largest page size of `list` and `events`.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -98,26 +100,252 @@ pub fn custom_kind(kind: &str) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// Parse JSON text of at most [`MAX_JSON_BYTES`].
+/// Parse JSON text of at most [`MAX_JSON_BYTES`] whose numbers are all
+/// exact (see [`json_numbers_exact`]). Every host hands JSON values to the
+/// core as text and parses them here, so they all accept the same values.
 pub fn json(what: &str, text: &str) -> Result<Value, SessionError> {
-    if text.len() > MAX_JSON_BYTES {
+    json_limited(what, text, MAX_JSON_BYTES)
+}
+
+/// [`json`] for a whole export document, of at most [`MAX_DOCUMENT_BYTES`]:
+/// a history holds many values, so the per-value cap does not apply to it
+/// (each value in it is still held to [`MAX_JSON_BYTES`] by the import).
+pub fn json_document(what: &str, text: &str) -> Result<Value, SessionError> {
+    json_limited(what, text, MAX_DOCUMENT_BYTES)
+}
+
+fn json_limited(what: &str, text: &str, max: usize) -> Result<Value, SessionError> {
+    if text.len() > max {
         return Err(invalid(format!(
-            "{what} is {} bytes of JSON; the limit is {MAX_JSON_BYTES}",
+            "{what} is {} bytes of JSON; the limit is {max}",
             text.len()
         )));
     }
-    serde_json::from_str(text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
+    let value = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))?;
+    json_numbers_exact(what, text)?;
+    Ok(value)
 }
 
-/// Check the size of an already-parsed JSON value.
+/// Refuse JSON text holding a number that a double cannot hold exactly.
+///
+/// Every host ends up with numbers as IEEE doubles (JavaScript has nothing
+/// else), so a number is accepted only if its exact decimal value is the
+/// value of the shortest decimal that round-trips its double: `0.1`,
+/// `1e21`, `-0`, `12.50` and `9007199254740992` pass;
+/// `123456789012345678901234567890`, `9007199254740993` and
+/// `1.0000000000000001` do not (a JavaScript host would silently store
+/// something else). Only number tokens outside strings are looked at; the
+/// text is expected to be valid JSON (parse it first), and anything else
+/// is scanned without panicking but with no promise about the result.
+pub fn json_numbers_exact(what: &str, text: &str) -> Result<(), SessionError> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        // The escaped byte can be a quote: skip it whole.
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                // Only ASCII bytes were consumed, so both ends are char
+                // boundaries.
+                let token = text.get(start..i).unwrap_or_default();
+                if !number_is_exact(token) {
+                    return Err(inexact(what, token));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Largest integer every host holds exactly (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`, 2^53 - 1).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Check the size of an already-parsed JSON value (serialized, at most
+/// [`MAX_JSON_BYTES`]) and that its integers are exact for every host: an
+/// integer beyond ±[`MAX_SAFE_INTEGER`] is refused unless it is exactly
+/// the double it rounds to *and* that double's shortest decimal (the rule
+/// [`json_numbers_exact`] applies to text, so a value is accepted as a
+/// `Value` exactly when it would be as text). Every operation that takes a
+/// JSON value runs it through here.
 pub fn json_value_size(what: &str, value: &Value) -> Result<(), SessionError> {
-    let len = value.to_string().len();
+    // Counted, not built: a huge value is not copied just to be refused.
+    let mut counter = SizeCounter { len: 0 };
+    let _ = serde_json::to_writer(&mut counter, value);
+    let len = counter.len;
     if len > MAX_JSON_BYTES {
         return Err(invalid(format!(
             "{what} is {len} bytes of JSON; the limit is {MAX_JSON_BYTES}"
         )));
     }
+    json_value_numbers(what, value)
+}
+
+/// The integer part of [`json_value_size`]'s check, for values of any size
+/// (a whole export document).
+pub fn json_value_numbers(what: &str, value: &Value) -> Result<(), SessionError> {
+    // An explicit stack: values built natively can be nested deeper than
+    // any parser would allow.
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) => {
+                let exact = if let Some(u) = n.as_u64() {
+                    u <= MAX_SAFE_INTEGER || integer_is_exact(&u.to_string(), u as f64)
+                } else if let Some(i) = n.as_i64() {
+                    i.unsigned_abs() <= MAX_SAFE_INTEGER
+                        || integer_is_exact(&i.to_string(), i as f64)
+                } else {
+                    // A double is exactly itself.
+                    true
+                };
+                if !exact {
+                    return Err(inexact(what, &n.to_string()));
+                }
+            }
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// Counts serialized bytes.
+struct SizeCounter {
+    len: usize,
+}
+
+impl std::io::Write for SizeCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.len = self.len.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn inexact(what: &str, number: &str) -> SessionError {
+    let shown: String = if number.len() > 40 {
+        format!("{}...", &number[..number.floor_char_boundary(40)])
+    } else {
+        number.to_owned()
+    };
+    invalid(format!(
+        "{what}: the number {shown} cannot be stored exactly; send it as a string"
+    ))
+}
+
+fn integer_is_exact(decimal: &str, f: f64) -> bool {
+    Decimal::parse(decimal).is_some_and(|d| Decimal::parse(&format!("{f:e}")) == Some(d))
+}
+
+/// Whether a JSON number token is exactly its double's shortest decimal.
+fn number_is_exact(token: &str) -> bool {
+    let Ok(f) = token.parse::<f64>() else {
+        return false;
+    };
+    if !f.is_finite() {
+        return false;
+    }
+    // `{:e}` prints the shortest digits that round-trip.
+    match (Decimal::parse(token), Decimal::parse(&format!("{f:e}"))) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A decimal number as sign, significant digits (no leading or trailing
+/// zeros) and the position of the decimal point relative to them: the
+/// value is `0.DIGITS × 10^point`. Zero has no digits and no sign, so
+/// `-0` equals `0`.
+#[derive(PartialEq, Eq, Debug)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    point: i64,
+}
+
+impl Decimal {
+    /// Parse `-?digits(.digits)?([eE][+-]?digits)?`; `None` for anything else.
+    fn parse(s: &str) -> Option<Decimal> {
+        let (negative, s) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let (mantissa, exponent) = match s.find(['e', 'E']) {
+            Some(at) => (&s[..at], Some(&s[at + 1..])),
+            None => (s, None),
+        };
+        let (int, frac) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let exp = match exponent {
+            None => 0i64,
+            Some(e) => {
+                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                // Saturate: an exponent this large is out of any double's
+                // range, and the comparison fails either way.
+                let magnitude = digits.bytes().fold(0i64, |acc, b| {
+                    acc.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+                });
+                if e.starts_with('-') {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
+        let all = int.bytes().chain(frac.bytes());
+        let leading = all.clone().take_while(|b| *b == b'0').count();
+        let mut digits: Vec<u8> = all.skip(leading).collect();
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                point: 0,
+            });
+        }
+        let point = (int.len() as i64)
+            .saturating_sub(leading as i64)
+            .saturating_add(exp);
+        Some(Decimal {
+            negative,
+            digits,
+            point,
+        })
+    }
 }
 
 /// A JSON value that must be an object (context and context patches).
@@ -166,6 +394,6 @@ pub fn range(what: &str, after: Option<u64>, before: Option<u64>) -> Result<(), 
 }
 
 /// Keep echoed input short in messages.
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }

@@ -67,6 +67,9 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
     {
         return invalid("webhook url must be at most 2048 characters without spaces".into());
     }
+    if let Some(rest) = rest {
+        check_authority(rest).map_err(SessionError::InvalidInput)?;
+    }
     let key = c.secret.strip_prefix("whsec_").unwrap_or("");
     if key.len() < 16 || key.len() > 512 || !is_base64(key) {
         return invalid(
@@ -84,6 +87,70 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
         ));
     }
     Ok(())
+}
+
+/// Check the authority (what follows the scheme, up to the path) of a
+/// webhook url: no user name or password (a secret in a url ends up in
+/// logs, and `https://trusted@other/` dials `other`); an IPv6 literal
+/// closed and without a zone (a zone names an interface of the sending
+/// host, which means nothing to the others); a port, if given, from 1 to
+/// 65535.
+fn check_authority(rest: &str) -> Result<(), String> {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("webhook url must not contain a user name or password".into());
+    }
+    let port = if let Some(literal) = authority.strip_prefix('[') {
+        let Some((address, after)) = literal.split_once(']') else {
+            return Err("webhook url has an unterminated IPv6 address ('[' without ']')".into());
+        };
+        if address.contains('%') {
+            return Err("webhook url must not name an IPv6 zone ('%')".into());
+        }
+        if address.is_empty()
+            || !address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(format!(
+                "webhook url has an invalid IPv6 address {:?}",
+                crate::validate::truncate(address)
+            ));
+        }
+        match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return Err("webhook url has text after its IPv6 address".into()),
+            },
+        }
+    } else {
+        if authority.contains(['[', ']']) {
+            return Err("webhook url has a '[' or ']' outside an IPv6 address".into());
+        }
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("webhook url has no host".into());
+        }
+        port
+    };
+    // An empty port (`http://host:/`) means the scheme's default.
+    let valid = |p: &str| {
+        p.is_empty()
+            || (p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)))
+    };
+    match port {
+        Some(p) if !valid(p) => Err(format!(
+            "webhook url port {:?} must be a number from 1 to 65535",
+            crate::validate::truncate(p)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Key, in a lifecycle event's data, of the id of the notification it

@@ -113,6 +113,8 @@ export interface SessionPage {
   sessions: Session[];
   /** Pass to the next `list` call to continue; null on the last page. */
   nextCursor: string | null;
+  /** Sessions of this page whose history could not be read, as "<id>: <why>". */
+  unreadable: string[];
 }
 
 /** One page of a history, in sequence order. */

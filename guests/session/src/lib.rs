@@ -320,6 +320,7 @@ impl Guest for Component {
         Ok(wit::SessionPage {
             sessions: page.sessions.into_iter().map(session).collect(),
             next_cursor: page.next_cursor,
+            unreadable: page.unreadable,
         })
     }
 
@@ -371,10 +372,8 @@ impl Guest for Component {
     }
 
     fn import(document: String) -> R<wit::Session> {
-        // Exports carry whole histories, so they may exceed the per-value cap.
-        let doc: Value = serde_json::from_str(&document).map_err(|e| {
-            wit::SessionError::InvalidInput(format!("export document is not valid JSON: {e}"))
-        })?;
+        // Exports carry whole histories, so they have a cap of their own.
+        let doc = core::validate::json_document("export document", &document).map_err(err)?;
         engine().import(doc).map(session).map_err(err)
     }
 

@@ -334,7 +334,11 @@ export class Sessions {
       a.optStr(cursor, 'list: cursor'),
       a.u32(limit, 'list: limit'),
     );
-    return { sessions: page.sessions.map(session), nextCursor: opt(page.nextCursor) };
+    return {
+      sessions: page.sessions.map(session),
+      nextCursor: opt(page.nextCursor),
+      unreadable: [...page.unreadable],
+    };
   }
 
   /**

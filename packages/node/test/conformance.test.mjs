@@ -169,7 +169,11 @@ function comparable(op, v) {
     return Object.fromEntries(
       Object.entries(v).map(([k, x]) => [
         k.replace(UUID, '<uuid>'),
-        TIMES.has(k) && typeof x === 'number' ? '<time>' : comparable(op, x),
+        TIMES.has(k) && typeof x === 'number'
+          ? '<time>'
+          : k === 'next_cursor' && typeof x === 'string'
+            ? '<cursor>'
+            : comparable(op, x),
       ]),
     );
   }

@@ -330,6 +330,7 @@ class Sessions:
         return SessionPage(
             sessions=tuple(_session(s) for s in page.sessions),
             next_cursor=_field(page, "next_cursor"),
+            unreadable=tuple(_field(page, "unreadable")),
         )
 
     def stats(

@@ -78,6 +78,9 @@ class SessionPage:
 
     sessions: Tuple[Session, ...]
     next_cursor: Optional[str]
+    #: Sessions of this page whose history could not be read, as
+    #: ``"<id>: <why>"`` (left out of ``sessions``).
+    unreadable: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,14 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _TIMES = ("created_at", "updated_at", "ended_at", "timestamp")
 
 
+def _masked(op: str, key: str, v: Any) -> Any:
+    if key in _TIMES and _is_number(v):
+        return "<time>"
+    if key == "next_cursor" and isinstance(v, str):
+        return "<cursor>"
+    return comparable(op, v)
+
+
 def comparable(op: str, v: Any) -> Any:
     """An outcome with what differs between runs masked (README "Transcripts")."""
     if op == "duration" and _is_number(v):
@@ -225,10 +233,7 @@ def comparable(op: str, v: Any) -> Any:
     if isinstance(v, list):
         return [comparable(op, x) for x in v]
     if isinstance(v, dict):
-        return {
-            _UUID.sub("<uuid>", k): "<time>" if k in _TIMES and _is_number(x) else comparable(op, x)
-            for k, x in v.items()
-        }
+        return {_UUID.sub("<uuid>", k): _masked(op, k, x) for k, x in v.items()}
     return v
 
 

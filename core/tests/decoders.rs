@@ -1,0 +1,235 @@
+//! The decoders of stored bytes and of JSON text from hosts, over arbitrary
+//! input: no panic, and memory bounded by the input's size.
+//!
+//! A separate test binary because it installs a counting global allocator.
+//! `PROPTEST_CASES=20000 cargo test -p agent-session-core --release --test
+//! decoders` runs longer.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use agent_session_core::{Event, Session, SessionStatus, SessionSummary, WebhookConfig, codec};
+use proptest::prelude::*;
+
+/// Counts the bytes each thread has allocated and not freed, and their
+/// peak. Per thread, so tests running in parallel do not disturb each
+/// other's measurements.
+struct Counting;
+
+thread_local! {
+    static CURRENT: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: the thread's slots may already be gone while it exits.
+    let _ = CURRENT.try_with(|c| {
+        let now = c.get() + delta;
+        c.set(now);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counting touches only const-initialized thread locals, which neither
+// allocate nor register destructors.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Counted as a fresh block plus the old one until it is freed: a
+        // moving realloc holds both for a moment.
+        count(new_size as isize);
+        // SAFETY: same contract as ours.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        count(-(layout.size() as isize));
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Peak bytes allocated while `f` runs, above what was allocated before.
+fn peak_during(f: impl FnOnce()) -> isize {
+    let base = CURRENT.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    f();
+    PEAK.with(Cell::get) - base
+}
+
+/// What a decode of `len` bytes may hold at once: parsed JSON holds a
+/// few words per input byte (a one-byte `0` in an array becomes a 32-byte
+/// value, `#[serde(flatten)]` buffers the record once more, vectors grow
+/// by doubling), plus a constant. What this catches is an allocation sized
+/// from the input's *content* (a length prefix, a count), not its length.
+fn bound(len: usize) -> isize {
+    (256 * len + 64 * 1024) as isize
+}
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn samples() -> Vec<Vec<u8>> {
+    let summary = SessionSummary {
+        status: SessionStatus::Paused,
+        mode: "developer".into(),
+        user_id: Some("u".into()),
+        channel_id: None,
+        created_at: 1,
+        updated_at: 2,
+        ended_at: None,
+        iteration: 3,
+        event_count: 4,
+    };
+    let event = Event {
+        seq: 3,
+        kind: "iteration".into(),
+        timestamp: 5,
+        data: serde_json::json!({"iteration": 1, "data": [1, {"a": "b"}, null, 2.5]}),
+    };
+    vec![
+        codec::encode_summary(&summary),
+        codec::encode(&event).expect("an event encodes"),
+        br#"{"schema":2,"url":"https://a.example.com","secret":"whsec_x","event_kinds":[],"enabled":true}"#.to_vec(),
+        br#"{"schema":1,"id":"x","task":"t","mode":"m","user_id":null,"channel_id":null,"status":"active","iteration":0,"max_iterations":5,"context":{"k":[1,2,3]},"pause_reason":null,"result":null,"error":null,"created_at":1,"updated_at":1,"ended_at":null,"event_count":1,"version":1}"#.to_vec(),
+    ]
+}
+
+/// Bytes: arbitrary, or a real record with a few bytes changed, cut or
+/// repeated (those get past the first checks).
+fn input() -> impl Strategy<Value = Vec<u8>> {
+    let mutated = (
+        prop::sample::select(samples()),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+        0usize..4,
+    )
+        .prop_map(|(mut bytes, edits, cut, repeat)| {
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            let cut = cut.index(bytes.len() + 1);
+            bytes.truncate(cut);
+            let copy = bytes.clone();
+            for _ in 0..repeat {
+                bytes.extend_from_slice(&copy);
+            }
+            bytes
+        });
+    let json_soup = prop::collection::vec(
+        prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"",
+            "\\",
+            "\"a\"",
+            "0",
+            "-1",
+            "1e400",
+            "1.5",
+            "123456789012345678901234567890",
+            "null",
+            "true",
+            "\"schema\"",
+            "2",
+            " ",
+            "\"data\"",
+            "\"\\u0000\"",
+        ]),
+        0..64,
+    )
+    .prop_map(|parts| parts.concat().into_bytes());
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        mutated,
+        json_soup,
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn record_decoders_never_panic_and_stay_in_bounds(bytes in input()) {
+        let peak = peak_during(|| {
+            let _ = codec::decode::<Event>("event", &bytes);
+            let _ = codec::decode::<Session>("snapshot", &bytes);
+            let _ = codec::decode::<WebhookConfig>("webhook", &bytes);
+            let _ = codec::decode_versioned::<serde_json::Value>("record", &bytes);
+        });
+        prop_assert!(peak <= bound(bytes.len()), "{} bytes of input took {} bytes", bytes.len(), peak);
+    }
+
+    #[test]
+    fn summary_decoder_never_panics_and_stays_in_bounds(bytes in input()) {
+        let peak = peak_during(|| {
+            let _ = codec::decode_summary("summary", &bytes);
+        });
+        // Binary, no nesting: at most the strings it copies out.
+        prop_assert!(peak <= (2 * bytes.len() + 1024) as isize, "{} bytes of input took {} bytes", bytes.len(), peak);
+    }
+
+    #[test]
+    fn json_text_checks_never_panic_and_stay_in_bounds(bytes in input()) {
+        let text = String::from_utf8_lossy(&bytes);
+        let peak = peak_during(|| {
+            let _ = agent_session_core::validate::json("value", &text);
+            let _ = agent_session_core::validate::json_document("document", &text);
+            let _ = agent_session_core::validate::json_numbers_exact("value", &text);
+        });
+        prop_assert!(peak <= bound(text.len()), "{} bytes of input took {} bytes", text.len(), peak);
+    }
+}
+
+#[test]
+fn a_summary_claiming_long_strings_allocates_nothing_for_them() {
+    // Version, status, three times, iteration, count, then a string that
+    // claims 65534 bytes but has none.
+    let mut bytes = vec![1u8, 0];
+    bytes.extend_from_slice(&[0; 8 * 3 + 4 + 8]);
+    bytes.extend_from_slice(&0xfffeu16.to_le_bytes());
+    let peak = peak_during(|| {
+        assert!(codec::decode_summary("summary", &bytes).is_err());
+    });
+    assert!(peak < 1024, "{peak}");
+}
+
+#[test]
+fn the_counter_counts() {
+    let bytes = format!("{{\"schema\":2,\"a\":[{}0]}}", "0,".repeat(10_000)).into_bytes();
+    let peak = peak_during(|| {
+        let v = codec::decode_versioned::<serde_json::Value>("record", &bytes);
+        assert!(v.is_ok());
+    });
+    // 10 001 values of 32 bytes, at least.
+    assert!(peak >= 320_000, "{peak}");
+    assert!(peak <= bound(bytes.len()), "{peak}");
+}
