@@ -7,34 +7,67 @@
 //! loads an incompatible artifact.
 
 use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
+use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::confined;
 use crate::runtime::CacheDir;
 
+/// Leads every entry, before the checksum of the rest.
+const MAGIC: &[u8; 8] = b"ASCWASM1";
+const HEADER: usize = MAGIC.len() + 32;
+/// Compiled session components and plugins are a few MiB; anything far
+/// larger is not an entry of ours.
+const MAX_ENTRY: u64 = 512 << 20;
+
 /// Compile `wasm`, or load its compiled form from the cache.
+///
+/// A cache entry is native code that runs as this user, so it is used
+/// only from a directory that this user owns and nobody else can write,
+/// from a plain file with one link, and only when its SHA-256 (written
+/// with it) matches: a damaged or altered entry is compiled again, never
+/// executed.
 pub fn load(engine: &Engine, wasm: &[u8], cache: &CacheDir) -> anyhow::Result<Component> {
-    let Some(dir) = resolve(cache) else {
+    let Some(path) = resolve(cache) else {
         return compile(engine, wasm);
     };
-    let path = dir.join(file_name(engine, wasm));
-    if path.exists() {
-        // SAFETY: the file was written by `store` below from a component
-        // this engine configuration compiled, and is replaced only by
-        // atomic renames, so it is never modified while mapped. Anyone able
-        // to write the cache directory could already run code as this user.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled component")
-            }
+    let dir = match open_dir(&path) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "not using the compiled-component cache");
+            return compile(engine, wasm);
         }
+    };
+    let name = file_name(engine, wasm);
+    match confined::read(&dir, &name, MAX_ENTRY) {
+        Ok(bytes) => match verified(&bytes) {
+            // SAFETY: the bytes were written by `store` below from a
+            // component this engine configuration compiled (the name
+            // carries the engine's compatibility hash) and match the
+            // checksum written with them; `deserialize` copies them, so
+            // nothing can change them while they are used.
+            Some(code) => match unsafe { Component::deserialize(engine, code) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(entry = %name, error = %e, "ignoring unusable compiled component")
+                }
+            },
+            None => tracing::warn!(
+                entry = %name,
+                "a compiled component in the cache does not match its checksum; compiling again"
+            ),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(entry = %name, error = %e, "ignoring a cache entry"),
     }
     let component = compile(engine, wasm)?;
-    if let Err(e) = store(&dir, &path, &component) {
+    if let Err(e) = store(&dir, &name, &component) {
         // The cache only saves time; a read-only home must not break the host.
         tracing::warn!(path = %path.display(), error = %e, "could not cache the compiled component");
     }
@@ -47,12 +80,46 @@ fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
     Ok(component)
 }
 
-fn store(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize()?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
+/// The compiled code of an entry whose checksum matches.
+fn verified(bytes: &[u8]) -> Option<&[u8]> {
+    let (header, code) = (bytes.get(..HEADER)?, bytes.get(HEADER..)?);
+    (header[..MAGIC.len()] == MAGIC[..] && header[MAGIC.len()..] == Sha256::digest(code)[..])
+        .then_some(code)
+}
+
+/// The cache directory (made, private, if missing), if only this user can
+/// change what is in it.
+fn open_dir(path: &Path) -> io::Result<Dir> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
+    let meta = dir.dir_metadata()?;
+    let me = rustix::process::geteuid().as_raw();
+    let owner = cap_std::fs::MetadataExt::uid(&meta);
+    let mode = cap_std::fs::PermissionsExt::mode(&meta.permissions());
+    if owner != me || mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "it belongs to user {owner} with mode {mode:o}; it must be this user's ({me}) \
+                 and writable by nobody else"
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+fn store(dir: &Dir, name: &str, component: &Component) -> anyhow::Result<()> {
+    let code = component.serialize()?;
+    let mut bytes = Vec::with_capacity(HEADER + code.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&Sha256::digest(&code));
+    bytes.extend_from_slice(&code);
+    // Not fsynced: an entry torn by a power loss fails its checksum and is
+    // compiled again.
+    crate::fs_store::write_atomically(dir, Path::new("."), name, &bytes, false)?;
     Ok(())
 }
 
@@ -63,7 +130,6 @@ fn file_name(engine: &Engine, wasm: &[u8]) -> String {
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("session-{hex}-{:016x}.cwasm", h.finish())
 }
-
 fn resolve(cache: &CacheDir) -> Option<PathBuf> {
     match cache {
         CacheDir::Disabled => None,

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod cache;
+mod confined;
 pub mod copy;
 mod fs_store;
 mod outbox;
@@ -46,3 +47,8 @@ pub use runtime::{
     CacheDir, Error, SESSION_COMPONENT, SessionHost, SessionHostBuilder, SharedNotifier,
     SharedStore,
 };
+
+/// The largest file the host reads whole on a caller's behalf (an export
+/// document to import, a plugin component) unless told otherwise: the
+/// store's record limit, so whatever one host stores another can read.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = fs_store::MAX_RECORD as u64;

@@ -89,6 +89,17 @@ struct Cli {
         value_name = "ADDR|RANGE|HOST"
     )]
     webhook_allow: Vec<String>,
+    /// The largest file read whole on your behalf (an export document to
+    /// import, a plugin component), in bytes; larger ones are refused
+    /// before they are read. Default: the store's record limit, 64 MiB.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENT_SESSION_MAX_INPUT_BYTES",
+        default_value_t = agent_session_host::DEFAULT_MAX_INPUT_BYTES,
+        value_name = "BYTES"
+    )]
+    max_input_bytes: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -509,7 +520,10 @@ fn main() -> ExitCode {
                 Failure::Session(e) => (exit_code(e), e.code(), e.message().to_owned()),
                 Failure::Undelivered(m) => (9, "undelivered", m.clone()),
                 Failure::Plugin(m) => (10, "plugin-failed", m.clone()),
-                Failure::Other(e) => (1, "error", format!("{e:#}")),
+                Failure::Other(e) => {
+                    let (code, kind) = classify(e);
+                    (code, kind, format!("{e:#}"))
+                }
             };
             if json {
                 eprintln!(
@@ -533,6 +547,25 @@ fn exit_code(e: &SessionError) -> u8 {
         SessionError::LimitExceeded(_) => 7,
         SessionError::Storage(_) => 8,
     }
+}
+
+/// The exit code and kind of a failure that did not come from the engine:
+/// one caused by a session error has that error's; one caused by the
+/// filesystem or the store (a root that is not a directory, an unreadable
+/// or refused file, a read-only root) is `storage`.
+fn classify(e: &anyhow::Error) -> (u8, &'static str) {
+    for cause in e.chain() {
+        if let Some(s) = cause.downcast_ref::<SessionError>() {
+            return (exit_code(s), s.code());
+        }
+        if let Some(Error::Session(s)) = cause.downcast_ref::<Error>() {
+            return (exit_code(s), s.code());
+        }
+        if cause.is::<std::io::Error>() || cause.is::<agent_session_core::StoreError>() {
+            return (8, "storage");
+        }
+    }
+    (1, "error")
 }
 
 /// The commands that work on a directory store only.
@@ -732,6 +765,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cursor,
         } => {
             let page = host.list(&filter.parse()?, cursor.as_deref(), limit)?;
+            // Also with --json (which carries them in "unreadable"): a
+            // listing with holes must not pass for a whole one.
+            for u in &page.unreadable {
+                eprintln!("warning: left out, unreadable: {}", term(u));
+            }
+            if !page.unreadable.is_empty() {
+                eprintln!(
+                    "warning: {} session(s) of this page could not be read; \
+                     `agent-session fsck` checks them",
+                    page.unreadable.len()
+                );
+            }
             if out.json {
                 out.print_json(&page);
             } else {
@@ -803,18 +848,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Import { file } => {
-            let text = if file.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading stdin")?;
-                s
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?
-            };
-            let doc = parse_json("the export document", &text)?;
-            out.session(&host.import(&doc)?);
+            let bytes = read_input(&file, cli.max_input_bytes, "the export document", invalid)?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                invalid(format!(
+                    "the export document {} is not UTF-8 text ({e})",
+                    file.display()
+                ))
+            })?;
+            out.session(&host.import_text(&text)?);
         }
         Command::Webhook(cmd) => match cmd {
             WebhookCommand::Set {
@@ -929,7 +970,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         },
-        Command::Plugin(cmd) => run_plugin(cmd, &cli.dir, &out)?,
+        Command::Plugin(cmd) => run_plugin(cmd, &cli.dir, cli.max_input_bytes, &out)?,
         Command::Redeliver { id, delivery } => {
             let s = sender(delivery.timeout, Some(delivery))?;
             match s.outbox().find(&id).context("reading the outbox")? {
@@ -970,10 +1011,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result<(), Failure> {
-    let read = |path: &PathBuf| -> Result<Vec<u8>, Failure> {
-        Ok(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-    };
+fn run_plugin(
+    cmd: PluginCommand,
+    dir: &std::path::Path,
+    max_input: u64,
+    out: &Output,
+) -> Result<(), Failure> {
+    let read = |path: &PathBuf| read_input(path, max_input, "the plugin", Failure::Plugin);
     let stem = |path: &PathBuf| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -989,8 +1033,7 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
         } => {
             let wasm = read(plugin)?;
             let namespace = sandbox.namespace.clone().unwrap_or_else(|| stem(plugin));
-            let kept =
-                PluginRuntime::kept(dir, &namespace).map_err(|e| invalid(format!("{e:#}")))?;
+            let kept = PluginRuntime::kept(dir, &namespace)?;
             if kept.is_some_and(|k| k != wasm) && !replace_plugin {
                 return Err(invalid(format!(
                     "namespace {namespace} belongs to another plugin (a different one is kept \
@@ -1006,10 +1049,7 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
             sandbox,
         } => {
             let (namespace, kept) = match &sandbox.namespace {
-                Some(ns) => (
-                    ns.clone(),
-                    PluginRuntime::kept(dir, ns).map_err(|e| invalid(format!("{e:#}")))?,
-                ),
+                Some(ns) => (ns.clone(), PluginRuntime::kept(dir, ns)?),
                 None => match PluginRuntime::find(dir, session_id, CacheDir::Default)? {
                     Some((ns, wasm)) => (ns, Some(wasm)),
                     None => {
@@ -1038,11 +1078,12 @@ fn run_plugin(cmd: PluginCommand, dir: &std::path::Path, out: &Output) -> Result
         calls: sandbox.calls,
     };
     let runtime = PluginRuntime::new(CacheDir::Default)?;
-    let plugin = runtime
-        .load(&wasm)
-        .with_context(|| format!("loading the plugin for namespace {namespace}"))?;
-    let sessions = PluginRuntime::namespace(dir, &namespace, CacheDir::Default)
-        .map_err(|e| invalid(format!("{e:#}")))?;
+    let plugin = runtime.load(&wasm).map_err(|e| {
+        Failure::Plugin(format!(
+            "loading the plugin for namespace {namespace}: {e:#}"
+        ))
+    })?;
+    let sessions = PluginRuntime::namespace(dir, &namespace, CacheDir::Default)?;
     if matches!(cmd, PluginCommand::Run { .. }) {
         PluginRuntime::remember(dir, &namespace, &wasm)?;
     }
@@ -1162,7 +1203,7 @@ fn print_attempts(attempts: &[agent_session_host::Attempt]) {
             rfc3339(a.at),
             a.status.map_or("-".into(), |s| s.to_string()),
             format!("{}ms", a.duration_ms),
-            a.error.as_deref().unwrap_or("")
+            term(a.error.as_deref().unwrap_or(""))
         );
     }
 }
@@ -1310,8 +1351,70 @@ fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Resu
     Ok(())
 }
 
+/// JSON from the command line, by the rules the component applies to
+/// every host's values (size, numbers that round-trip exactly).
 fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
+    Ok(agent_session_core::validate::json(what, text)?)
+}
+
+/// The bytes of a file the user named (`-`: standard input), refused with
+/// `bad` before anything is read if it is not a regular file or is larger
+/// than `max`; a missing file is `not-found`.
+fn read_input(
+    path: &std::path::Path,
+    max: u64,
+    what: &str,
+    bad: fn(String) -> Failure,
+) -> Result<Vec<u8>, Failure> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let shown = path.display();
+    let too_large = || {
+        bad(format!(
+            "{what} {shown} is larger than {max} bytes (--max-input-bytes)"
+        ))
+    };
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
+        return match bytes.len() as u64 > max {
+            true => Err(too_large()),
+            false => Ok(bytes),
+        };
+    }
+    // Non-blocking, so that opening a FIFO does not wait for a writer
+    // before it can be refused.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Failure::Session(SessionError::NotFound(format!(
+                "{what} {shown} does not exist"
+            ))),
+            _ => bad(format!("cannot open {what} {shown}: {e}")),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot read {what} {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad(format!(
+            "{what} {shown} is not a regular file (a directory, device or pipe is refused)"
+        )));
+    }
+    if meta.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("cannot read {what} {shown}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// RFC 3339, a date (midnight UTC), or milliseconds since the epoch.
@@ -1374,11 +1477,14 @@ impl Output {
             return self.print_json(s);
         }
         out!("id           {}", s.id);
-        out!("task         {}", s.task);
+        out!("task         {}", term(&s.task));
         out!("status       {}", s.status);
-        out!("mode         {}", s.mode);
-        out!("user         {}", s.user_id.as_deref().unwrap_or("-"));
-        out!("channel      {}", s.channel_id.as_deref().unwrap_or("-"));
+        out!("mode         {}", term(&s.mode));
+        out!("user         {}", term(s.user_id.as_deref().unwrap_or("-")));
+        out!(
+            "channel      {}",
+            term(s.channel_id.as_deref().unwrap_or("-"))
+        );
         out!("iteration    {}/{}", s.iteration, s.max_iterations);
         out!("created      {}", rfc3339(s.created_at));
         out!("updated      {}", rfc3339(s.updated_at));
@@ -1386,16 +1492,19 @@ impl Output {
             out!("ended        {}", rfc3339(t));
         }
         if let Some(r) = &s.pause_reason {
-            out!("paused for   {r}");
+            out!("paused for   {}", term(r));
         }
         if let Some(r) = &s.result {
-            out!("result       {r}");
+            out!("result       {}", term(&r.to_string()));
         }
         if let Some(e) = &s.error {
-            out!("error        {e}");
+            out!("error        {}", term(e));
         }
         if !s.context.is_empty() {
-            out!("context      {}", Value::Object(s.context.clone()));
+            out!(
+                "context      {}",
+                term(&Value::Object(s.context.clone()).to_string())
+            );
         }
         out!("events       {}", s.event_count);
         out!("version      {}", s.version);
@@ -1431,11 +1540,11 @@ impl Output {
         if !n.session_id.is_empty() {
             out!("session   {} (event {})", n.session_id, n.seq);
         }
-        out!("url       {}", n.url);
+        out!("url       {}", term(&n.url));
         out!("raised    {}", rfc3339(n.timestamp));
         out!("state     {}", d.state.as_str());
         match (&d.reason, d.state) {
-            (Some(r), _) => out!("reason    {r}"),
+            (Some(r), _) => out!("reason    {}", term(r)),
             (None, DeliveryState::Pending) => {
                 out!("next      {}", rfc3339(d.next_attempt_at));
             }
@@ -1456,7 +1565,7 @@ impl Output {
         match masked {
             None => out!("no webhook endpoint is set"),
             Some(c) => {
-                out!("url      {}", c.url);
+                out!("url      {}", term(&c.url));
                 out!("secret   {}", c.secret);
                 let kinds = if c.event_kinds.is_empty() {
                     "all".to_owned()
@@ -1501,12 +1610,34 @@ fn print_session_table(sessions: &[Session]) {
 }
 
 fn clip(s: &str, max: usize) -> String {
+    let s = &*term(s);
     if s.chars().count() <= max {
         return s.to_owned();
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// Text from a session as it may be shown on a terminal: control
+/// characters (which could move the cursor or end a table row) and Unicode
+/// bidirectional controls (which could make text read in another order
+/// than it is stored, U+202E say) are printed escaped, as `\u{202e}`.
+fn term(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn human_duration(ms: u64) -> String {

@@ -28,13 +28,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cap_std::fs::Dir;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::cache;
-use crate::fs_store::Durability;
+use crate::fs_store::{Durability, write_durably};
 use crate::runtime::{CacheDir, CallResult, Guest, HostState, SessionHost, wit_types as wit};
+use crate::{cache, confined};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -53,19 +54,49 @@ use bindings::{AgentPlugin, AgentPluginPre};
 const TICK: Duration = Duration::from_millis(10);
 /// The copy of a namespace's plugin, in the namespace's directory.
 const PLUGIN_FILE: &str = "plugin.wasm";
+/// The folder of the namespaces, in a root.
+const PLUGINS_DIR: &str = "plugins";
 
-/// `<root>/plugins/<name>`, for a name that cannot lead anywhere else.
-fn namespace_dir(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+/// `<root>/plugins/<name>`, for a name that cannot lead anywhere else,
+/// opened beneath the root without following symbolic links (`plugins` and
+/// `<name>` must be real directories: a symlink could hand the plugin
+/// another namespace, the main root or a folder outside it). `None` when
+/// it does not exist and `create` is false.
+fn namespace_dir(root: &Path, name: &str, create: bool) -> anyhow::Result<Option<Dir>> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    anyhow::ensure!(
-        valid,
-        "namespace {name:?} must be 1 to 64 letters, digits, '-' or '_'"
-    );
-    Ok(root.join("plugins").join(name))
+    if !valid {
+        return Err(agent_session_core::SessionError::InvalidInput(format!(
+            "namespace {name:?} must be 1 to 64 letters, digits, '-' or '_'"
+        ))
+        .into());
+    }
+    let opened = (|| {
+        let root = if create {
+            confined::open_root(root)?
+        } else {
+            Dir::open_ambient_dir(root, cap_std::ambient_authority())?
+        };
+        let plugins = confined::subdir(&root, PLUGINS_DIR, create)?;
+        confined::subdir(&plugins, name, create)
+    })();
+    match opened {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "opening plugin namespace {}",
+                namespace_label(root, name).display()
+            )
+        }),
+    }
+}
+
+fn namespace_label(root: &Path, name: &str) -> std::path::PathBuf {
+    root.join(PLUGINS_DIR).join(name)
 }
 
 /// What one run of a plugin may use.
@@ -210,34 +241,42 @@ impl PluginRuntime {
     /// The session host of namespace `name` under `root`
     /// (`<root>/plugins/<name>/`, created if needed).
     pub fn namespace(root: &Path, name: &str, cache: CacheDir) -> anyhow::Result<SessionHost> {
-        Ok(SessionHost::open_dir(namespace_dir(root, name)?, Durability::Durable, cache)?.0)
+        let dir = namespace_dir(root, name, true)?.context("the namespace was not created")?;
+        let label = namespace_label(root, name);
+        Ok(SessionHost::open_in(dir, &label, Durability::Durable, cache)?.0)
     }
 
     /// Keep a copy of the plugin that works in namespace `name`, so a
     /// session it paused can be resumed by id alone (in another process,
     /// or on another machine the root was copied to).
     pub fn remember(root: &Path, name: &str, wasm: &[u8]) -> anyhow::Result<()> {
-        let path = namespace_dir(root, name)?.join(PLUGIN_FILE);
-        if std::fs::read(&path).is_ok_and(|kept| kept == wasm) {
+        if Self::kept(root, name)?.is_some_and(|kept| kept == wasm) {
             return Ok(());
         }
-        let tmp = path.with_extension(format!("wasm.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, wasm)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().with_context(|| format!("keeping a copy of the plugin in {}", path.display()))
+        let dir = namespace_dir(root, name, true)?.context("the namespace was not created")?;
+        write_durably(&dir, Path::new("."), PLUGIN_FILE, wasm).with_context(|| {
+            format!(
+                "keeping a copy of the plugin in {}",
+                namespace_label(root, name).join(PLUGIN_FILE).display()
+            )
+        })
     }
 
-    /// The plugin kept in namespace `name` by [`PluginRuntime::remember`].
+    /// The plugin kept in namespace `name` by [`PluginRuntime::remember`]
+    /// (at most [`crate::DEFAULT_MAX_INPUT_BYTES`]).
     pub fn kept(root: &Path, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let path = namespace_dir(root, name)?.join(PLUGIN_FILE);
-        match std::fs::read(&path) {
+        let Some(dir) = namespace_dir(root, name, false)? else {
+            return Ok(None);
+        };
+        match confined::read(&dir, PLUGIN_FILE, crate::DEFAULT_MAX_INPUT_BYTES) {
             Ok(wasm) => Ok(Some(wasm)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "reading {}",
+                    namespace_label(root, name).join(PLUGIN_FILE).display()
+                )
+            }),
         }
     }
 
@@ -248,17 +287,25 @@ impl PluginRuntime {
         id: &str,
         cache: CacheDir,
     ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
-        let dir = root.join("plugins");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(None);
+        let plugins = Dir::open_ambient_dir(root, cap_std::ambient_authority())
+            .and_then(|root| confined::subdir(&root, PLUGINS_DIR, false));
+        let entries = match plugins {
+            Ok(dir) => dir.entries()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening {}", root.join(PLUGINS_DIR).display()));
+            }
         };
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            let Ok(ns) = namespace_dir(root, &name) else {
-                continue;
-            };
-            let Ok(wasm) = std::fs::read(ns.join(PLUGIN_FILE)) else {
-                continue;
+            let wasm = match Self::kept(root, &name) {
+                Ok(Some(wasm)) => wasm,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(namespace = %name, "skipping a namespace: {e:#}");
+                    continue;
+                }
             };
             match Self::namespace(root, &name, cache.clone()) {
                 Ok(sessions) if sessions.get(id).is_ok() => return Ok(Some((name, wasm))),

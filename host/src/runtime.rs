@@ -305,10 +305,26 @@ impl SessionHost {
     ) -> anyhow::Result<(Self, Arc<FsStore>)> {
         use anyhow::Context as _;
         let dir = dir.as_ref();
-        let store = FsStore::open_with(dir, durability)
+        let root = crate::confined::open_root(dir)
             .with_context(|| format!("opening the session store at {}", dir.display()))?;
-        let outbox = FsOutbox::open(dir)
+        Self::open_in(root, dir, durability, cache)
+    }
+
+    /// [`SessionHost::open_dir`] on a directory the caller opened (a
+    /// capability: nothing outside it is reachable); `label` names it in
+    /// messages.
+    pub fn open_in(
+        root: cap_std::fs::Dir,
+        label: &Path,
+        durability: Durability,
+        cache: CacheDir,
+    ) -> anyhow::Result<(Self, Arc<FsStore>)> {
+        use anyhow::Context as _;
+        let dir = label;
+        let outbox = FsOutbox::open_in(root.try_clone()?)
             .with_context(|| format!("opening the outbox in {}", dir.display()))?;
+        let store = FsStore::open_in(root, durability, dir)
+            .with_context(|| format!("opening the session store at {}", dir.display()))?;
         let store = Arc::new(store);
         let host = Self::builder(store.clone(), Arc::new(outbox))
             .cache(cache)
@@ -571,6 +587,7 @@ impl SessionHost {
                 .map(Session::try_from)
                 .collect::<Result<_, _>>()?,
             next_cursor: page.next_cursor,
+            unreadable: page.unreadable,
         })
     }
 
@@ -630,8 +647,13 @@ impl SessionHost {
 
     /// Recreate a session from an exported document.
     pub fn import(&self, document: &Value) -> Result<Session, Error> {
-        let text = document.to_string();
-        self.call(|g, s| g.call_import(s, &text))?.try_into()
+        self.import_text(&document.to_string())
+    }
+
+    /// [`SessionHost::import`] of a document as JSON text, handed to the
+    /// component as it is (the component parses and checks it).
+    pub fn import_text(&self, document: &str) -> Result<Session, Error> {
+        self.call(|g, s| g.call_import(s, document))?.try_into()
     }
 
     // ----- webhooks -----

@@ -10,6 +10,7 @@ mod component;
 mod conformance;
 mod crash;
 mod cross_host;
+mod hostile_root;
 mod pg_outbox;
 mod pg_store;
 mod plugins;

@@ -22,6 +22,7 @@ use agent_session_core::{IndexEntry, StoreError};
 use cap_std::fs::{Dir, OpenOptions};
 
 use super::{marked, sync_dir, write_durably};
+use crate::confined;
 
 const DIR: &str = "index";
 /// Compact when the file is this large and mostly superseded frames.
@@ -49,7 +50,8 @@ fn log_path(c: &str) -> String {
 
 fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
     let open = || {
-        root.open_with(
+        confined::open(
+            root,
             format!("{DIR}/{c}.lock"),
             OpenOptions::new().read(true).write(true).create(true),
         )
@@ -61,8 +63,7 @@ fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
             open()?
         }
         other => other?,
-    }
-    .into_std();
+    };
     if exclusive {
         f.lock()?;
     } else {
@@ -105,8 +106,11 @@ impl Index {
         encode(key, summary, &mut frame);
         let size = {
             let _shared = lock(root, c, false)?;
-            let mut f =
-                root.open_with(log_path(c), OpenOptions::new().append(true).create(true))?;
+            let mut f = confined::open(
+                root,
+                log_path(c),
+                OpenOptions::new().append(true).create(true),
+            )?;
             // One write per frame: frames of concurrent appenders never
             // interleave.
             f.write_all(&frame)?;
@@ -164,7 +168,7 @@ impl Index {
             }
         });
         write_durably(root, Path::new(DIR), &format!("{c}.log"), &bytes)?;
-        let file = root.open(log_path(c))?.into_std();
+        let file = confined::open(root, log_path(c), OpenOptions::new().read(true))?;
         let ino = file.metadata()?.ino();
         self.with(c, |cache| {
             cache.ino = ino;
@@ -193,8 +197,8 @@ impl Index {
     fn refresh(&self, root: &Dir, c: &str) -> Result<(), StoreError> {
         let path = log_path(c);
         let io_err = |e: io::Error| StoreError::Io(format!("reading {path}: {e}"));
-        let file = match root.open(&path) {
-            Ok(f) => f.into_std(),
+        let file = match confined::open(root, &path, OpenOptions::new().read(true)) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.with(c, |cache| *cache = Cache::default());
                 return Ok(());

@@ -14,27 +14,27 @@ use std::path::Path;
 
 use cap_std::fs::OpenOptions;
 
+use crate::confined;
+
 use super::{FORMAT, FsStore, IDX, LOG, frame, write_durably};
 
 const V1_HEADER: usize = 4 + 4 + 8;
 
 pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
-    let lock = store
-        .root
-        .open_with(
-            "LOCK",
-            OpenOptions::new().read(true).write(true).create(true),
-        )?
-        .into_std();
+    let lock = confined::open(
+        &store.root,
+        "LOCK",
+        OpenOptions::new().read(true).write(true).create(true),
+    )?;
     lock.lock()?;
-    if store.root.read_to_string("FORMAT")? == FORMAT {
+    if confined::read(&store.root, "FORMAT", 64)? == FORMAT.as_bytes() {
         return Ok(()); // another process migrated meanwhile
     }
     let mut migrated = 0u64;
     for collection in [agent_session_core::SESSIONS, agent_session_core::CONFIG] {
         for key in store.list_dir(collection)? {
             let entry = format!("{collection}/{key}");
-            let bytes = match store.root.read(format!("{entry}/{LOG}")) {
+            let bytes = match confined::read(&store.root, format!("{entry}/{LOG}"), u64::MAX) {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),

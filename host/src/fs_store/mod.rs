@@ -23,6 +23,7 @@
 //! unlike fcntl locks); readers take no lock.
 
 mod frame;
+use crate::confined;
 /// The largest record or document a store accepts (the filesystem store's
 /// frame limit; the database store keeps the same, so data moves both
 /// ways).
@@ -38,7 +39,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
-use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use index::Index;
@@ -50,6 +50,8 @@ const FORMAT_1: &str = "agent-session-fs 1\n";
 const REINDEX: &str = "REINDEX";
 const DOC_MAGIC: &[u8; 4] = b"ASD1";
 const DOC_HEADER: usize = 4 + 8 + 4 + 4;
+/// The largest document file: a header and the largest payload.
+const MAX_DOC: u64 = (DOC_HEADER + frame::MAX_PAYLOAD) as u64;
 const MAX_NAME: usize = 64;
 const LOG: &str = "events.log";
 const IDX: &str = "events.idx";
@@ -136,15 +138,24 @@ impl FsStore {
     /// requested).
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> io::Result<Self> {
         let path = path.as_ref();
-        Dir::create_ambient_dir_all(path, ambient_authority())?;
-        let root = Dir::open_ambient_dir(path, ambient_authority())?;
+        Self::open_in(confined::open_root(path)?, durability, path)
+    }
+
+    /// Open the store in the directory `root` (a capability the caller
+    /// opened, e.g. a plugin namespace beneath another root); `label` names
+    /// it in messages.
+    pub fn open_in(root: Dir, durability: Durability, label: &Path) -> io::Result<Self> {
+        let path = label;
         let store = Self {
             root,
             durability,
             index: Index::default(),
             files: Mutex::new(HashMap::new()),
         };
-        match store.root.read_to_string("FORMAT") {
+        let format = confined::read(&store.root, "FORMAT", 64).and_then(|b| {
+            String::from_utf8(b).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+        });
+        match format {
             Ok(f) if f == FORMAT => {}
             Ok(f) if f == FORMAT_1 => migrate::format_1_to_2(&store)?,
             Ok(other) => {
@@ -216,41 +227,59 @@ impl FsStore {
         let mut report = CheckReport::default();
         for key in keys {
             let entry = format!("{collection}/{key}");
-            let _lock = if repair {
-                Some(self.lock(&entry)?)
-            } else {
-                None
-            };
-            match self.walk_all(&entry) {
-                Ok((walk, _)) => {
-                    report.records += walk.offsets.len() as u64;
-                    if walk.torn_bytes > 0 {
-                        report.torn_tails.push(entry.clone());
-                    }
-                    if repair {
-                        let idx_len = self
-                            .root
-                            .metadata(format!("{entry}/{IDX}"))
-                            .map_or(0, |m| m.len() / 8);
-                        self.fix_tail(&entry, &Tail::from_walk(walk, idx_len))
-                            .map_err(io::Error::other)?;
-                    }
-                }
-                Err(e) => report.damaged.push((entry.clone(), e.to_string())),
-            }
-            if let Err(e) = self.read_doc(&entry) {
-                // A session document is only a snapshot of its history.
-                if repair && collection == agent_session_core::SESSIONS {
-                    self.root.remove_file(format!("{entry}/doc"))?;
-                    report.dropped_snapshots.push(entry.clone());
-                } else {
-                    report.damaged.push((entry.clone(), e.to_string()));
-                }
+            // One unreadable key (a symlink, a file without permissions, a
+            // hard link) is reported and the walk goes on: the others
+            // still get checked and repaired.
+            if let Err(e) = self.check_key(collection, &entry, repair, &mut report) {
+                report.damaged.push((entry.clone(), e.to_string()));
             }
             report.checked += 1;
             progress(report.checked, total);
         }
         Ok(report)
+    }
+
+    fn check_key(
+        &self,
+        collection: &str,
+        entry: &str,
+        repair: bool,
+        report: &mut CheckReport,
+    ) -> io::Result<()> {
+        let _lock = if repair {
+            Some(self.lock(entry)?)
+        } else {
+            None
+        };
+        match self.walk_all(entry) {
+            Ok((walk, _)) => {
+                report.records += walk.offsets.len() as u64;
+                if walk.torn_bytes > 0 {
+                    report.torn_tails.push(entry.to_owned());
+                }
+                if repair {
+                    let idx_len = self
+                        .root
+                        .metadata(format!("{entry}/{IDX}"))
+                        .map_or(0, |m| m.len() / 8);
+                    self.fix_tail(entry, &Tail::from_walk(walk, idx_len))
+                        .map_err(io::Error::other)?;
+                }
+            }
+            Err(e) => report.damaged.push((entry.to_owned(), e.to_string())),
+        }
+        if let Err(e) = self.read_doc(entry) {
+            // A session document is only a snapshot of its history.
+            // Removing it unlinks the name in the root, never the content
+            // of a file it may be hard-linked to.
+            if repair && collection == agent_session_core::SESSIONS {
+                self.root.remove_file(format!("{entry}/doc"))?;
+                report.dropped_snapshots.push(entry.to_owned());
+            } else {
+                report.damaged.push((entry.to_owned(), e.to_string()));
+            }
+        }
+        Ok(())
     }
 
     fn request_reindex(&self) -> io::Result<()> {
@@ -311,19 +340,17 @@ impl FsStore {
 
     /// Take the entry's writer lock (blocking). Released when dropped.
     fn lock(&self, entry: &str) -> io::Result<std::fs::File> {
-        let file = self
-            .root
-            .open_with(
-                format!("{entry}/lock"),
-                OpenOptions::new().read(true).write(true).create(true),
-            )?
-            .into_std();
+        let file = confined::open(
+            &self.root,
+            format!("{entry}/lock"),
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
         file.lock()?;
         Ok(file)
     }
 
     fn read_doc(&self, entry: &str) -> Result<Option<Versioned>, StoreError> {
-        let bytes = match self.root.read(format!("{entry}/doc")) {
+        let bytes = match confined::read(&self.root, format!("{entry}/doc"), MAX_DOC) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&format!("reading {entry}/doc"), e)),
@@ -354,9 +381,7 @@ impl FsStore {
                     o.write(true);
                 }
             }
-            self.root
-                .open_with(format!("{entry}/{name}"), &o)
-                .map(cap_std::fs::File::into_std)
+            confined::open(&self.root, format!("{entry}/{name}"), &o)
         };
         let open_all = |writable: bool| {
             open("lock", false, writable).and_then(|lock| {
@@ -393,7 +418,7 @@ impl FsStore {
 
     /// Walk the whole log from the start.
     fn walk_all(&self, entry: &str) -> Result<(frame::Walk, Vec<u8>), StoreError> {
-        let bytes = match self.root.read(format!("{entry}/{LOG}")) {
+        let bytes = match confined::read(&self.root, format!("{entry}/{LOG}"), u64::MAX) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error(&format!("reading {entry}/{LOG}"), e)),
@@ -447,23 +472,23 @@ impl FsStore {
                 bytes = tail.torn_bytes,
                 "cutting a torn append off the log"
             );
-            let f = self
-                .root
-                .open_with(format!("{entry}/{LOG}"), OpenOptions::new().write(true))
-                .map_err(|e| io_error(&ctx("opening"), e))?;
+            let f = confined::open(
+                &self.root,
+                format!("{entry}/{LOG}"),
+                OpenOptions::new().write(true),
+            )
+            .map_err(|e| io_error(&ctx("opening"), e))?;
             f.set_len(tail.end)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| io_error(&ctx("cutting"), e))?;
         }
         if tail.idx_valid != tail.idx_len || !tail.extra.is_empty() {
-            let f = self
-                .root
-                .open_with(
-                    format!("{entry}/{IDX}"),
-                    OpenOptions::new().write(true).create(true),
-                )
-                .map_err(|e| io_error(&ctx("indexing"), e))?
-                .into_std();
+            let f = confined::open(
+                &self.root,
+                format!("{entry}/{IDX}"),
+                OpenOptions::new().write(true).create(true),
+            )
+            .map_err(|e| io_error(&ctx("indexing"), e))?;
             let bytes: Vec<u8> = tail.extra.iter().flat_map(|o| o.to_le_bytes()).collect();
             f.set_len(tail.idx_valid * 8)
                 .and_then(|()| f.write_all_at(&bytes, tail.idx_valid * 8))
@@ -844,25 +869,31 @@ pub(crate) fn write_durably(root: &Dir, dir: &Path, name: &str, bytes: &[u8]) ->
 /// Replace `dir/name` by renaming a temp file over it; with `sync`, the
 /// temp file and the directory are fsynced so the new content survives a
 /// power loss.
-fn write_atomically(
+pub(crate) fn write_atomically(
     root: &Dir,
     dir: &Path,
     name: &str,
     bytes: &[u8],
     sync: bool,
 ) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A name of its own per writer: two processes making the same new
+    // root (both writing FORMAT) must not rename each other's temp file.
+    let unique = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(".{name}.{}-{unique:016x}.tmp", std::process::id()));
     let target = dir.join(name);
-    let mut file = root.open_with(
-        &tmp,
-        OpenOptions::new().write(true).create(true).truncate(true),
-    )?;
-    file.write_all(bytes)?;
-    if sync {
-        file.sync_all()?;
+    let written = (|| {
+        let mut file = root.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+        file.write_all(bytes)?;
+        if sync {
+            file.sync_all()?;
+        }
+        drop(file);
+        root.rename(&tmp, root, &target)
+    })();
+    if written.is_err() {
+        let _ = root.remove_file(&tmp);
     }
-    drop(file);
-    root.rename(&tmp, root, &target)?;
+    written?;
     if sync {
         sync_dir(root, dir)?;
     }

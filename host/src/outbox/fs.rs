@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_session_core::{Notification, Notifier};
-use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id, now_ms};
+use crate::confined;
 use crate::fs_store::marked;
 use crate::fs_store::{sync_dir, write_durably};
 
@@ -47,6 +47,15 @@ const SEGMENT_MAX: u64 = 4 << 20;
 const SEGMENT_SUFFIX: &str = ".log";
 /// A segment still being made (see `FsOutbox::segment`).
 const FRESH_SUFFIX: &str = ".new";
+/// The largest delivery record read (a notification is far smaller; its
+/// attempts are capped by the retry schedule).
+const MAX_RECORD_FILE: u64 = 16 << 20;
+
+fn read_only() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true);
+    o
+}
 
 /// The name of a delivery's record file.
 fn file_name(n: &Notification) -> String {
@@ -81,9 +90,12 @@ pub(crate) struct SenderLock {
 impl FsOutbox {
     /// The outbox of the store rooted at `path` (created if needed).
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
-        let path = path.as_ref();
-        Dir::create_ambient_dir_all(path, ambient_authority())?;
-        let root = Dir::open_ambient_dir(path, ambient_authority())?;
+        Self::open_in(confined::open_root(path.as_ref())?)
+    }
+
+    /// The outbox of the store in the directory `root` (a capability the
+    /// caller opened).
+    pub fn open_in(root: Dir) -> io::Result<Self> {
         if !root.exists(INTAKE_DIR) {
             root.create_dir_all(DONE_DIR)?;
             root.create_dir_all(INTAKE_DIR)?;
@@ -211,7 +223,7 @@ impl FsOutbox {
                 .modified()
                 .map(|t| t.into_std().elapsed().unwrap_or_default().as_secs() > 60)?;
             let path = format!("{INTAKE_DIR}/{name}");
-            if old && !is_held(&self.root.open(&path)?.into_std())? {
+            if old && !is_held(&confined::open(&self.root, &path, &read_only())?)? {
                 remove_if_present(&self.root, &path)?;
             }
         }
@@ -232,8 +244,8 @@ impl FsOutbox {
         let mut out = Vec::new();
         for name in list_with(&self.root, INTAKE_DIR, SEGMENT_SUFFIX)? {
             let path = format!("{INTAKE_DIR}/{name}");
-            match self.root.open(&path) {
-                Ok(f) => out.push((name, path, f.into_std())),
+            match confined::open(&self.root, &path, &read_only()) {
+                Ok(f) => out.push((name, path, f)),
                 // Taken in and deleted by a sender meanwhile.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -244,13 +256,11 @@ impl FsOutbox {
 
     /// The sender lock, if no other sender holds it.
     fn try_lock_sender(&self) -> io::Result<Option<SenderLock>> {
-        let file = self
-            .root
-            .open_with(
-                LOCK_FILE,
-                OpenOptions::new().read(true).write(true).create(true),
-            )?
-            .into_std();
+        let file = confined::open(
+            &self.root,
+            LOCK_FILE,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
         match file.try_lock() {
             // A new holder reads the live segments from the start: what an
             // earlier one read but did not record is taken in again.
@@ -343,8 +353,8 @@ impl Outbox for FsOutbox {
     }
 
     fn writer_alive(&self, segment: &str) -> io::Result<bool> {
-        match self.root.open(format!("{INTAKE_DIR}/{segment}")) {
-            Ok(f) => is_held(&f.into_std()),
+        match confined::open(&self.root, format!("{INTAKE_DIR}/{segment}"), &read_only()) {
+            Ok(f) => is_held(&f),
             // Taken in and deleted: its process had ended.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -607,7 +617,7 @@ fn list_with(root: &Dir, dir: &str, suffix: &str) -> io::Result<Vec<String>> {
 }
 
 fn read(root: &Dir, path: &str) -> io::Result<Delivery> {
-    let bytes = root.read(path)?;
+    let bytes = confined::read(root, path, MAX_RECORD_FILE)?;
     serde_json::from_slice::<Delivery>(&bytes)
         // Outboxes written before delivery existed hold bare notifications.
         .or_else(|_| serde_json::from_slice::<Notification>(&bytes).map(Delivery::new))
