@@ -1389,6 +1389,10 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
 /// [`Engine::import`]); an error names the event. `legacy`: a format-1
 /// document, whose context events may name keys only. `latest`: the
 /// largest timestamp accepted.
+/// More than any one event's data can be: a start's task and context, or a
+/// tool call's input and output, each within its own limit.
+const MAX_EVENT_DATA_BYTES: usize = 3 * validate::MAX_JSON_BYTES;
+
 fn check_history(id: &str, events: &[Event], legacy: bool, latest: u64) -> Result<Session, String> {
     let mut state: Option<Session> = None;
     let mut previous = 0u64;
@@ -1410,6 +1414,20 @@ fn check_history(id: &str, events: &[Event], legacy: bool, latest: u64) -> Resul
                 i,
                 &format!(
                     "its timestamp {t} is more than a day ahead of this host's clock or above 2^53 - 1"
+                ),
+            ));
+        }
+        // No operation records more than two capped values and a little
+        // text: a larger event is refused before its data is copied into
+        // the operation's arguments (an import of a huge document must not
+        // need several times its size in memory).
+        let len = validate::json_len(&first.data);
+        if len > MAX_EVENT_DATA_BYTES {
+            return Err(at(
+                i,
+                &format!(
+                    "its data is {len} bytes of JSON; no operation records more than \
+                     {MAX_EVENT_DATA_BYTES}"
                 ),
             ));
         }

@@ -145,14 +145,24 @@ fn imported_events_are_held_to_the_argument_checks() {
         refused(forged(&[start.clone(), (kind, json!({}))]));
     }
     let mut big_user = start_data(10);
+    big_user["user_id"] = json!("u".repeat(300));
+    let m = refused(forged(&[("start", big_user.clone())]));
+    assert!(m.contains("event 0 (start): user id"), "{m}");
+    let m = refused(forged(&[
+        start.clone(),
+        ("note", json!({"blob": "x".repeat(70 << 10)})),
+    ]));
+    assert!(m.contains("event 1 (note): event data is"), "{m}");
+    // Far beyond what any operation records: refused before the data is
+    // copied into the operation's arguments.
     big_user["user_id"] = json!("u".repeat(1 << 20));
     let m = refused(forged(&[("start", big_user)]));
-    assert!(m.contains("event 0 (start): user id"), "{m}");
+    assert!(m.contains("event 0 (start): its data is"), "{m}");
     let m = refused(forged(&[
         start.clone(),
         ("note", json!({"blob": "x".repeat(60 << 20)})),
     ]));
-    assert!(m.contains("event 1 (note): event data is"), "{m}");
+    assert!(m.contains("event 1 (note): its data is"), "{m}");
     refused(forged(&[
         start.clone(),
         ("pause", json!({"reason": "   "})),
@@ -535,4 +545,15 @@ fn format_1_exports_of_the_fixture_import() {
         e.delete(&s.id).unwrap();
         e.import(again).unwrap();
     }
+}
+
+#[test]
+fn documents_of_many_small_values_are_refused_before_they_are_parsed() {
+    // 8 MiB of `0,`: 4 Mi values, several times the text once parsed.
+    let text = format!("{{\"a\":[{}0]}}", "0,".repeat(4 << 20));
+    let e = crate::validate::json_document("the export document", &text).unwrap_err();
+    assert!(e.message().contains("once parsed"), "{e}");
+    // The same bytes as one string are fine to parse.
+    let text = format!("{{\"a\":\"{}\"}}", "0,".repeat(4 << 20));
+    assert!(crate::validate::json_document("the export document", &text).is_ok());
 }

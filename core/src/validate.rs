@@ -110,8 +110,75 @@ pub fn json(what: &str, text: &str) -> Result<Value, SessionError> {
 /// [`json`] for a whole export document, of at most [`MAX_DOCUMENT_BYTES`]:
 /// a history holds many values, so the per-value cap does not apply to it
 /// (each value in it is still held to [`MAX_JSON_BYTES`] by the import).
+///
+/// Parsed values take more room than their text (a `0,` of two bytes is a
+/// value of 16 to 32), so before parsing, the room the parse would take is
+/// estimated from the values the text holds, and a document that would need
+/// more than [`MAX_DOCUMENT_PARSE_BYTES`] is refused: importing a document
+/// never takes more than a bounded multiple of the cap.
 pub fn json_document(what: &str, text: &str) -> Result<Value, SessionError> {
+    if text.len() <= MAX_DOCUMENT_BYTES {
+        let room = parse_room(text);
+        if room > MAX_DOCUMENT_PARSE_BYTES {
+            return Err(invalid(format!(
+                "{what} would take about {} MiB of memory once parsed (it holds many small \
+                 values); the limit is {} MiB",
+                room >> 20,
+                MAX_DOCUMENT_PARSE_BYTES >> 20
+            )));
+        }
+    }
     json_limited(what, text, MAX_DOCUMENT_BYTES)
+}
+
+/// The most memory parsing one export document may take (see
+/// [`json_document`]).
+pub const MAX_DOCUMENT_PARSE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Room a parsed value is counted at, over its text (a `serde_json::Value`
+/// and its share of the container holding it, with the slack of a growing
+/// vector or map).
+const VALUE_ROOM: usize = 48;
+
+/// An estimate of the memory `serde_json` takes for `text`: its bytes plus
+/// [`VALUE_ROOM`] per value (every string, number, literal, array and
+/// object, keys included). Scans without allocating; any text is safe to
+/// give it.
+fn parse_room(text: &str) -> usize {
+    let b = text.as_bytes();
+    let (mut values, mut i) = (0usize, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                values += 1;
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'"' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                values += 1;
+                while i < b.len() && b[i].is_ascii_alphanumeric()
+                    || i < b.len() && b"-+.".contains(&b[i])
+                {
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => {
+                values += 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    text.len().saturating_add(values.saturating_mul(VALUE_ROOM))
 }
 
 fn json_limited(what: &str, text: &str, max: usize) -> Result<Value, SessionError> {
@@ -188,16 +255,21 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 /// `Value` exactly when it would be as text). Every operation that takes a
 /// JSON value runs it through here.
 pub fn json_value_size(what: &str, value: &Value) -> Result<(), SessionError> {
-    // Counted, not built: a huge value is not copied just to be refused.
-    let mut counter = SizeCounter { len: 0 };
-    let _ = serde_json::to_writer(&mut counter, value);
-    let len = counter.len;
+    let len = json_len(value);
     if len > MAX_JSON_BYTES {
         return Err(invalid(format!(
             "{what} is {len} bytes of JSON; the limit is {MAX_JSON_BYTES}"
         )));
     }
     json_value_numbers(what, value)
+}
+
+/// The length of `value` as JSON text: counted, not built, so that a huge
+/// value is not copied just to be refused.
+pub(crate) fn json_len(value: &Value) -> usize {
+    let mut counter = SizeCounter { len: 0 };
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.len
 }
 
 /// The integer part of [`json_value_size`]'s check, for values of any size

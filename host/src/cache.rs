@@ -46,7 +46,7 @@ pub fn load(engine: &Engine, wasm: &[u8], cache: &CacheDir) -> anyhow::Result<Co
     };
     let name = file_name(engine, wasm);
     match confined::read(&dir, &name, MAX_ENTRY) {
-        Ok(bytes) => match verified(&bytes) {
+        Ok(bytes) => match verified(&name, &bytes) {
             // SAFETY: the bytes were written by `store` below from a
             // component this engine configuration compiled (the name
             // carries the engine's compatibility hash) and match the
@@ -80,11 +80,22 @@ fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
     Ok(component)
 }
 
-/// The compiled code of an entry whose checksum matches.
-fn verified(bytes: &[u8]) -> Option<&[u8]> {
+/// The compiled code of entry `name` if its checksum matches.
+fn verified<'a>(name: &str, bytes: &'a [u8]) -> Option<&'a [u8]> {
     let (header, code) = (bytes.get(..HEADER)?, bytes.get(HEADER..)?);
-    (header[..MAGIC.len()] == MAGIC[..] && header[MAGIC.len()..] == Sha256::digest(code)[..])
+    (header[..MAGIC.len()] == MAGIC[..] && header[MAGIC.len()..] == checksum(name, code)[..])
         .then_some(code)
+}
+
+/// Covers the name too (it carries the component's digest and the
+/// engine's hash): a good entry copied under another component's name does
+/// not check out.
+fn checksum(name: &str, code: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(code);
+    h.finalize().into()
 }
 
 /// The cache directory (made, private, if missing), if only this user can
@@ -115,7 +126,7 @@ fn store(dir: &Dir, name: &str, component: &Component) -> anyhow::Result<()> {
     let code = component.serialize()?;
     let mut bytes = Vec::with_capacity(HEADER + code.len());
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&Sha256::digest(&code));
+    bytes.extend_from_slice(&checksum(name, &code));
     bytes.extend_from_slice(&code);
     // Not fsynced: an entry torn by a power loss fails its checksum and is
     // compiled again.

@@ -67,15 +67,59 @@ pub fn subdir(parent: &Dir, name: &str, create: bool) -> io::Result<Dir> {
 }
 
 /// Open a store file beneath `root`; see [`check_file`].
+///
+/// Opened non-blocking, so that a FIFO planted in the root is refused by
+/// the check instead of blocking the open (the flag changes nothing for a
+/// regular file). Errors name the path.
 pub fn open(
     root: &Dir,
     path: impl AsRef<Path>,
     options: &OpenOptions,
 ) -> io::Result<std::fs::File> {
+    use cap_std::fs::OpenOptionsExt as _;
     let path = path.as_ref();
-    let file = root.open_with(path, options)?.into_std();
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut options = options.clone();
+    options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let file = root.open_with(path, &options).map_err(named)?.into_std();
     check_file(root, path, &file)?;
     Ok(file)
+}
+
+/// The most the host reads from a store file at once (a whole log for
+/// `fsck`, the unacknowledged end of a log): more is refused as damage
+/// rather than risking the process on a file's claimed size.
+pub const MAX_BUFFER: u64 = 1 << 30;
+
+/// A zeroed buffer of `len` bytes, or an error if it is larger than
+/// [`MAX_BUFFER`] or cannot be had: the size of a store file is not trusted
+/// with an allocation that aborts the process when it fails (a sparse
+/// 100 GB log, say).
+pub fn buffer(len: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = reserve(len)?;
+    bytes.resize(len as usize, 0);
+    Ok(bytes)
+}
+
+/// An empty buffer with room for exactly `len` bytes (see [`buffer`]).
+fn reserve(len: u64) -> io::Result<Vec<u8>> {
+    if len > MAX_BUFFER {
+        return Err(io::Error::new(
+            ErrorKind::FileTooLarge,
+            format!("{len} bytes are more than the {MAX_BUFFER} read at once"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                ErrorKind::OutOfMemory,
+                format!("{len} bytes cannot be held in memory"),
+            )
+        })?;
+    Ok(bytes)
 }
 
 /// The whole content of a store file beneath `root` (see [`check_file`]),
@@ -94,7 +138,7 @@ pub fn read_capped(file: std::fs::File, path: &Path, max: u64) -> io::Result<Vec
     if len > max {
         return Err(too_large(path, max));
     }
-    let mut bytes = Vec::with_capacity(len as usize);
+    let mut bytes = reserve(len)?;
     file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(too_large(path, max));

@@ -531,7 +531,7 @@ fn main() -> ExitCode {
                     json!({ "error": { "code": kind, "message": message } })
                 );
             } else {
-                eprintln!("error ({kind}): {message}");
+                eprintln!("error ({kind}): {}", term(&message));
             }
             ExitCode::from(code)
         }
@@ -797,7 +797,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 out!("by mode");
                 for (mode, n) in &st.by_mode {
-                    out!("  {mode:<18}{n}");
+                    out!("  {:<18}{n}", term(mode));
                 }
                 out!("average iterations  {:.2}", st.average_iterations);
                 out!("success rate        {:.1}%", st.success_rate * 100.0);
@@ -1033,7 +1033,7 @@ fn run_plugin(
         } => {
             let wasm = read(plugin)?;
             let namespace = sandbox.namespace.clone().unwrap_or_else(|| stem(plugin));
-            let kept = PluginRuntime::kept(dir, &namespace)?;
+            let kept = PluginRuntime::kept(dir, &namespace, max_input)?;
             if kept.is_some_and(|k| k != wasm) && !replace_plugin {
                 return Err(invalid(format!(
                     "namespace {namespace} belongs to another plugin (a different one is kept \
@@ -1049,8 +1049,8 @@ fn run_plugin(
             sandbox,
         } => {
             let (namespace, kept) = match &sandbox.namespace {
-                Some(ns) => (ns.clone(), PluginRuntime::kept(dir, ns)?),
-                None => match PluginRuntime::find(dir, session_id, CacheDir::Default)? {
+                Some(ns) => (ns.clone(), PluginRuntime::kept(dir, ns, max_input)?),
+                None => match PluginRuntime::find(dir, session_id, CacheDir::Default, max_input)? {
                     Some((ns, wasm)) => (ns, Some(wasm)),
                     None => {
                         return Err(not_found(format!(
@@ -1111,7 +1111,7 @@ fn run_plugin(
             "calls": run.calls,
         }));
     } else if kind == "returned" {
-        out!("{text}");
+        out!("{}", term(&text));
     }
     match run.outcome {
         Outcome::Returned(Ok(_)) => Ok(()),
@@ -1378,7 +1378,7 @@ fn read_input(
         std::io::stdin()
             .take(max.saturating_add(1))
             .read_to_end(&mut bytes)
-            .context("reading standard input")?;
+            .map_err(|e| bad(format!("cannot read {what} from standard input: {e}")))?;
         return match bytes.len() as u64 > max {
             true => Err(too_large()),
             false => Ok(bytes),

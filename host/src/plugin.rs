@@ -250,7 +250,8 @@ impl PluginRuntime {
     /// session it paused can be resumed by id alone (in another process,
     /// or on another machine the root was copied to).
     pub fn remember(root: &Path, name: &str, wasm: &[u8]) -> anyhow::Result<()> {
-        if Self::kept(root, name)?.is_some_and(|kept| kept == wasm) {
+        // A copy larger than this plugin is another one: it is not read.
+        if matches!(Self::kept(root, name, wasm.len() as u64), Ok(Some(k)) if k == wasm) {
             return Ok(());
         }
         let dir = namespace_dir(root, name, true)?.context("the namespace was not created")?;
@@ -262,13 +263,13 @@ impl PluginRuntime {
         })
     }
 
-    /// The plugin kept in namespace `name` by [`PluginRuntime::remember`]
-    /// (at most [`crate::DEFAULT_MAX_INPUT_BYTES`]).
-    pub fn kept(root: &Path, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// The plugin kept in namespace `name` by [`PluginRuntime::remember`],
+    /// if it is at most `max` bytes (e.g. [`crate::DEFAULT_MAX_INPUT_BYTES`]).
+    pub fn kept(root: &Path, name: &str, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(dir) = namespace_dir(root, name, false)? else {
             return Ok(None);
         };
-        match confined::read(&dir, PLUGIN_FILE, crate::DEFAULT_MAX_INPUT_BYTES) {
+        match confined::read(&dir, PLUGIN_FILE, max) {
             Ok(wasm) => Ok(Some(wasm)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| {
@@ -281,11 +282,13 @@ impl PluginRuntime {
     }
 
     /// The namespace under `root` holding session `id`, and the plugin
-    /// kept there by [`PluginRuntime::remember`].
+    /// kept there by [`PluginRuntime::remember`] (see [`PluginRuntime::kept`]
+    /// for `max`).
     pub fn find(
         root: &Path,
         id: &str,
         cache: CacheDir,
+        max: u64,
     ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
         let plugins = Dir::open_ambient_dir(root, cap_std::ambient_authority())
             .and_then(|root| confined::subdir(&root, PLUGINS_DIR, false));
@@ -299,7 +302,7 @@ impl PluginRuntime {
         };
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            let wasm = match Self::kept(root, &name) {
+            let wasm = match Self::kept(root, &name, max) {
                 Ok(Some(wasm)) => wasm,
                 Ok(None) => continue,
                 Err(e) => {

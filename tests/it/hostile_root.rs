@@ -49,6 +49,8 @@ struct Run {
 
 /// Run the CLI and measure the peak resident memory of that process alone
 /// (`wait4`'s resource usage, not the sum of every child of the tests).
+/// A run that takes longer than [`RUN_LIMIT`] is killed and fails the test:
+/// a hostile root must not hang a command either.
 fn run(root: &Path, args: &[&str], cache: &Path) -> Run {
     use std::os::unix::process::ExitStatusExt as _;
     #[allow(clippy::zombie_processes, reason = "reaped with wait4, for its rusage")]
@@ -62,22 +64,37 @@ fn run(root: &Path, args: &[&str], cache: &Path) -> Run {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let stderr = reader.join().unwrap();
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id() as i32;
+    let started = std::time::Instant::now();
     let mut status = 0;
     // SAFETY: plain FFI; `usage` is written by the kernel.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    let mut timed_out = false;
+    loop {
+        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(got >= 0, "wait4 failed");
+        if got == pid {
+            break;
+        }
+        if !timed_out && started.elapsed() > RUN_LIMIT {
+            timed_out = true;
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // Reaped above; `Child` keeps no state that needs it.
     drop(child);
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    assert!(!timed_out, "agent-session {args:?} hung; stderr: {stderr}");
     let status = std::process::ExitStatus::from_raw(status);
     Run {
         code: status.code(),
@@ -86,6 +103,9 @@ fn run(root: &Path, args: &[&str], cache: &Path) -> Run {
         max_rss_kib: usage.ru_maxrss,
     }
 }
+
+/// Longest a CLI run may take here (a compile of the component included).
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[track_caller]
 fn expect(r: &Run, code: i32, kind: &str, mentions: &str) {
@@ -303,6 +323,43 @@ fn endless_and_oversized_inputs_are_refused_before_they_are_read() {
             dir,
         ),
     ];
+    // A document under the cap whose one event holds 60 MB: read, handed
+    // to the component, refused there, all under the memory bound.
+    let id = start(&root);
+    cli_json(&root, &["record", &id, "x.y", "--data", "{}"]);
+    let mut doc = cli_json(&root, &["export", &id]);
+    doc["events"][1]["data"] = serde_json::json!({ "blob": "x".repeat(60 << 20) });
+    let huge = tmp.path().join("huge.json");
+    std::fs::write(&huge, serde_json::to_vec(&doc).unwrap()).unwrap();
+    drop(doc);
+    let huge_args = ["import", huge.to_str().unwrap()];
+    let r = run(&tmp.path().join("other"), &huge_args, &cache);
+    expect(&r, 4, "invalid-input", "event 1 (x.y): its data is");
+    assert!(
+        r.max_rss_kib < MAX_RSS_KIB,
+        "a 60 MB document used {} KiB",
+        r.max_rss_kib
+    );
+
+    // 32 MiB of `0,`: 16 Mi values, refused before they are parsed.
+    let zeros = tmp.path().join("zeros.json");
+    std::fs::write(
+        &zeros,
+        format!("{{\"format\":\"x\",\"a\":[{}0]}}", "0,".repeat(16 << 20)),
+    )
+    .unwrap();
+    let r = run(
+        &tmp.path().join("other"),
+        &["import", zeros.to_str().unwrap()],
+        &cache,
+    );
+    expect(&r, 4, "invalid-input", "once parsed");
+    assert!(
+        r.max_rss_kib < MAX_RSS_KIB,
+        "16 Mi small values used {} KiB",
+        r.max_rss_kib
+    );
+
     for (args, code, kind, mentions) in cases {
         let r = run(&root, args, &cache);
         if *code == 0 {
@@ -673,4 +730,60 @@ fn small_things_are_refused_or_escaped() {
         assert!(r.stdout.contains("\\u{202e}"), "{args:?}: {}", r.stdout);
     }
     assert_eq!(cli_json(&root, &["show", &id])["task"], task);
+}
+
+#[test]
+fn fifos_and_sparse_giants_in_the_root_are_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = cache_dir();
+    let mkfifo = |p: &Path| {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    // FORMAT a FIFO: every command is refused, none waits for a writer.
+    let root = tmp.path().join("format");
+    start(&root);
+    std::fs::remove_file(root.join("FORMAT")).unwrap();
+    mkfifo(&root.join("FORMAT"));
+    for args in [&["list"][..], &["fsck"][..]] {
+        let r = run(&root, args, &cache);
+        expect(&r, 8, "storage", "FORMAT");
+    }
+    // A snapshot that is a FIFO is ignored (the history is replayed) and
+    // reported by fsck.
+    let root = tmp.path().join("doc");
+    let id = start(&root);
+    mkfifo(&root.join(format!("sessions/{id}/doc")));
+    let r = run(&root, &["show", &id], &cache);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let r = run(&root, &["fsck"], &cache);
+    assert_eq!(r.code, Some(8), "{}", r.stderr);
+    assert!(r.stdout.contains("not a regular file"), "{}", r.stdout);
+    // A log made sparse and huge: a storage error, not an abort, and the
+    // other sessions are still listed.
+    let root = tmp.path().join("sparse");
+    let other = start(&root);
+    let id = start(&root);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(format!("sessions/{id}/events.log")))
+        .unwrap();
+    f.set_len(100 << 30).unwrap();
+    let r = run(&root, &["show", &id], &cache);
+    expect(&r, 8, "storage", "read at once");
+    let r = run(&root, &["--json", "list"], &cache);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains(&other), "{}", r.stdout);
+    let r = run(&root, &["fsck"], &cache);
+    assert_eq!(r.code, Some(8), "{}", r.stderr);
+    assert!(
+        r.max_rss_kib < MAX_RSS_KIB,
+        "fsck used {} KiB",
+        r.max_rss_kib
+    );
 }

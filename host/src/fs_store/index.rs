@@ -219,7 +219,7 @@ impl Index {
         if meta.len() == offset {
             return Ok(());
         }
-        let mut bytes = vec![0u8; (meta.len() - offset) as usize];
+        let mut bytes = confined::buffer(meta.len() - offset).map_err(io_err)?;
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(io_err)?;
         // A torn frame's key keeps its previous summary until its next
         // append, or `fsck --repair`.

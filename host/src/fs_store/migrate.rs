@@ -55,7 +55,7 @@ pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
                 frame::encode_batch(seq, &[payload], &mut log);
             }
             write_durably(&store.root, Path::new(&entry), LOG, &log)?;
-            store.root.write(format!("{entry}/{IDX}"), offsets)?;
+            write_durably(&store.root, Path::new(&entry), IDX, &offsets)?;
             migrated += 1;
         }
     }

@@ -443,7 +443,7 @@ impl FsStore {
             && let Some(last) = idx.get(idx.len - 1)
             && last < size
         {
-            let mut bytes = vec![0u8; (size - last) as usize];
+            let mut bytes = confined::buffer(size - last).map_err(|e| io_error(entry, e))?;
             if log.read_exact_at(&mut bytes, last).is_ok()
                 && let Ok(w) = frame::walk(&bytes, last, idx.len - 1)
                 && w.offsets.first() == Some(&last)
@@ -663,7 +663,8 @@ impl Store for FsStore {
             .filter(|&e| e > start && e <= size);
         let read_from =
             |start: u64, first_seq: u64, end: Option<u64>| -> Result<Vec<Vec<u8>>, StoreError> {
-                let mut bytes = vec![0u8; (end.unwrap_or(size) - start) as usize];
+                let mut bytes = confined::buffer(end.unwrap_or(size) - start)
+                    .map_err(|e| io_error(&format!("reading {entry}/{LOG}"), e))?;
                 log.read_exact_at(&mut bytes, start)
                     .map_err(|e| io_error(&format!("reading {entry}/{LOG}"), e))?;
                 let walk = match end {

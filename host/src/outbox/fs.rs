@@ -583,7 +583,7 @@ fn read_segment(
     ended: bool,
 ) -> io::Result<(Vec<Notification>, u64)> {
     let len = file.metadata()?.len();
-    let mut bytes = vec![0u8; len.saturating_sub(from) as usize];
+    let mut bytes = confined::buffer(len.saturating_sub(from))?;
     std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, from)?;
     let (bodies, used) = marked::read(INTAKE_MARK, &bytes, path, ended);
     let notifications = bodies
