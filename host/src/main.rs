@@ -1291,7 +1291,7 @@ fn fsck(host: &SessionHost, store: &FsStore, repair: bool, out: &Output) -> Resu
     report.damaged.extend(config.damaged);
     report.torn_tails.extend(config.torn_tails);
     let index = if repair {
-        host.reindex_fs(store).map_err(Failure::Other)
+        host.repair_index_fs(store).map_err(Failure::Other)
     } else {
         host.rebuild_index(true).map_err(Failure::from)
     };

@@ -360,6 +360,21 @@ impl SessionHost {
         Ok(report)
     }
 
+    /// Bring the index of a filesystem store in line with the histories,
+    /// in place (`fsck --repair`): a session whose history cannot be read
+    /// keeps its entry, so `list` goes on naming it until a person deals
+    /// with it. An index that needs a rebuild anyway (after a migration or
+    /// a loss), or that cannot be brought in line, is rebuilt from scratch.
+    pub fn repair_index_fs(&self, store: &FsStore) -> anyhow::Result<IndexReport> {
+        if !store.needs_reindex() {
+            match self.rebuild_index(false) {
+                Ok(report) => return Ok(report),
+                Err(e) => tracing::warn!("rebuilding the index from scratch: {e}"),
+            }
+        }
+        self.reindex_fs(store)
+    }
+
     /// A host over any store and notifier.
     pub fn builder(store: SharedStore, notifier: SharedNotifier) -> SessionHostBuilder {
         SessionHostBuilder {

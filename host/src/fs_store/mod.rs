@@ -722,8 +722,13 @@ impl Store for FsStore {
         let mut keys = self
             .list_dir(c)
             .map_err(|e| io_error(&format!("listing {c}"), e))?;
+        // A key whose log cannot even be looked at (a symlink out of the
+        // root) is still a key: its readers get the error, and a rebuilt
+        // index keeps naming it, rather than it vanishing from sight.
         keys.retain(|k| {
-            after.is_none_or(|a| k.as_str() < a) && self.root.exists(format!("{c}/{k}/{LOG}"))
+            after.is_none_or(|a| k.as_str() < a)
+                && !matches!(self.root.metadata(format!("{c}/{k}/{LOG}")),
+                             Err(e) if e.kind() == ErrorKind::NotFound)
         });
         keys.truncate(limit as usize);
         Ok(keys)
