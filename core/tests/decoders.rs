@@ -5,71 +5,12 @@
 //! `PROPTEST_CASES=20000 cargo test -p agent-session-core --release --test
 //! decoders` runs longer.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use agent_session_core::{Event, Session, SessionStatus, SessionSummary, WebhookConfig, codec};
 use proptest::prelude::*;
 
-/// Counts the bytes each thread has allocated and not freed, and their
-/// peak. Per thread, so tests running in parallel do not disturb each
-/// other's measurements.
-struct Counting;
-
-thread_local! {
-    static CURRENT: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    // `try_with`: the thread's slots may already be gone while it exits.
-    let _ = CURRENT.try_with(|c| {
-        let now = c.get() + delta;
-        c.set(now);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-    });
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; the
-// counting touches only const-initialized thread locals, which neither
-// allocate nor register destructors.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Counted as a fresh block plus the old one until it is freed: a
-        // moving realloc holds both for a moment.
-        count(new_size as isize);
-        // SAFETY: same contract as ours.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        count(-(layout.size() as isize));
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Peak bytes allocated while `f` runs, above what was allocated before.
-fn peak_during(f: impl FnOnce()) -> isize {
-    let base = CURRENT.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    f();
-    PEAK.with(Cell::get) - base
-}
+#[path = "support/counting.rs"]
+mod counting;
+use counting::peak_during;
 
 /// What a decode of `len` bytes may hold at once: parsed JSON holds a
 /// few words per input byte (a one-byte `0` in an array becomes a 32-byte

@@ -30,7 +30,12 @@
 
 pub mod cache;
 mod confined;
+// Counts allocations for the decoder tests (`fs_store/decoder_tests.rs`);
+// the same allocator the core's decoder tests use.
 pub mod copy;
+#[cfg(test)]
+#[path = "../../core/tests/support/counting.rs"]
+mod counting;
 mod fs_store;
 mod outbox;
 mod pg_store;

@@ -73,11 +73,11 @@ fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
 }
 
 /// Marks every index frame (see `marked`).
-const MAGIC: &[u8; 4] = b"ASIX";
+pub(super) const MAGIC: &[u8; 4] = b"ASIX";
 const FRAME_HEADER: usize = marked::HEADER;
 
 /// Frame body: key length (u8), key, summary.
-fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
+pub(super) fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     let mut body = Vec::with_capacity(1 + key.len() + summary.len());
     body.push(key.len() as u8);
     body.extend_from_slice(key.as_bytes());
@@ -85,7 +85,7 @@ fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     marked::encode(MAGIC, &body, out);
 }
 
-fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
+pub(super) fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
     let (&key_len, rest) = body.split_first()?;
     let key = rest.get(..usize::from(key_len))?;
     Some((

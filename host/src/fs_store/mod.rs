@@ -956,4 +956,6 @@ impl Drop for Unlock<'_> {
 }
 
 #[cfg(test)]
+mod decoder_tests;
+#[cfg(test)]
 mod tests;
