@@ -4,10 +4,11 @@
 #  - processes running in, or started with -D on, a directory under a DIR
 #    (a PostgreSQL server of the tests: the postmaster and its children run
 #    in the server's data directory, even once it has been removed), and
-#  - processes whose executable is under this repository's target/ (the
-#    agent-session host, test binaries), only those whose environment has
-#    AGENT_SESSION_TEST_RUN=RUN when -r is given: so that a build or run of
-#    someone else in the same target/ is not taken for a leftover.
+#  - with -r RUN, every process whose environment has
+#    AGENT_SESSION_TEST_RUN=RUN (what the tests started: the host, test
+#    binaries, node, python), other than this script and its own
+#    subshells; without it, processes whose executable is under this
+#    repository's target/.
 # Any leftover is listed, ended (SIGTERM, then SIGKILL) and makes the exit
 # status 1. Only /proc is read: a pattern given to pgrep -f could match this
 # script's own command line, which holds the same directories.
@@ -29,11 +30,25 @@ done
 # Whether path $1 is directory $2 or under it.
 under() { [ "$1" = "$2" ] || [[ "$1" == "$2"/* ]]; }
 
+# Whether process $1 is this script, one of its subshells (which carry the
+# run's mark too), or the shell that runs it (the test script).
+mine() {
+  local p=$1 stat fields
+  [ "$p" = "$PPID" ] && return 0
+  while [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != 1 ]; do
+    [ "$p" = $$ ] && return 0
+    read -r stat 2>/dev/null <"/proc/$p/stat" || return 1
+    # The parent's pid is the second field after the command's ")".
+    read -ra fields <<<"${stat##*) }"
+    p=${fields[1]:-}
+  done
+  return 1
+}
+
 # Whether process $1 is a leftover (see above).
 leftover() {
   local p=$1 cwd exe d i args=()
-  # Never this script, nor the shell that runs it (the test script).
-  if [ "$p" = $$ ] || [ "$p" = "$PPID" ]; then return 1; fi
+  if mine "$p"; then return 1; fi
   if [ ${#dirs[@]} != 0 ]; then
     cwd=$(readlink "/proc/$p/cwd" 2>/dev/null) || cwd=""
     cwd=${cwd% (deleted)}
@@ -47,10 +62,14 @@ leftover() {
       done
     done
   fi
+  if [ -n "$run" ]; then
+    # One grep over the NUL-separated environment: no pipeline whose
+    # writer could die of SIGPIPE and turn a match into a miss.
+    grep -qzxF "AGENT_SESSION_TEST_RUN=$run" "/proc/$p/environ" 2>/dev/null
+    return
+  fi
   exe=$(readlink "/proc/$p/exe" 2>/dev/null) || return 1
-  [[ "${exe% (deleted)}" == "$target"* ]] || return 1
-  if [ -z "$run" ]; then return 0; fi
-  tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "AGENT_SESSION_TEST_RUN=$run"
+  [[ "${exe% (deleted)}" == "$target"* ]]
 }
 
 find_leftovers() {

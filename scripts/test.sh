@@ -41,22 +41,26 @@ export AGENT_SESSION_NODE_PKG AGENT_SESSION_PYTHON
 # tells them from other builds and runs in the same target/.
 AGENT_SESSION_TEST_RUN="$$.$(date +%s%N)"
 export AGENT_SESSION_TEST_RUN
+# The server is this run's own (by name), so that another run in the same
+# checkout neither stops it nor is stopped by it.
+pg_name="test-$AGENT_SESSION_TEST_RUN"
 # On exit, after stopping the server, nothing the tests started may still
 # run: scripts/leftovers.sh lists and ends any such process (a server in the
-# server's temporary folder, a program of target/) and then fails, and so
-# does the run; a run that failed already keeps its own status.
+# server's temporary folder, any process carrying the run's mark) and then
+# fails, and so does the run; a run that failed already keeps its own
+# status.
 on_exit() {
   local rc=$? pg_dir
   # The server's temporary folder, read before stop removes its record.
-  pg_dir=$(cat target/pg-test.dir 2>/dev/null || true)
-  ./scripts/postgres.sh stop || { [ "$rc" != 0 ] || rc=1; }
+  pg_dir=$(cat "target/pg-$pg_name.dir" 2>/dev/null || true)
+  ./scripts/postgres.sh stop "$pg_name" || { [ "$rc" != 0 ] || rc=1; }
   ./scripts/leftovers.sh -r "$AGENT_SESSION_TEST_RUN" "$pg_dir" || { [ "$rc" != 0 ] || rc=1; }
   exit "$rc"
 }
 trap on_exit EXIT
-AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start)"
+AGENT_SESSION_TEST_POSTGRES="$(./scripts/postgres.sh start "$pg_name")"
 # The CA of its TLS certificate.
-AGENT_SESSION_TEST_POSTGRES_CA="$PWD/target/pg-test.ca.pem"
+AGENT_SESSION_TEST_POSTGRES_CA="$PWD/target/pg-$pg_name.ca.pem"
 export AGENT_SESSION_TEST_POSTGRES AGENT_SESSION_TEST_POSTGRES_CA
 
 # Every conformance runner writes its transcript here; compare.py checks

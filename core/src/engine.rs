@@ -219,7 +219,7 @@ impl Op {
     /// yet) and make the events it records.
     fn events(self, state: Option<&Session>) -> Result<Vec<NewEvent>, SessionError> {
         // Only an imported history can start twice or not start at all.
-        let s = match (self, state) {
+        let (op, s) = match (self, state) {
             (Self::Start(a), None) => return Ok(vec![a.event()]),
             (Self::Start(_), Some(_)) => {
                 return Err(SessionError::InvalidInput("a second start event".into()));
@@ -231,11 +231,10 @@ impl Op {
             }
             (op, Some(s)) => (op, s),
         };
-        let (op, s) = s;
         const LIVE: &[SessionStatus] = &[SessionStatus::Active, SessionStatus::Paused];
         let one = |kind: &str, data: Value| Ok(vec![NewEvent::new(kind, data)]);
         match op {
-            Self::Start(_) => Err(SessionError::InvalidInput("a second start event".into())),
+            Self::Start(_) => unreachable!("a start was answered above"),
             Self::Pause(reason) => {
                 require(s, &[SessionStatus::Active], "pause")?;
                 one(event_kind::PAUSE, json!({ "reason": reason }))
@@ -303,7 +302,7 @@ impl Op {
                 require(s, LIVE, "update the context of")?;
                 let mut merged = s.context.clone();
                 merge_context(&mut merged, &patch);
-                let size = Value::Object(merged).to_string().len();
+                let size = validate::json_len(&Value::Object(merged));
                 if size > validate::MAX_JSON_BYTES {
                     return Err(SessionError::LimitExceeded(format!(
                         "the merged context would be {size} bytes; the limit is {}",
@@ -1385,14 +1384,14 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
     Ok(())
 }
 
-/// Replay an imported history through the live operations (see
-/// [`Engine::import`]); an error names the event. `legacy`: a format-1
-/// document, whose context events may name keys only. `latest`: the
-/// largest timestamp accepted.
 /// More than any one event's data can be: a start's task and context, or a
 /// tool call's input and output, each within its own limit.
 const MAX_EVENT_DATA_BYTES: usize = 3 * validate::MAX_JSON_BYTES;
 
+/// Replay an imported history through the live operations (see
+/// [`Engine::import`]); an error names the event. `legacy`: a format-1
+/// document, whose context events may name keys only. `latest`: the
+/// largest timestamp accepted.
 fn check_history(id: &str, events: &[Event], legacy: bool, latest: u64) -> Result<Session, String> {
     let mut state: Option<Session> = None;
     let mut previous = 0u64;

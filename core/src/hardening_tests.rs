@@ -549,11 +549,11 @@ fn format_1_exports_of_the_fixture_import() {
 
 #[test]
 fn documents_of_many_small_values_are_refused_before_they_are_parsed() {
-    // 8 MiB of `0,`: 4 Mi values, several times the text once parsed.
-    let text = format!("{{\"a\":[{}0]}}", "0,".repeat(4 << 20));
+    // 12 MiB of `0,`: 6 Mi values, twenty times the text once parsed.
+    let text = format!("{{\"a\":[{}0]}}", "0,".repeat(6 << 20));
     let e = crate::validate::json_document("the export document", &text).unwrap_err();
     assert!(e.message().contains("once parsed"), "{e}");
     // The same bytes as one string are fine to parse.
-    let text = format!("{{\"a\":\"{}\"}}", "0,".repeat(4 << 20));
+    let text = format!("{{\"a\":\"{}\"}}", "0,".repeat(6 << 20));
     assert!(crate::validate::json_document("the export document", &text).is_ok());
 }

@@ -29,10 +29,11 @@ const MAX_ENTRY: u64 = 512 << 20;
 /// Compile `wasm`, or load its compiled form from the cache.
 ///
 /// A cache entry is native code that runs as this user, so it is used
-/// only from a directory that this user owns and nobody else can write,
-/// from a plain file with one link, and only when its SHA-256 (written
-/// with it) matches: a damaged or altered entry is compiled again, never
-/// executed.
+/// only from a directory that this user owns and nobody else can write
+/// (which keeps others from planting or altering entries), from a plain
+/// file with one link, and only when its SHA-256 (written with it, over its
+/// name and code) matches, so that a damaged entry, or one copied under
+/// another component's name, is compiled again, never executed.
 pub fn load(engine: &Engine, wasm: &[u8], cache: &CacheDir) -> anyhow::Result<Component> {
     let Some(path) = resolve(cache) else {
         return compile(engine, wasm);

@@ -146,9 +146,10 @@ pub fn read_capped(file: std::fs::File, path: &Path, max: u64) -> io::Result<Vec
     Ok(bytes)
 }
 
-/// A store file must be a regular file of the root's owner with one link:
-/// a hard link (to a file outside the root, say) or another user's file
-/// is damage, never written, cut or read as if it were the store's.
+/// A store file must be a regular file with one link, of the root's owner
+/// or of the user running this process (who made it): a hard link (to a
+/// file outside the root, say) or a third user's file is damage, never
+/// written, cut or read as if it were the store's.
 pub fn check_file(root: &Dir, path: &Path, file: &std::fs::File) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let m = file.metadata()?;
@@ -168,9 +169,11 @@ pub fn check_file(root: &Dir, path: &Path, file: &std::fs::File) -> io::Result<(
         )));
     }
     let owner = root.dir_metadata()?.uid();
-    if m.uid() != owner {
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != owner && m.uid() != me {
         return Err(refused(format!(
-            "{} belongs to user {}, not to the root's owner {owner}; refusing it",
+            "{} belongs to user {}, neither the root's owner ({owner}) nor this user ({me}); \
+             refusing it",
             path.display(),
             m.uid()
         )));

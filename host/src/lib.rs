@@ -30,9 +30,9 @@
 
 pub mod cache;
 mod confined;
+pub mod copy;
 // Counts allocations for the decoder tests (`fs_store/decoder_tests.rs`);
 // the same allocator the core's decoder tests use.
-pub mod copy;
 #[cfg(test)]
 #[path = "../../core/tests/support/counting.rs"]
 mod counting;

@@ -92,6 +92,8 @@ struct Cli {
     /// The largest file read whole on your behalf (an export document to
     /// import, a plugin component), in bytes; larger ones are refused
     /// before they are read. Default: the store's record limit, 64 MiB.
+    /// (The component takes export documents of at most 64 MiB whatever
+    /// this says.)
     #[arg(
         long,
         global = true,
@@ -1407,7 +1409,10 @@ fn read_input(
     if meta.len() > max {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|e| bad(format!("{what} {shown} does not fit in memory: {e}")))?;
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| bad(format!("cannot read {what} {shown}: {e}")))?;

@@ -467,26 +467,18 @@ fn many_first_users_of_a_new_root_all_succeed() {
     run(&tmp.path().join("warm"), &["stats"], &cache);
     for round in 0..6 {
         let root = tmp.path().join(format!("new-{round}"));
-        let children: Vec<_> = (0..6)
-            .map(|p| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_agent-session"))
-                    .arg("--dir")
-                    .arg(&root)
-                    .args(["start", &format!("x{p}"), "-q"])
-                    .env("AGENT_SESSION_CACHE_DIR", &cache)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        // `run` bounds each wait; all six start at once.
+        let runs: Vec<Run> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..6)
+                .map(|p| {
+                    let (root, cache) = (&root, &cache);
+                    scope.spawn(move || run(root, &["start", &format!("x{p}"), "-q"], cache))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in runs {
+            assert_eq!(r.code, Some(0), "round {round}: {}", r.stderr);
         }
         let listed = cli_json(&root, &["list"]);
         assert_eq!(listed["sessions"].as_array().unwrap().len(), 6);
@@ -581,6 +573,17 @@ fn bad_roots_and_unusable_files_get_typed_exit_codes() {
     std::fs::write(&file, b"x").unwrap();
     let r = run(&file, &["list"], &cache);
     expect(&r, 8, "storage", "a-file");
+
+    // A root that belongs to another user (a service account's volume)
+    // works for this one; a store file of a third user is refused.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    let id = start(&shared);
+    let log = shared.join(format!("sessions/{id}/events.log"));
+    std::os::unix::fs::chown(&log, Some(12345), None).unwrap();
+    let r = run(&shared, &["iterate", &id], &cache);
+    expect(&r, 8, "storage", "belongs to user 12345");
 
     // index/ and outbox/ symlinked out of the root.
     let decoy = Decoy::new(tmp.path());

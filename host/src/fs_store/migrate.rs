@@ -34,11 +34,12 @@ pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
     for collection in [agent_session_core::SESSIONS, agent_session_core::CONFIG] {
         for key in store.list_dir(collection)? {
             let entry = format!("{collection}/{key}");
-            let bytes = match confined::read(&store.root, format!("{entry}/{LOG}"), u64::MAX) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
+            let bytes =
+                match confined::read(&store.root, format!("{entry}/{LOG}"), confined::MAX_BUFFER) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
             // A migration cut short by a crash left some logs rewritten
             // already: those read cleanly as format 2 and are kept.
             if bytes.is_empty()

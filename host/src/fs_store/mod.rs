@@ -418,7 +418,8 @@ impl FsStore {
 
     /// Walk the whole log from the start.
     fn walk_all(&self, entry: &str) -> Result<(frame::Walk, Vec<u8>), StoreError> {
-        let bytes = match confined::read(&self.root, format!("{entry}/{LOG}"), u64::MAX) {
+        let bytes = match confined::read(&self.root, format!("{entry}/{LOG}"), confined::MAX_BUFFER)
+        {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error(&format!("reading {entry}/{LOG}"), e)),
