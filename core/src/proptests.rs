@@ -14,17 +14,12 @@ type TestEngine = Engine<MemoryStore, MemoryOutbox, ManualEnvironment>;
 
 const T0: u64 = 1_700_000_000_000;
 
-fn config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+// The case count and its `PROPTEST_CASES` override, shared with the
+// decoder tests.
+#[path = "../tests/support/inputs.rs"]
+#[allow(dead_code, reason = "the byte mutations serve the decoder tests")]
+mod inputs;
+use inputs::config;
 
 /// One call of the public API on the session under test.
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@ use proptest::prelude::*;
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/inputs.rs"]
+mod inputs;
 use counting::peak_during;
 
 /// What a decode of `len` bytes may hold at once: parsed JSON holds a
@@ -19,18 +21,6 @@ use counting::peak_during;
 /// from the input's *content* (a length prefix, a count), not its length.
 fn bound(len: usize) -> isize {
     (256 * len + 64 * 1024) as isize
-}
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
 }
 
 fn samples() -> Vec<Vec<u8>> {
@@ -62,25 +52,7 @@ fn samples() -> Vec<Vec<u8>> {
 /// Bytes: arbitrary, or a real record with a few bytes changed, cut or
 /// repeated (those get past the first checks).
 fn input() -> impl Strategy<Value = Vec<u8>> {
-    let mutated = (
-        prop::sample::select(samples()),
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
-        any::<prop::sample::Index>(),
-        0usize..4,
-    )
-        .prop_map(|(mut bytes, edits, cut, repeat)| {
-            for (at, b) in edits {
-                let i = at.index(bytes.len());
-                bytes[i] = b;
-            }
-            let cut = cut.index(bytes.len() + 1);
-            bytes.truncate(cut);
-            let copy = bytes.clone();
-            for _ in 0..repeat {
-                bytes.extend_from_slice(&copy);
-            }
-            bytes
-        });
+    let mutated = inputs::mutated(samples());
     let json_soup = prop::collection::vec(
         prop::sample::select(vec![
             "{",
@@ -116,7 +88,7 @@ fn input() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(inputs::config(256))]
 
     #[test]
     fn record_decoders_never_panic_and_stay_in_bounds(bytes in input()) {

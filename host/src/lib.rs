@@ -37,6 +37,9 @@ pub mod copy;
 #[path = "../../core/tests/support/counting.rs"]
 mod counting;
 mod fs_store;
+#[cfg(test)]
+#[path = "../../core/tests/support/inputs.rs"]
+mod inputs;
 mod outbox;
 mod pg_store;
 pub mod plugin;

@@ -12,18 +12,7 @@ use proptest::prelude::*;
 
 use super::{decode_doc, encode_doc, frame, index, marked};
 use crate::counting::peak_during;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+use crate::inputs;
 
 /// Real store bytes of each kind, for mutation.
 fn samples() -> Vec<Vec<u8>> {
@@ -44,24 +33,7 @@ fn samples() -> Vec<Vec<u8>> {
 /// Bytes: arbitrary, or real bytes with a few changed, cut or repeated
 /// (which get past the first checks).
 fn input() -> impl Strategy<Value = Vec<u8>> {
-    let mutated = (
-        prop::sample::select(samples()),
-        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
-        any::<prop::sample::Index>(),
-        0usize..4,
-    )
-        .prop_map(|(mut bytes, edits, cut, repeat)| {
-            for (at, b) in edits {
-                let i = at.index(bytes.len());
-                bytes[i] = b;
-            }
-            bytes.truncate(cut.index(bytes.len() + 1));
-            let copy = bytes.clone();
-            for _ in 0..repeat {
-                bytes.extend_from_slice(&copy);
-            }
-            bytes
-        });
+    let mutated = inputs::mutated(samples());
     prop_oneof![prop::collection::vec(any::<u8>(), 0..512), mutated]
 }
 
@@ -72,7 +44,7 @@ fn bound(len: usize) -> isize {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(inputs::config(256))]
 
     #[test]
     fn decoders_of_store_bytes_never_panic_and_stay_in_bounds(bytes in input()) {
