@@ -167,3 +167,22 @@ test('processes writing one session never lose or duplicate an iteration', async
   const seqs = s.events(id, 0, 1000).events.map((e) => e.seq);
   assert.deepEqual(seqs, [...seqs.keys()]);
 });
+
+test('a listing names the sessions whose history cannot be read', async (t) => {
+  const dir = tempRoot(t);
+  const s = await openSessions({ dir });
+  t.after(() => s.close());
+  const good = s.start({ task: 'good' }).id;
+  const bad = s.start({ task: 'bad' }).id;
+  s.iterate(bad);
+  s.iterate(bad);
+  // A flipped byte inside the first of three records: damage, not a tear.
+  const log = path.join(dir, 'sessions', bad, 'events.log');
+  const bytes = fs.readFileSync(log);
+  bytes[40] ^= 0xff;
+  fs.writeFileSync(log, bytes);
+  const page = s.list();
+  assert.deepEqual(page.sessions.map((x) => x.id), [good]);
+  assert.equal(page.unreadable.length, 1);
+  assert.ok(page.unreadable[0].startsWith(`${bad}: `), page.unreadable[0]);
+});

@@ -102,3 +102,20 @@ def test_the_rust_cli_and_python_share_a_directory(tmp_path: Path) -> None:
     events = json.loads(cli("events", first, "--json"))["events"]
     assert events[-1]["data"]["data"] == {"host": "python"}
     cli("fsck")  # exits non-zero on damage
+
+
+def test_a_listing_names_the_sessions_whose_history_cannot_be_read(tmp_path: Path) -> None:
+    sessions = open_sessions(tmp_path)
+    good = sessions.start("good").id
+    bad = sessions.start("bad").id
+    sessions.iterate(bad)
+    sessions.iterate(bad)
+    # A flipped byte inside the first of three records: damage, not a tear.
+    log = tmp_path / "sessions" / bad / "events.log"
+    data = bytearray(log.read_bytes())
+    data[40] ^= 0xFF
+    log.write_bytes(bytes(data))
+    page = sessions.list()
+    assert [s.id for s in page.sessions] == [good]
+    assert len(page.unreadable) == 1
+    assert page.unreadable[0].startswith(f"{bad}: ")
