@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::codec;
@@ -701,16 +702,41 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// as schema 1, with the state as a snapshot, so the session reads as
     /// it was and exports as a format-1 document again.
     pub fn import(&self, document: Value) -> Result<Session, SessionError> {
+        self.import_text(&document.to_string())
+    }
+
+    /// [`Engine::import`] of a document given as JSON text (at most
+    /// [`validate::MAX_DOCUMENT_BYTES`]), which every host hands over as it
+    /// is. The history is checked and encoded one event at a time, straight
+    /// from the text: whatever the document holds, an import needs the
+    /// text, the encoded records and one event's values, never the whole
+    /// document parsed at once.
+    pub fn import_text(&self, text: &str) -> Result<Session, SessionError> {
         let bad = |m: String| SessionError::InvalidInput(format!("export document: {m}"));
-        let Value::Object(mut doc) = document else {
+        if text.len() > validate::MAX_DOCUMENT_BYTES {
+            return Err(bad(format!(
+                "it is {} bytes of JSON; the limit is {}",
+                text.len(),
+                validate::MAX_DOCUMENT_BYTES
+            )));
+        }
+        if !text.trim_start().starts_with('{') {
             return Err(bad("must be a JSON object".into()));
+        }
+        let doc: Document<'_> = serde_json::from_str(text).map_err(|e| {
+            SessionError::InvalidInput(format!("export document is not valid JSON: {e}"))
+        })?;
+        validate::json_numbers_exact("export document", text)?;
+        let small = |raw: Option<&RawValue>| {
+            raw.filter(|r| r.get().len() <= 64)
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
         };
-        if doc.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
+        if small(doc.format).as_ref().and_then(Value::as_str) != Some(EXPORT_FORMAT) {
             return Err(bad(format!("\"format\" must be {EXPORT_FORMAT:?}")));
         }
         let known = codec::MIN_SCHEMA_VERSION..=codec::SCHEMA_VERSION;
-        let Some(schema) = doc
-            .get("schema")
+        let Some(schema) = small(doc.schema)
+            .as_ref()
             .and_then(Value::as_u64)
             .and_then(|s| u32::try_from(s).ok())
             .filter(|s| known.contains(s))
@@ -721,16 +747,16 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 codec::SCHEMA_VERSION
             )));
         };
-        for v in doc.values() {
-            validate::json_value_numbers("export document", v)?;
+        let session = doc.session.map_or("null", RawValue::get);
+        if session.len() > MAX_IMPORTED_VALUE_TEXT {
+            return Err(bad(format!(
+                "\"session\" is {} bytes of JSON; a session is at most {MAX_IMPORTED_VALUE_TEXT}",
+                session.len()
+            )));
         }
         let mut session: Session =
-            serde_json::from_value(doc.remove("session").unwrap_or(Value::Null))
-                .map_err(|e| bad(format!("\"session\": {e}")))?;
-        let events: Vec<Event> =
-            serde_json::from_value(doc.remove("events").unwrap_or(Value::Null))
-                .map_err(|e| bad(format!("\"events\": {e}")))?;
-        validate_imported(&session, &events).map_err(|e| bad(e.message().to_owned()))?;
+            serde_json::from_str(session).map_err(|e| bad(format!("\"session\": {e}")))?;
+        validate_imported(&session).map_err(|e| bad(e.message().to_owned()))?;
         let legacy = schema < codec::SCHEMA_VERSION;
         // Format 1 counted changes, not events; 0 is a document from
         // before the field.
@@ -746,7 +772,27 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .now_ms()
             .saturating_add(DAY_MS)
             .min(validate::MAX_SAFE_INTEGER);
-        let mut replayed = check_history(&session.id, &events, legacy, latest).map_err(bad)?;
+        let mut replay = Replay::new(&session.id, legacy, latest, schema);
+        let events = doc.events.map_or("null", RawValue::get);
+        let mut failed = None;
+        let walked = serde::Deserializer::deserialize_seq(
+            &mut serde_json::Deserializer::from_str(events),
+            EachEvent {
+                each: |raw: &RawValue| replay.push(raw).map_err(|m| failed = Some(m)),
+            },
+        );
+        if let Some(m) = failed {
+            return Err(bad(m));
+        }
+        walked.map_err(|e| bad(format!("\"events\": {e}")))?;
+        let (mut replayed, records) = replay.finish().map_err(bad)?;
+        if session.event_count != records.len() as u64 {
+            return Err(bad(format!(
+                "event_count is {} but {} events are included",
+                session.event_count,
+                records.len()
+            )));
+        }
         if legacy {
             replayed.context = session.context.clone();
         }
@@ -756,12 +802,6 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 first_difference(&replayed, &session)
             )));
         }
-        // Stored under the document's schema, so that the history is read
-        // (and exported) as what it is.
-        let records = events
-            .iter()
-            .map(|e| codec::encode_as(e, schema))
-            .collect::<Result<Vec<_>, _>>()?;
         let summary = codec::encode_summary(&session.summary());
         self.store
             .append(SESSIONS, &session.id, 0, &records, &summary)
@@ -1349,7 +1389,7 @@ fn validate_filter(f: &SessionFilter) -> Result<(), SessionError> {
     validate::range("updated range", f.updated_after, f.updated_before)
 }
 
-fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> {
+fn validate_imported(s: &Session) -> Result<(), SessionError> {
     validate::id("session id", &s.id)?;
     validate::text("task", &s.task, validate::MAX_TASK_BYTES)?;
     validate::name("mode", &s.mode)?;
@@ -1369,18 +1409,6 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
             "ended_at must be set exactly when the status is terminal".into(),
         ));
     }
-    if s.event_count != events.len() as u64 {
-        return Err(SessionError::InvalidInput(format!(
-            "event_count is {} but {} events are included",
-            s.event_count,
-            events.len()
-        )));
-    }
-    if let Some((i, _)) = events.iter().enumerate().find(|(i, e)| e.seq != *i as u64) {
-        return Err(SessionError::InvalidInput(format!(
-            "events must be numbered 0, 1, 2, ... without gaps; position {i} is wrong"
-        )));
-    }
     Ok(())
 }
 
@@ -1388,84 +1416,193 @@ fn validate_imported(s: &Session, events: &[Event]) -> Result<(), SessionError> 
 /// tool call's input and output, each within its own limit.
 const MAX_EVENT_DATA_BYTES: usize = 3 * validate::MAX_JSON_BYTES;
 
-/// Replay an imported history through the live operations (see
-/// [`Engine::import`]); an error names the event. `legacy`: a format-1
-/// document, whose context events may name keys only. `latest`: the
-/// largest timestamp accepted.
-fn check_history(id: &str, events: &[Event], legacy: bool, latest: u64) -> Result<Session, String> {
-    let mut state: Option<Session> = None;
-    let mut previous = 0u64;
-    let mut i = 0;
-    while let Some(first) = events.get(i) {
-        let at = |j: usize, m: &str| {
-            let kind = events.get(j).map_or("", |e| e.kind.as_str());
-            format!("event {j} ({}): {m}", validate::truncate(kind))
-        };
-        let t = first.timestamp;
-        if t < previous {
-            return Err(at(
-                i,
-                &format!("its timestamp {t} is before the previous event's ({previous})"),
-            ));
+/// The top level of an export document, its parts left as text: the
+/// history is read from it one event at a time, and anything else in the
+/// document is skipped without being parsed.
+#[derive(serde::Deserialize)]
+struct Document<'a> {
+    #[serde(borrow)]
+    format: Option<&'a RawValue>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow)]
+    session: Option<&'a RawValue>,
+    #[serde(borrow)]
+    events: Option<&'a RawValue>,
+}
+
+/// The most text one imported event or session may take. Their values are
+/// capped when compact (see [`MAX_EVENT_DATA_BYTES`]); an export is pretty
+/// printed, which can take several times more for deeply nested values.
+const MAX_IMPORTED_VALUE_TEXT: usize = 8 * MAX_EVENT_DATA_BYTES;
+
+/// Hands each element of a JSON array, as text, to `each` while the array
+/// is read; an `Err` from `each` stops the read.
+struct EachEvent<F> {
+    each: F,
+}
+
+impl<'de, F: FnMut(&'de RawValue) -> Result<(), ()>> serde::de::Visitor<'de> for EachEvent<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            (self.each)(raw).map_err(|()| serde::de::Error::custom("the history was refused"))?;
         }
-        if t > latest {
-            return Err(at(
-                i,
-                &format!(
-                    "its timestamp {t} is more than a day ahead of this host's clock or above 2^53 - 1"
-                ),
-            ));
+        Ok(())
+    }
+}
+
+/// An imported history replayed through the live operations (see
+/// [`Engine::import`]), event by event as it is read; errors name the
+/// event. `legacy`: a format-1 document, whose context events may name keys
+/// only. `latest`: the largest timestamp accepted.
+struct Replay<'a> {
+    id: &'a str,
+    legacy: bool,
+    latest: u64,
+    schema: u32,
+    state: Option<Session>,
+    previous: u64,
+    /// Events read but not yet checked: an iteration that reaches the
+    /// bound waits here for its timeout.
+    pending: Vec<Event>,
+    /// The records of the events checked, encoded under `schema`.
+    records: Vec<Vec<u8>>,
+}
+
+impl<'a> Replay<'a> {
+    fn new(id: &'a str, legacy: bool, latest: u64, schema: u32) -> Self {
+        Replay {
+            id,
+            legacy,
+            latest,
+            schema,
+            state: None,
+            previous: 0,
+            pending: Vec::new(),
+            records: Vec::new(),
         }
+    }
+
+    /// The position of `pending[j]` in the history.
+    fn at(&self, j: usize, m: &str) -> String {
+        let kind = self.pending.get(j).map_or("", |e| e.kind.as_str());
+        let i = self.records.len() + j;
+        format!("event {i} ({}): {m}", validate::truncate(kind))
+    }
+
+    fn push(&mut self, raw: &RawValue) -> Result<(), String> {
+        let i = self.records.len() + self.pending.len();
+        let text = raw.get();
         // No operation records more than two capped values and a little
-        // text: a larger event is refused before its data is copied into
-        // the operation's arguments (an import of a huge document must not
-        // need several times its size in memory).
-        let len = validate::json_len(&first.data);
-        if len > MAX_EVENT_DATA_BYTES {
-            return Err(at(
-                i,
-                &format!(
-                    "its data is {len} bytes of JSON; no operation records more than \
-                     {MAX_EVENT_DATA_BYTES}"
-                ),
+        // text: a larger event is refused before it is parsed.
+        if text.len() > MAX_IMPORTED_VALUE_TEXT {
+            return Err(format!(
+                "event {i}: it is {} bytes of JSON; no operation records more than \
+                 {MAX_EVENT_DATA_BYTES} (compact)",
+                text.len()
             ));
         }
-        let made =
-            if legacy && first.kind == event_kind::CONTEXT && first.data.get("patch").is_none() {
-                legacy_context(state.as_ref(), &first.data).map_err(|e| at(i, e.message()))?;
+        let event: Event = serde_json::from_str(text).map_err(|e| format!("event {i}: {e}"))?;
+        if event.seq != i as u64 {
+            return Err(format!(
+                "events must be numbered 0, 1, 2, ... without gaps; position {i} is wrong"
+            ));
+        }
+        self.pending.push(event);
+        self.settle(false)
+    }
+
+    /// Check, fold and encode the pending events that are complete (all of
+    /// them at the `end`).
+    fn settle(&mut self, end: bool) -> Result<(), String> {
+        while let Some(first) = self.pending.first() {
+            let t = first.timestamp;
+            if t < self.previous {
+                let previous = self.previous;
+                return Err(self.at(
+                    0,
+                    &format!("its timestamp {t} is before the previous event's ({previous})"),
+                ));
+            }
+            if t > self.latest {
+                return Err(self.at(
+                    0,
+                    &format!(
+                        "its timestamp {t} is more than a day ahead of this host's clock or above 2^53 - 1"
+                    ),
+                ));
+            }
+            let len = validate::json_len(&first.data);
+            if len > MAX_EVENT_DATA_BYTES {
+                return Err(self.at(
+                    0,
+                    &format!(
+                        "its data is {len} bytes of JSON; no operation records more than \
+                         {MAX_EVENT_DATA_BYTES}"
+                    ),
+                ));
+            }
+            let made = if self.legacy
+                && first.kind == event_kind::CONTEXT
+                && first.data.get("patch").is_none()
+            {
+                legacy_context(self.state.as_ref(), &first.data)
+                    .map_err(|e| self.at(0, e.message()))?;
                 vec![NewEvent::new(first.kind.clone(), first.data.clone())]
             } else {
                 op_of(first)
-                    .and_then(|op| op.events(state.as_ref()))
-                    .map_err(|e| at(i, e.message()))?
+                    .and_then(|op| op.events(self.state.as_ref()))
+                    .map_err(|e| self.at(0, e.message()))?
             };
-        for (j, m) in made.iter().enumerate() {
-            let Some(e) = events.get(i + j).filter(|e| e.kind == m.kind) else {
-                return Err(at(
-                    i + j,
-                    "an iteration that reaches the bound must be followed by its timeout",
-                ));
-            };
-            if e.timestamp != t {
-                return Err(at(
-                    i + j,
-                    "a timeout must have the timestamp of the iteration that reached the bound",
-                ));
+            if made.len() > self.pending.len() && !end {
+                // Its timeout has not been read yet.
+                return Ok(());
             }
-            same_data(
-                &m.data,
-                &e.data,
-                webhook::notification_kind(&e.kind).is_some(),
-            )
-            .map_err(|m| at(i + j, &m))?;
+            for (j, m) in made.iter().enumerate() {
+                let Some(e) = self.pending.get(j).filter(|e| e.kind == m.kind) else {
+                    return Err(self.at(
+                        j,
+                        "an iteration that reaches the bound must be followed by its timeout",
+                    ));
+                };
+                if e.timestamp != t {
+                    return Err(self.at(
+                        j,
+                        "a timeout must have the timestamp of the iteration that reached the bound",
+                    ));
+                }
+                same_data(
+                    &m.data,
+                    &e.data,
+                    webhook::notification_kind(&e.kind).is_some(),
+                )
+                .map_err(|m| self.at(j, &m))?;
+            }
+            for e in self.pending.drain(..made.len()) {
+                self.state =
+                    Some(fold(self.state.take(), self.id, &e).map_err(|e| e.message().to_owned())?);
+                self.records
+                    .push(codec::encode_as(&e, self.schema).map_err(|e| e.message().to_owned())?);
+            }
+            self.previous = t;
         }
-        for e in &events[i..i + made.len()] {
-            state = Some(fold(state, id, e).map_err(|e| e.message().to_owned())?);
-        }
-        previous = t;
-        i += made.len();
+        Ok(())
     }
-    state.ok_or_else(|| "the history does not begin with a start event".to_owned())
+
+    /// The state the whole history produced, and its records.
+    fn finish(mut self) -> Result<(Session, Vec<Vec<u8>>), String> {
+        self.settle(true)?;
+        let state = self
+            .state
+            .ok_or_else(|| "the history does not begin with a start event".to_owned())?;
+        Ok((state, self.records))
+    }
 }
 
 /// The live operation that records `e`, rebuilt from its data, with its

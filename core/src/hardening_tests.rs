@@ -162,7 +162,8 @@ fn imported_events_are_held_to_the_argument_checks() {
         start.clone(),
         ("note", json!({"blob": "x".repeat(60 << 20)})),
     ]));
-    assert!(m.contains("event 1 (note): its data is"), "{m}");
+    // So large it is not even parsed.
+    assert!(m.contains("event 1: it is 629"), "{m}");
     refused(forged(&[
         start.clone(),
         ("pause", json!({"reason": "   "})),
@@ -332,9 +333,8 @@ fn exports_of_live_sessions_import_back_unchanged() {
     assert!(doc["events"][0]["data"]["webhook_id"].is_string());
     // Through text, as a host hands it over.
     let text = doc.to_string();
-    let parsed = validate::json_document("export document", &text).unwrap();
     let other = engine();
-    other.import(parsed).unwrap();
+    other.import_text(&text).unwrap();
     assert_eq!(other.export(&s.id).unwrap(), doc);
 }
 
@@ -380,10 +380,8 @@ fn inexact_json_numbers_are_refused() {
     let long = format!("[{}]", "1".repeat(500));
     let m = validate::json("v", &long).unwrap_err();
     assert!(m.message().len() < 150, "{m}");
-    // Whole documents have their own, larger cap.
     let big = format!("[\"{}\"]", "x".repeat(100_000));
     assert!(validate::json("v", &big).is_err());
-    assert!(validate::json_document("v", &big).is_ok());
 }
 
 #[test]
@@ -548,12 +546,40 @@ fn format_1_exports_of_the_fixture_import() {
 }
 
 #[test]
-fn documents_of_many_small_values_are_refused_before_they_are_parsed() {
-    // 12 MiB of `0,`: 6 Mi values, twenty times the text once parsed.
-    let text = format!("{{\"a\":[{}0]}}", "0,".repeat(6 << 20));
-    let e = crate::validate::json_document("the export document", &text).unwrap_err();
-    assert!(e.message().contains("once parsed"), "{e}");
-    // The same bytes as one string are fine to parse.
-    let text = format!("{{\"a\":\"{}\"}}", "0,".repeat(6 << 20));
-    assert!(crate::validate::json_document("the export document", &text).is_ok());
+fn documents_are_read_one_event_at_a_time() {
+    // 12 MiB of small values where a document has no use for them: skipped
+    // unparsed, or refused at the first one.
+    let zeros = format!("[{}0]", "0,".repeat(6 << 20));
+    let e = engine();
+    let m = refused_text(&e, &format!("{{\"a\":{zeros}}}"));
+    assert!(m.contains("\"format\" must be"), "{m}");
+    let head = r#""format":"agent-session/export","schema":2"#;
+    let m = refused_text(&e, &format!("{{{head},\"session\":{zeros}}}"));
+    assert!(m.contains("\"session\" is"), "{m}");
+    let m = refused_text(
+        &e,
+        &format!("{{{head},\"session\":{{}},\"events\":{zeros}}}"),
+    );
+    assert!(m.contains("\"session\":"), "{m}");
+    // A real history, then garbage: refused at the first bad event.
+    let s = e
+        .start(StartOptions {
+            task: "t".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut doc = e.export(&s.id).unwrap();
+    doc["events"].as_array_mut().unwrap().push(json!(0));
+    e.delete(&s.id).unwrap();
+    let m = refused_text(&e, &doc.to_string());
+    assert!(m.contains("event 1: invalid type"), "{m}");
+    // Not an object at all.
+    assert!(refused_text(&e, "[1, 2]").contains("must be a JSON object"));
+}
+
+fn refused_text(e: &TestEngine, text: &str) -> String {
+    match e.import_text(text) {
+        Err(SessionError::InvalidInput(m)) => m,
+        other => panic!("expected invalid-input, got {other:?}"),
+    }
 }

@@ -17,7 +17,7 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
 /// Largest accepted iteration bound.
 pub const MAX_ITERATIONS_LIMIT: u32 = 1_000_000;
-/// Largest export document [`json_document`] accepts, in bytes.
+/// Largest export document [`crate::Engine::import_text`] accepts, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 /// Largest page size of `list` and `events`.
 pub const MAX_PAGE: u32 = 1000;
@@ -104,70 +104,20 @@ pub fn custom_kind(kind: &str) -> Result<(), SessionError> {
 /// exact (see [`json_numbers_exact`]). Every host hands JSON values to the
 /// core as text and parses them here, so they all accept the same values.
 pub fn json(what: &str, text: &str) -> Result<Value, SessionError> {
-    json_limited(what, text, MAX_JSON_BYTES, None)
+    json_limited(what, text, MAX_JSON_BYTES)
 }
 
-/// [`json`] for a whole export document, of at most [`MAX_DOCUMENT_BYTES`]:
-/// a history holds many values, so the per-value cap does not apply to it
-/// (each value in it is still held to [`MAX_JSON_BYTES`] by the import).
-///
-/// Parsed values take more room than their text (a `0,` of two bytes is a
-/// value of 16 to 32 bytes), so before parsing, the room the parse would
-/// take is estimated from the values the text holds, and a document that
-/// would need more than [`MAX_DOCUMENT_PARSE_BYTES`] is refused. The budget
-/// admits any document of plain events up to the size cap (a history of
-/// iterations takes about three times its text), and stops documents of
-/// nothing but tiny values, which would take twenty times theirs.
-pub fn json_document(what: &str, text: &str) -> Result<Value, SessionError> {
-    json_limited(
-        what,
-        text,
-        MAX_DOCUMENT_BYTES,
-        Some(MAX_DOCUMENT_PARSE_BYTES),
-    )
-}
-
-/// The most memory parsing one export document may take (see
-/// [`json_document`]).
-pub const MAX_DOCUMENT_PARSE_BYTES: usize = 256 * 1024 * 1024;
-
-/// Room a parsed value is counted at, over its text (a `serde_json::Value`
-/// and its share of the container holding it, with the slack of a growing
-/// vector or map).
-const VALUE_ROOM: usize = 48;
-
-fn json_limited(
-    what: &str,
-    text: &str,
-    max: usize,
-    budget: Option<usize>,
-) -> Result<Value, SessionError> {
+fn json_limited(what: &str, text: &str, max: usize) -> Result<Value, SessionError> {
     if text.len() > max {
         return Err(invalid(format!(
             "{what} is {} bytes of JSON; the limit is {max}",
             text.len()
         )));
     }
-    let scan = scan(text);
-    let room = text
-        .len()
-        .saturating_add(scan.values.saturating_mul(VALUE_ROOM));
-    if let Some(budget) = budget
-        && room > budget
-    {
-        return Err(invalid(format!(
-            "{what} would take about {} MiB of memory once parsed (it holds many small \
-             values); the limit is {} MiB",
-            room >> 20,
-            budget >> 20
-        )));
-    }
     let value = serde_json::from_str(text)
         .map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))?;
-    match scan.inexact {
-        Some(token) => Err(inexact(what, token)),
-        None => Ok(value),
-    }
+    json_numbers_exact(what, text)?;
+    Ok(value)
 }
 
 /// Refuse JSON text holding a number that a double cannot hold exactly.
@@ -182,31 +132,20 @@ fn json_limited(
 /// text is expected to be valid JSON (parse it first), and anything else
 /// is scanned without panicking but with no promise about the result.
 pub fn json_numbers_exact(what: &str, text: &str) -> Result<(), SessionError> {
-    match scan(text).inexact {
+    match first_inexact(text) {
         Some(token) => Err(inexact(what, token)),
         None => Ok(()),
     }
 }
 
-/// What one pass over JSON text finds, without allocating: how many values
-/// it holds (strings, keys included, numbers, literals, arrays, objects)
-/// and the first number no double holds exactly.
-struct Scan<'a> {
-    values: usize,
-    inexact: Option<&'a str>,
-}
-
-fn scan(text: &str) -> Scan<'_> {
+/// The first number in JSON text that no double holds exactly; scans
+/// without allocating.
+fn first_inexact(text: &str) -> Option<&str> {
     let b = text.as_bytes();
-    let mut found = Scan {
-        values: 0,
-        inexact: None,
-    };
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'"' => {
-                found.values += 1;
                 i += 1;
                 while i < b.len() {
                     match b[i] {
@@ -221,7 +160,6 @@ fn scan(text: &str) -> Scan<'_> {
                 }
             }
             b'-' | b'0'..=b'9' => {
-                found.values += 1;
                 let start = i;
                 while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
                 {
@@ -230,24 +168,14 @@ fn scan(text: &str) -> Scan<'_> {
                 // Only ASCII bytes were consumed, so both ends are char
                 // boundaries.
                 let token = text.get(start..i).unwrap_or_default();
-                if found.inexact.is_none() && !number_is_exact(token) {
-                    found.inexact = Some(token);
-                }
-            }
-            b'[' | b'{' => {
-                found.values += 1;
-                i += 1;
-            }
-            b't' | b'f' | b'n' => {
-                found.values += 1;
-                while i < b.len() && b[i].is_ascii_lowercase() {
-                    i += 1;
+                if !number_is_exact(token) {
+                    return Some(token);
                 }
             }
             _ => i += 1,
         }
     }
-    found
+    None
 }
 
 /// Largest integer every host holds exactly (JavaScript's

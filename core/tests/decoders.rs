@@ -115,7 +115,7 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         let peak = peak_during(|| {
             let _ = agent_session_core::validate::json("value", &text);
-            let _ = agent_session_core::validate::json_document("document", &text);
+            let _ = importer().import_text(&text);
             let _ = agent_session_core::validate::json_numbers_exact("value", &text);
         });
         prop_assert!(peak <= bound(text.len()), "{} bytes of input took {} bytes", text.len(), peak);
@@ -145,4 +145,38 @@ fn the_counter_counts() {
     // 10 001 values of 32 bytes, at least.
     assert!(peak >= 320_000, "{peak}");
     assert!(peak <= bound(bytes.len()), "{peak}");
+}
+
+/// An engine on an in-memory store, to import into.
+fn importer() -> agent_session_core::Engine<
+    agent_session_core::memory::MemoryStore,
+    agent_session_core::memory::MemoryOutbox,
+    agent_session_core::memory::ManualEnvironment,
+> {
+    use agent_session_core::memory::*;
+    agent_session_core::Engine::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        ManualEnvironment::at(1_700_000_000_000),
+    )
+}
+
+#[test]
+fn an_import_of_many_small_values_holds_one_event_at_a_time() {
+    let zeros = format!("[{}0]", "0,".repeat(4 << 20));
+    let head = r#""format":"agent-session/export","schema":2"#;
+    for text in [
+        format!("{{\"a\":{zeros}}}"),
+        format!("{{{head},\"session\":{zeros}}}"),
+        format!("{{{head},\"session\":{{}},\"events\":{zeros}}}"),
+    ] {
+        let e = importer();
+        let peak = peak_during(|| assert!(e.import_text(&text).is_err()));
+        // Parsed whole, 4 Mi values would take over 100 MiB.
+        assert!(
+            peak < 1 << 20,
+            "{} bytes of text took {peak} bytes",
+            text.len()
+        );
+    }
 }

@@ -372,9 +372,7 @@ impl Guest for Component {
     }
 
     fn import(document: String) -> R<wit::Session> {
-        // Exports carry whole histories, so they have a cap of their own.
-        let doc = core::validate::json_document("export document", &document).map_err(err)?;
-        engine().import(doc).map(session).map_err(err)
+        engine().import_text(&document).map(session).map_err(err)
     }
 
     fn set_webhook(c: wit::WebhookConfig) -> R<wit::WebhookConfig> {
