@@ -682,7 +682,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// of an iteration has that iteration's timestamp, and none may be
     /// more than a day ahead of this host's clock or above 2^53 - 1. Every
     /// number in the document must be exact for every host (see
-    /// [`validate::json_value_numbers`]). Finally the replayed state must
+    /// [`validate::json_numbers_exact`]). Finally the replayed state must
     /// equal the document's `session`, field for field (`version` must be
     /// the history length, or 0 for a document older than the field).
     /// Errors are [`SessionError::InvalidInput`] starting with
@@ -748,10 +748,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             )));
         };
         let session = doc.session.map_or("null", RawValue::get);
-        if session.len() > MAX_IMPORTED_VALUE_TEXT {
+        let len = compact_len(session);
+        if len > MAX_IMPORTED_VALUE_TEXT {
             return Err(bad(format!(
-                "\"session\" is {} bytes of JSON; a session is at most {MAX_IMPORTED_VALUE_TEXT}",
-                session.len()
+                "\"session\" is {len} bytes of JSON without spaces; a session is at most \
+                 {MAX_IMPORTED_VALUE_TEXT}"
             )));
         }
         let mut session: Session =
@@ -1431,10 +1432,33 @@ struct Document<'a> {
     events: Option<&'a RawValue>,
 }
 
-/// The most text one imported event or session may take. Their values are
-/// capped when compact (see [`MAX_EVENT_DATA_BYTES`]); an export is pretty
-/// printed, which can take several times more for deeply nested values.
-const MAX_IMPORTED_VALUE_TEXT: usize = 8 * MAX_EVENT_DATA_BYTES;
+/// The most text one imported event or session may take, not counting
+/// whitespace outside strings (an export is pretty printed, which can take
+/// many times the compact size for deeply nested values). Their values are
+/// capped when compact (see [`MAX_EVENT_DATA_BYTES`]); the room above that
+/// is for escapes (`\u0061` for `a`) that a serializer may have written.
+const MAX_IMPORTED_VALUE_TEXT: usize = 6 * MAX_EVENT_DATA_BYTES + 4096;
+
+/// The length of JSON text without the whitespace between its tokens.
+/// Scans without allocating.
+fn compact_len(text: &str) -> usize {
+    let (mut len, mut in_string, mut escaped) = (0, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            len += 1;
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            len += 1;
+            in_string = b == b'"';
+        }
+    }
+    len
+}
 
 /// Hands each element of a JSON array, as text, to `each` while the array
 /// is read; an `Err` from `each` stops the read.
@@ -1501,11 +1525,11 @@ impl<'a> Replay<'a> {
         let text = raw.get();
         // No operation records more than two capped values and a little
         // text: a larger event is refused before it is parsed.
-        if text.len() > MAX_IMPORTED_VALUE_TEXT {
+        let len = compact_len(text);
+        if len > MAX_IMPORTED_VALUE_TEXT {
             return Err(format!(
-                "event {i}: it is {} bytes of JSON; no operation records more than \
-                 {MAX_EVENT_DATA_BYTES} (compact)",
-                text.len()
+                "event {i}: it is {len} bytes of JSON without spaces; no event is more than \
+                 {MAX_IMPORTED_VALUE_TEXT}"
             ));
         }
         let event: Event = serde_json::from_str(text).map_err(|e| format!("event {i}: {e}"))?;

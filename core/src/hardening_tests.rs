@@ -583,3 +583,36 @@ fn refused_text(e: &TestEngine, text: &str) -> String {
         other => panic!("expected invalid-input, got {other:?}"),
     }
 }
+
+#[test]
+fn pretty_printed_exports_of_deeply_nested_values_import() {
+    // Each value near its 64 KiB cap when compact, nested 20 deep: pretty
+    // printed, every element gets a line indented 40 spaces deeper.
+    let mut value = json!(vec![0; 30_000]);
+    for _ in 0..20 {
+        value = json!([value]);
+    }
+    let e = engine();
+    let s = e
+        .start(StartOptions {
+            task: "t".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    e.record_tool_call(
+        &s.id,
+        ToolCall {
+            name: "deep".into(),
+            input: value.clone(),
+            output: value,
+            duration_ms: 1,
+        },
+    )
+    .unwrap();
+    let doc = e.export(&s.id).unwrap();
+    let pretty = serde_json::to_string_pretty(&doc).unwrap();
+    assert!(pretty.len() > 3 << 20, "{} bytes", pretty.len());
+    let other = engine();
+    other.import_text(&pretty).unwrap();
+    assert_eq!(other.export(&s.id).unwrap(), doc);
+}
