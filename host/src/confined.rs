@@ -1,7 +1,7 @@
 //! Every file the host opens in a root goes through here: directories are
 //! opened beneath a [`Dir`] capability without following symbolic links,
-//! and files are refused unless they are plain files of the root's owner
-//! with exactly one link.
+//! and files are refused unless they are plain files with exactly one
+//! link, of the root's owner or of the user running the host.
 //!
 //! cap-std already refuses a path that resolves outside its `Dir` (an
 //! absolute symlink, `..`); what it allows is a symlink that stays inside.
