@@ -53,13 +53,18 @@ fn forged_events(events: Vec<Event>) -> Value {
 }
 
 fn refused(doc: Value) -> String {
-    match engine().import(doc) {
-        Err(SessionError::InvalidInput(m)) => {
-            assert!(m.starts_with("export document: "), "{m}");
-            m
-        }
-        other => panic!("expected invalid input, got {other:?}"),
-    }
+    let m = refused_text(&engine(), &doc.to_string());
+    assert!(m.starts_with("export document: "), "{m}");
+    m
+}
+
+/// A session with nothing but a task.
+fn started(e: &TestEngine) -> Session {
+    e.start(StartOptions {
+        task: "t".into(),
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn iteration(n: u32) -> (&'static str, Value) {
@@ -387,12 +392,7 @@ fn inexact_json_numbers_are_refused() {
 #[test]
 fn native_integers_beyond_what_hosts_hold_are_refused() {
     let e = engine();
-    let s = e
-        .start(StartOptions {
-            task: "t".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let s = started(&e);
     for bad in [
         json!(u64::MAX),
         json!(9007199254740993u64),
@@ -439,14 +439,7 @@ fn list_cursors_are_checked() {
     let e = engine();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(
-            e.start(StartOptions {
-                task: "t".into(),
-                ..Default::default()
-            })
-            .unwrap()
-            .id,
-        );
+        ids.push(started(&e).id);
         e.env().advance(1);
     }
     let p1 = e.list(&SessionFilter::default(), None, 2).unwrap();
@@ -562,12 +555,7 @@ fn documents_are_read_one_event_at_a_time() {
     );
     assert!(m.contains("\"session\":"), "{m}");
     // A real history, then garbage: refused at the first bad event.
-    let s = e
-        .start(StartOptions {
-            task: "t".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let s = started(&e);
     let mut doc = e.export(&s.id).unwrap();
     doc["events"].as_array_mut().unwrap().push(json!(0));
     e.delete(&s.id).unwrap();
@@ -593,12 +581,7 @@ fn pretty_printed_exports_of_deeply_nested_values_import() {
         value = json!([value]);
     }
     let e = engine();
-    let s = e
-        .start(StartOptions {
-            task: "t".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let s = started(&e);
     e.record_tool_call(
         &s.id,
         ToolCall {
