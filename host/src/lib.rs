@@ -43,6 +43,7 @@ mod inputs;
 mod outbox;
 mod pg_store;
 pub mod plugin;
+pub mod root;
 mod runtime;
 pub mod webhook;
 

@@ -329,7 +329,7 @@ impl SessionHost {
         let host = Self::builder(store.clone(), Arc::new(outbox))
             .cache(cache)
             .build()?;
-        if store.needs_reindex() {
+        if store.needs_reindex()? {
             host.reindex_fs(&store)
                 .with_context(|| format!("rebuilding the index of {}", dir.display()))?;
         }
@@ -366,7 +366,7 @@ impl SessionHost {
     /// with it. An index that needs a rebuild anyway (after a migration or
     /// a loss), or that cannot be brought in line, is rebuilt from scratch.
     pub fn repair_index_fs(&self, store: &FsStore) -> anyhow::Result<IndexReport> {
-        if !store.needs_reindex() {
+        if !store.needs_reindex()? {
             match self.rebuild_index(false) {
                 Ok(report) => return Ok(report),
                 Err(e) => tracing::warn!("rebuilding the index from scratch: {e}"),

@@ -599,8 +599,18 @@ fn bad_roots_and_unusable_files_get_typed_exit_codes() {
             r.stdout,
             r.stderr
         );
+        // The outbox is needed to start (its notifications are queued
+        // first); the index is derived data, so a history may still be
+        // written, and listing it is the storage error.
         let r = run(&root, &["start", "x"], &cache);
-        assert_eq!(r.code, Some(8), "{sub}: {}", r.stderr);
+        match sub {
+            "outbox" => assert_eq!(r.code, Some(8), "{sub}: {}", r.stderr),
+            _ => {
+                assert!(matches!(r.code, Some(0) | Some(8)), "{sub}: {}", r.stderr);
+                let r = run(&root, &["list"], &cache);
+                expect(&r, 8, "storage", "symbolic link");
+            }
+        }
         decoy.untouched();
     }
 }

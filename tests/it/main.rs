@@ -15,5 +15,6 @@ mod pg_outbox;
 mod pg_store;
 mod plugins;
 mod receiver;
+mod root_cases;
 mod storage;
 mod webhooks;

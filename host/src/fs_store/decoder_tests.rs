@@ -10,9 +10,11 @@
 
 use proptest::prelude::*;
 
-use super::{decode_doc, encode_doc, frame, index, marked};
 use crate::counting::peak_during;
 use crate::inputs;
+use agent_session_dir_store::{
+    decode_doc, decode_index_entry, encode_doc, encode_index_entry, frame, marked,
+};
 
 /// Real store bytes of each kind, for mutation.
 fn samples() -> Vec<Vec<u8>> {
@@ -25,7 +27,7 @@ fn samples() -> Vec<Vec<u8>> {
         ("another-key", &[1, 2, 3][..]),
         ("k1", &[][..]),
     ] {
-        index::encode(key, summary, &mut marked_file);
+        encode_index_entry(key, summary, &mut marked_file);
     }
     vec![log, marked_file, encode_doc(7, b"{\"doc\":true}")]
 }
@@ -53,9 +55,9 @@ proptest! {
             let _ = frame::walk_committed(&bytes, 3, 1);
             let _ = frame::decode(&bytes);
             for complete in [false, true] {
-                let (bodies, _) = marked::read(index::MAGIC, &bytes, "index", complete);
+                let (bodies, _) = marked::read(agent_session_dir_store::INDEX_MARK, &bytes, "index", complete);
                 for body in bodies {
-                    let _ = index::decode(body);
+                    let _ = decode_index_entry(body);
                 }
             }
             let _ = decode_doc(&bytes);
@@ -68,7 +70,12 @@ proptest! {
 fn the_samples_decode_and_are_counted() {
     let [log, marked_file, doc] = <[Vec<u8>; 3]>::try_from(samples()).unwrap();
     assert_eq!(frame::walk(&log, 0, 0).unwrap().offsets.len(), 4);
-    let (bodies, _) = marked::read(index::MAGIC, &marked_file, "index", true);
+    let (bodies, _) = marked::read(
+        agent_session_dir_store::INDEX_MARK,
+        &marked_file,
+        "index",
+        true,
+    );
     assert_eq!(bodies.len(), 3);
     assert_eq!(decode_doc(&doc).unwrap().version, 7);
     // The counter sees a copy of the document's data.

@@ -1,4 +1,5 @@
 use super::*;
+use agent_session_dir_store::frame;
 
 fn rec(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
@@ -176,15 +177,15 @@ fn a_lost_index_asks_for_a_rebuild() {
     let s = FsStore::open(dir.path()).unwrap();
     s.append(agent_session_core::SESSIONS, "k", 0, &[rec("x")], b"s")
         .unwrap();
-    assert!(!s.needs_reindex());
+    assert!(!s.needs_reindex().unwrap());
     std::fs::remove_file(dir.path().join("index/sessions.log")).unwrap();
     let reopened = FsStore::open(dir.path()).unwrap();
-    assert!(reopened.needs_reindex());
+    assert!(reopened.needs_reindex().unwrap());
     reopened
         .reindex(agent_session_core::SESSIONS, "k", b"s")
         .unwrap();
     reopened.reindexed().unwrap();
-    assert!(!FsStore::open(dir.path()).unwrap().needs_reindex());
+    assert!(!FsStore::open(dir.path()).unwrap().needs_reindex().unwrap());
 }
 
 #[test]

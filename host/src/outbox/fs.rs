@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,25 +28,17 @@ use std::time::Duration;
 use agent_session_core::{Notification, Notifier};
 use cap_std::fs::{Dir, OpenOptions};
 
-use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id, now_ms};
-use crate::confined;
-use crate::fs_store::marked;
-use crate::fs_store::{sync_dir, write_durably};
+pub use agent_session_dir_store::OUTBOX_DIR;
+use agent_session_dir_store::{
+    DONE_DIR, FRESH_SUFFIX, INTAKE_DIR, INTAKE_MARK, Intake, SEGMENT_SUFFIX, marked,
+};
 
-/// Directory of pending notifications, relative to the root.
-pub const OUTBOX_DIR: &str = "outbox";
-/// Directory of finished deliveries, relative to the root.
-const DONE_DIR: &str = "outbox/done";
+use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, now_ms};
+use crate::confined;
+use crate::fs_store::{to_io, write_durably};
+use crate::root::DirRoot;
+
 const LOCK_FILE: &str = "outbox/.sender.lock";
-const INTAKE_DIR: &str = "outbox/intake";
-/// Marks every intake frame (see `marked`).
-const INTAKE_MARK: &[u8; 4] = b"ASNQ";
-/// A process starts a new intake segment past this size, so the old one
-/// can be taken in and deleted while the process goes on.
-const SEGMENT_MAX: u64 = 4 << 20;
-const SEGMENT_SUFFIX: &str = ".log";
-/// A segment still being made (see `FsOutbox::segment`).
-const FRESH_SUFFIX: &str = ".new";
 /// The largest delivery record read (a notification is far smaller; its
 /// attempts are capped by the retry schedule).
 const MAX_RECORD_FILE: u64 = 16 << 20;
@@ -63,22 +55,14 @@ fn file_name(n: &Notification) -> String {
     format!("{:013}-{}.json", n.timestamp, n.id)
 }
 
-/// A [`Notifier`] writing to `<root>/outbox/`, and the delivery records.
+/// A [`Notifier`] writing to `<root>/outbox/` (the directory format's
+/// intake), and the delivery records.
 pub struct FsOutbox {
     root: Dir,
-    /// This process's intake segment, made on the first enqueue; opened
-    /// for appending, with a shared lock held until the last user drops it.
-    segment: Mutex<Option<Arc<File>>>,
-    /// Segments rotated away, still held (locked) for [`RETIRED_HOLD`]: an
-    /// operation may have queued its notification in one and not yet
-    /// appended its event, and a sender that saw the segment unheld would
-    /// take its writer for ended and discard that notification.
-    retired: Mutex<Vec<(std::time::Instant, Arc<File>)>>,
+    /// This process's intake segments (the one implementation of the
+    /// intake, shared with the other hosts through the component).
+    intake: Intake<DirRoot>,
 }
-
-/// How long a rotated-away segment stays held (far longer than any one
-/// operation takes between its enqueue and its append).
-const RETIRED_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Held by the one sender that delivers from an outbox; released on drop.
 pub(crate) struct SenderLock {
@@ -96,57 +80,9 @@ impl FsOutbox {
     /// The outbox of the store in the directory `root` (a capability the
     /// caller opened).
     pub fn open_in(root: Dir) -> io::Result<Self> {
-        if !root.exists(INTAKE_DIR) {
-            root.create_dir_all(DONE_DIR)?;
-            root.create_dir_all(INTAKE_DIR)?;
-            // Segments are trusted to be durable once their own entry is.
-            sync_dir(&root, Path::new(OUTBOX_DIR))?;
-            sync_dir(&root, Path::new("."))?;
-        }
-        Ok(Self {
-            root,
-            segment: Mutex::new(None),
-            retired: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// The segment to append to: this process's current one, or a new one.
-    fn segment(&self) -> io::Result<Arc<File>> {
-        let mut current = self.segment.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = current.as_ref()
-            && s.metadata()?.len() < SEGMENT_MAX
-        {
-            return Ok(s.clone());
-        }
-        let name = format!(
-            "{}-{:016x}{SEGMENT_SUFFIX}",
-            std::process::id(),
-            getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?
-        );
-        // Made under a name senders do not look at, and locked before it
-        // gets its real one: a sender must never take a segment that is
-        // about to be written for one whose process has ended.
-        let fresh = format!("{INTAKE_DIR}/.{name}{FRESH_SUFFIX}");
-        let file = self
-            .root
-            .open_with(&fresh, OpenOptions::new().append(true).create_new(true))?
-            .into_std();
-        file.lock_shared()?;
-        self.root
-            .rename(&fresh, &self.root, format!("{INTAKE_DIR}/{name}"))?;
-        sync_dir(&self.root, Path::new(INTAKE_DIR))?;
-        let s = Arc::new(file);
-        if let Some(previous) = current.replace(s.clone()) {
-            self.retire(previous);
-        }
-        Ok(s)
-    }
-
-    /// Keep `segment` held a while longer (see `retired`).
-    fn retire(&self, segment: Arc<File>) {
-        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
-        retired.retain(|(at, _)| at.elapsed() < RETIRED_HOLD);
-        retired.push((std::time::Instant::now(), segment));
+        let intake =
+            Intake::open(DirRoot::new(&root, Path::new("the outbox's root"))?).map_err(to_io)?;
+        Ok(Self { root, intake })
     }
 
     /// Take in what processes queued in their intake segments. Only for
@@ -536,30 +472,7 @@ impl Claims for FsClaims {
 
 impl Notifier for FsOutbox {
     fn enqueue(&self, n: &Notification) -> Result<(), String> {
-        check_id(n)?;
-        let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
-        let mut frame = Vec::with_capacity(marked::HEADER + body.len());
-        marked::encode(INTAKE_MARK, &body, &mut frame);
-        let append = || -> io::Result<()> {
-            let segment = self.segment()?;
-            // O_APPEND: one write per frame, so the frames of concurrent
-            // callers never interleave.
-            (&*segment).write_all(&frame)?;
-            segment.sync_data()
-        };
-        append().map_err(|e| {
-            // A failed write may have left part of a frame: later frames go
-            // to a new segment, not behind it.
-            let failed = self
-                .segment
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(f) = failed {
-                self.retire(f);
-            }
-            format!("queueing in {INTAKE_DIR}: {e}")
-        })
+        self.intake.enqueue(n)
     }
 }
 

@@ -184,23 +184,10 @@ pub struct Claimed {
     pub next_due: Option<u64>,
 }
 
-/// Refuse a notification id that is not made of letters, digits, `-` and
-/// `_`: it names a file. The core makes `msg_` + a UUID, but any component
-/// may call `notify`.
-fn check_id(n: &Notification) -> Result<(), String> {
-    if n.id.is_empty()
-        || !n
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(format!(
-            "notification id {:?} is not a safe name (letters, digits, - and _)",
-            n.id
-        ));
-    }
-    Ok(())
-}
+/// A notification id names a file: the directory format's rule, for the
+/// database outbox too (the core makes `msg_` + a UUID, but any component
+/// may call `notify`).
+use agent_session_dir_store::check_id;
 
 /// Now, in milliseconds since the Unix epoch (the unit of delivery times).
 pub(crate) fn now_ms() -> u64 {

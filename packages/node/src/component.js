@@ -14,12 +14,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
 const GEN = fileURLToPath(new URL('../gen/', import.meta.url));
-const DEFAULT_MODULE = path.join(GEN, 'agent_session_guest.js');
+const DEFAULT_MODULE = path.join(GEN, 'agent_session.js');
 
 /**
  * A loaded component: `instantiate(imports)` makes a fresh instance and
  * returns its `sessions` exports.
- * @typedef {{ instantiate: (imports: { store: object, notify: object }) => Record<string, Function> }} Component
+ * @typedef {{ instantiate: (imports: { root: object }) => Record<string, Function> }} Component
  */
 
 /**
@@ -59,16 +59,12 @@ export async function loadComponent(component) {
     sandbox: { preopens: {}, env: {}, args: ['agent-session'], enableNetwork: false },
   }).getImportObject();
   return {
-    instantiate({ store, notify }) {
-      const root = instantiate(
-        getCoreModule,
-        { ...wasi, 'agent:session/store': store, 'agent:session/notify': notify },
-        instantiateCore,
-      );
-      if (typeof root?.then === 'function') {
+    instantiate({ root }) {
+      const instance = instantiate(getCoreModule, { ...wasi, 'agent:session/root': root }, instantiateCore);
+      if (typeof instance?.then === 'function') {
         throw new Error(`${modulePath} did not instantiate synchronously; transpile it with --instantiation async`);
       }
-      return root.sessions;
+      return instance.sessions;
     },
   };
 }

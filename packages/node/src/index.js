@@ -10,9 +10,13 @@
 // u64s are Numbers; `option` none is null. Failures throw `SessionError`;
 // an argument its WIT type cannot hold throws a TypeError (src/args.js).
 
-import { FsStore, SESSIONS, storeInterface } from './fs-store.js';
-import { Outbox, notifyInterface } from './outbox.js';
+import { Root, rootImports } from './root.js';
 import { loadComponent } from './component.js';
+
+// Present while the index must be rebuilt (after a migration or a lost
+// index file); the directory store writes it, the host that opens the root
+// runs the rebuild, as the Rust host does.
+const REINDEX = 'REINDEX';
 import * as a from './args.js';
 
 /** The cases of the WIT `session-error` variant. */
@@ -52,13 +56,20 @@ export class SessionError extends Error {
  */
 export async function openSessions({ dir, component } = {}) {
   if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
-  const store = FsStore.open(dir);
-  const outbox = Outbox.open(dir);
-  const sessions = new Sessions(await loadComponent(component), store, outbox);
-  if (store.needsReindex()) {
-    store.clearIndex(SESSIONS);
+  let root;
+  try {
+    root = new Root(dir);
+  } catch (e) {
+    throw new SessionError('storage', `opening the session store at ${dir}: ${e.message}`);
+  }
+  const sessions = new Sessions(await loadComponent(component), root);
+  // The first call opens the store (a new root is made one; an old format
+  // is migrated). After a lost index file (or a migration) the index is
+  // rebuilt in place before anything else runs, as the Rust host does.
+  sessions.list({}, null, 1);
+  if (root.stat(REINDEX) !== null) {
     sessions.rebuildIndex(false);
-    store.reindexed();
+    root.removeFile(REINDEX);
   }
   return sessions;
 }
@@ -117,13 +128,13 @@ export class Sessions {
   /** The instance, reused across calls (the component keeps nothing
    * between calls); dropped after a trap. */
   #exports = null;
-  #outbox;
+  #root;
 
   /** @internal use `openSessions` */
-  constructor(component, store, outbox) {
+  constructor(component, root) {
     this.#component = component;
-    this.#imports = { store: storeInterface(store), notify: notifyInterface(outbox) };
-    this.#outbox = outbox;
+    this.#imports = { root: rootImports(root) };
+    this.#root = root;
   }
 
   #call(name, ...args) {
@@ -134,8 +145,10 @@ export class Sessions {
       const p = e?.payload;
       if (p && ERROR_CODES.has(p.tag)) throw new SessionError(p.tag, p.val);
       // A trap, or an exception that unwound the component: its state can
-      // no longer be trusted; the next call gets a fresh instance.
+      // no longer be trusted; the next call gets a fresh instance, and the
+      // locks this one held are released.
       this.#exports = null;
+      this.#root.releaseLocks();
       throw e;
     }
   }
@@ -476,9 +489,11 @@ export class Sessions {
     return this.#call('progress', a.str(id, 'progress: id'));
   }
 
-  /** Release this process's outbox segment (the process's end does too). */
+  /** Release this process's outbox segment (the process's end does too):
+   * the instance is dropped with the locks it held; a later call starts a
+   * new one. */
   close() {
-    this.#outbox.close();
     this.#exports = null;
+    this.#root.releaseLocks();
   }
 }

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 import { openSessions, SessionError, Sessions } from '../src/index.js';
-import { FsStore } from '../src/fs-store.js';
+import { Root } from '../src/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PKG = path.resolve(HERE, '..');
@@ -93,19 +93,23 @@ test('failures are SessionErrors with the WIT case; wrong argument types are Typ
   assert.equal(s.iterate(a.id).iteration, 1);
 });
 
-test('after an exception unwinds the component, the next call gets a fresh instance', async (t) => {
-  const s = await open(t);
-  const a = s.start({ task: 't' });
-  const read = FsStore.prototype.read;
-  FsStore.prototype.read = () => {
-    throw new RangeError('a bug in the store');
+test('a failure below the root capability is a storage error, and the next call works', async (t) => {
+  const read = Root.prototype.read;
+  let broken = false;
+  Root.prototype.read = function (...args) {
+    if (broken) throw new RangeError('a bug under the store');
+    return read.apply(this, args);
   };
   try {
-    assert.throws(() => s.get(a.id), RangeError);
+    const s = await open(t);
+    const a = s.start({ task: 't' });
+    broken = true;
+    assert.throws(() => s.get(a.id), (e) => e instanceof SessionError && e.code === 'storage');
+    broken = false;
+    assert.equal(s.get(a.id).id, a.id);
   } finally {
-    FsStore.prototype.read = read;
+    Root.prototype.read = read;
   }
-  assert.equal(s.get(a.id).id, a.id);
 });
 
 test('a lost index is rebuilt when the directory is opened', async (t) => {
@@ -125,7 +129,7 @@ test('the component can be given as a transpiled module or as a .wasm', async (t
   assert.equal(viaDir.start({ task: 'from gen/' }).status, 'active');
   const wasm =
     process.env.AGENT_SESSION_COMPONENT ??
-    path.resolve(PKG, '../../target/wasm-guest/wasm32-wasip2/release/agent_session_guest.wasm');
+    path.resolve(PKG, '../../target/wasm-guest/wasm32-wasip2/release/agent_session.wasm');
   assert.ok(fs.existsSync(wasm), `no component at ${wasm}: cargo build --release -p agent-session-host`);
   const viaWasm = await open(t, { component: wasm });
   assert.equal(viaWasm.start({ task: 'from the .wasm' }).status, 'active');

@@ -1,6 +1,10 @@
-"""The session component in wasmtime-py: compile (cached per process), link
-the imported ``store`` and ``notify`` to Python, call the exported
-``sessions`` functions.
+"""The composed session component in wasmtime-py: compile (cached per
+process), grant it the directory as the ``root`` capability, call the
+exported ``sessions`` functions.
+
+The component is the session component composed with the directory store
+(the one implementation of the on-disk format, the same code the Rust host
+links natively): this package holds no storage code of its own.
 
 Values cross as wasmtime-py's dynamic values: records are objects whose
 attributes are the WIT field names (kebab-case), options are the value or
@@ -14,20 +18,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from wasmtime import Engine, Store, WasiConfig
-from wasmtime.component import Component, Func, Instance, Linker, Record, Variant
+from wasmtime.component import Component, Func, Instance, Linker, Record
 
-from ._values import Err
-from .fs_store import FsStore, StoreError, io_error
-from .outbox import Notification, Outbox, OutboxError
+from ._root import ROOT, Root, root_imports
 
 PACKAGE = "agent:session"
 VERSION = "0.3.0"
 SESSIONS = f"{PACKAGE}/sessions@{VERSION}"
-STORE = f"{PACKAGE}/store@{VERSION}"
-NOTIFY = f"{PACKAGE}/notify@{VERSION}"
 
 _engine = Engine()
 # Compiled components by (path, mtime, size): compiling takes ~0.5 s, and a
@@ -62,79 +62,33 @@ def record(**fields: Any) -> Record:
     return r
 
 
-def _store_import(fs: FsStore) -> Dict[str, Callable[..., Any]]:
-    def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def host(_ctx: Any, *args: Any) -> Any:
-            try:
-                return fn(*args)
-            except StoreError as e:
-                return Err(Variant(e.kind, e.message))
-            except OSError as e:
-                e2 = io_error(f"the store at {fs.root}", e)
-                return Err(Variant(e2.kind, e2.message))
-
-        return host
-
-    def get(c: str, k: str) -> Optional[Record]:
-        doc = fs.get(c, k)
-        return None if doc is None else record(version=doc[0], data=doc[1])
-
-    def scan(c: str, after: Optional[str], limit: int) -> List[Record]:
-        return [record(key=k, summary=s) for k, s in fs.scan(c, after, limit)]
-
-    return {
-        "append": guarded(fs.append),
-        "read": guarded(fs.read),
-        "scan": guarded(scan),
-        "reindex": guarded(fs.reindex),
-        "keys": guarded(fs.keys),
-        "get": guarded(get),
-        "put": guarded(fs.put),
-        "remove": guarded(fs.remove),
-    }
-
-
-def _enqueue(outbox: Outbox) -> Callable[..., Any]:
-    def host(_ctx: Any, n: Any) -> Any:
-        try:
-            outbox.enqueue(
-                Notification(
-                    id=n.id,
-                    session_id=getattr(n, "session-id"),
-                    seq=n.seq,
-                    url=n.url,
-                    secret=n.secret,
-                    kind=n.kind,
-                    timestamp=n.timestamp,
-                    body=n.body,
-                )
-            )
-        except OutboxError as e:
-            return Err(str(e))
-        return None
-
-    return host
-
-
 class Runtime:
-    """One instance of the component over ``fs`` and ``outbox``; calls are
-    serialized per process (see ``_calls``).
+    """One instance of the component over ``root``; calls are serialized per
+    process (see ``_calls``).
 
-    The component keeps nothing between calls, so the instance is reused;
-    after a trap it is dropped and the next call instantiates again.
+    The instance is reused: it keeps the directory store's in-memory index
+    and this process's notification intake segment between calls. After a
+    trap it is dropped, with the locks it held, and the next call
+    instantiates again.
     """
 
-    def __init__(self, component: Component, fs: FsStore, outbox: Outbox) -> None:
+    def __init__(self, component: Component, root: Root, durable: bool = True) -> None:
         self._component = component
+        self._root = root
         self._linker = Linker(_engine)
         self._linker.add_wasip2()
-        with self._linker.root() as root:
-            with root.add_instance(STORE) as store_import:
-                for name, fn in _store_import(fs).items():
-                    store_import.add_func(name, fn)
-            with root.add_instance(NOTIFY) as notify_import:
-                notify_import.add_func("enqueue", _enqueue(outbox))
+        with self._linker.root() as linker_root:
+            with linker_root.add_instance(ROOT) as root_import:
+                for name, fn in root_imports(root, durable).items():
+                    root_import.add_func(name, fn)
         self._live: Optional[Tuple[Store, Instance, Dict[str, Func]]] = None
+
+    def reset(self) -> None:
+        """Drop the instance and the locks it holds (its intake segment: a
+        sender may then take it in); the next call starts a new one."""
+        with _calls:
+            self._live = None
+            self._root.release_locks()
 
     def _instantiate(self) -> Tuple[Store, Instance, Dict[str, Func]]:
         store = Store(_engine)
@@ -162,5 +116,6 @@ class Runtime:
                 func.post_return(store)
             except BaseException:
                 self._live = None
+                self._root.release_locks()
                 raise
             return result

@@ -9,9 +9,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from wasmtime.component import Record, Variant
 
+from ._root import Root, RootError
 from ._runtime import Runtime, compiled, record
-from .fs_store import FsStore, StoreError
-from .outbox import Outbox
 from .types import (
     CleanupReport,
     Event,
@@ -26,12 +25,16 @@ from .types import (
 )
 
 COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
-# Where `cargo build --release -p agent-session-host` leaves the component,
-# relative to the repository this package lives in.
+# Where `cargo build --release -p agent-session-host` leaves the composed
+# component (session + directory store), relative to the repository this
+# package lives in.
 DEFAULT_COMPONENT = (
-    Path(__file__).resolve().parents[3]
-    / "target/wasm-guest/wasm32-wasip2/release/agent_session_guest.wasm"
+    Path(__file__).resolve().parents[3] / "target/wasm-guest/wasm32-wasip2/release/agent_session.wasm"
 )
+# Present while the index must be rebuilt (after a migration or a lost index
+# file); the directory store writes it, the host that opens the root runs
+# the rebuild, as the Rust host does.
+REINDEX = "REINDEX"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -60,22 +63,21 @@ def open_sessions(
     """
     path = component_path(component)
     try:
-        store = FsStore(os.fspath(directory), durable=durable)
-        outbox = Outbox(store.root)
-    except StoreError as e:
-        raise SessionError("storage", e.message) from None
+        root = Root(os.fspath(directory))
     except OSError as e:
         raise SessionError("storage", f"opening the session store at {directory}: {e}") from None
-    sessions = Sessions(Runtime(compiled(str(path)), store, outbox), outbox)
-    # After a lost index file (or a migration) the index is rebuilt before
-    # anything else runs, as the Rust host does on open.
-    if store.needs_reindex():
-        try:
-            store.clear_index("sessions")
+    runtime = Runtime(compiled(str(path)), root, durable)
+    sessions = Sessions(runtime)
+    # The first call opens the store (a new root is made one; an old format
+    # is migrated). After a lost index file (or a migration) the index is
+    # rebuilt in place before anything else runs, as the Rust host does.
+    sessions.list(limit=1)
+    try:
+        if root.stat(REINDEX) is not None:
             sessions.rebuild_index(dry_run=False)
-            store.reindexed()
-        except StoreError as e:
-            raise SessionError("storage", f"rebuilding the index of {directory}: {e.message}") from None
+            root.remove_file(REINDEX)
+    except RootError as e:
+        raise SessionError("storage", f"rebuilding the index of {directory}: {e.message}") from None
     return sessions
 
 
@@ -186,15 +188,14 @@ class Sessions:
     component raises wasmtime's error instead.
     """
 
-    def __init__(self, runtime: Runtime, outbox: Outbox) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._outbox = outbox
 
     def close(self) -> None:
         """Let go of this object's notification intake segment, so that the
         Rust sender can take it in and delete it. The object stays usable
         (a later notification starts a new segment)."""
-        self._outbox.close()
+        self._runtime.reset()
 
     def __enter__(self) -> "Sessions":
         return self

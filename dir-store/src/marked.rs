@@ -5,10 +5,10 @@
 //! Used by the summary index and the notification intake.
 
 /// Bytes before the body.
-pub(crate) const HEADER: usize = 12;
+pub const HEADER: usize = 12;
 
 /// Append the frame of `body` (not empty) to `out`.
-pub(crate) fn encode(marker: &[u8; 4], body: &[u8], out: &mut Vec<u8>) {
+pub fn encode(marker: &[u8; 4], body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(marker);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
@@ -42,7 +42,7 @@ fn decode<'a>(marker: &[u8; 4], bytes: &'a [u8]) -> Option<Result<(&'a [u8], usi
 /// than follow) may be one being written: it ends the read, to be looked
 /// at again later, unless the file is `complete` (nobody writes to it any
 /// more), where it is torn like any other and the read goes on after it.
-pub(crate) fn read<'a>(
+pub fn read<'a>(
     marker: &[u8; 4],
     bytes: &'a [u8],
     what: &str,

@@ -9,37 +9,29 @@
 //! halfway leaves `FORMAT` at 1 and the next open finishes it.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::Path;
 
-use cap_std::fs::OpenOptions;
-
-use crate::confined;
-
-use super::{FORMAT, FsStore, IDX, LOG, frame, write_durably};
+use crate::store::{DirStore, FORMAT, IDX, LOG};
+use crate::{Held, Root, RootError, frame};
 
 const V1_HEADER: usize = 4 + 4 + 8;
+/// The largest format-1 log migrated.
+const MAX_LOG: u64 = 1 << 30;
 
-pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
-    let lock = confined::open(
-        &store.root,
-        "LOCK",
-        OpenOptions::new().read(true).write(true).create(true),
-    )?;
-    lock.lock()?;
-    if confined::read(&store.root, "FORMAT", 64)? == FORMAT.as_bytes() {
+pub(crate) fn format_1_to_2<R: Root>(store: &DirStore<R>) -> Result<(), RootError> {
+    let root = &store.root;
+    let _lock = Held::wait(root, "LOCK", true)?;
+    if root.read("FORMAT", 0, 64)? == FORMAT.as_bytes() {
         return Ok(()); // another process migrated meanwhile
     }
     let mut migrated = 0u64;
     for collection in [agent_session_core::SESSIONS, agent_session_core::CONFIG] {
         for key in store.list_dir(collection)? {
             let entry = format!("{collection}/{key}");
-            let bytes =
-                match confined::read(&store.root, format!("{entry}/{LOG}"), confined::MAX_BUFFER) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
+            let bytes = match root.read(&format!("{entry}/{LOG}"), 0, MAX_LOG) {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
             // A migration cut short by a crash left some logs rewritten
             // already: those read cleanly as format 2 and are kept.
             if bytes.is_empty()
@@ -55,13 +47,14 @@ pub(super) fn format_1_to_2(store: &FsStore) -> io::Result<()> {
                 offsets.extend_from_slice(&(log.len() as u64).to_le_bytes());
                 frame::encode_batch(seq, &[payload], &mut log);
             }
-            write_durably(&store.root, Path::new(&entry), LOG, &log)?;
-            write_durably(&store.root, Path::new(&entry), IDX, &offsets)?;
+            // By rename: a log hard-linked elsewhere is replaced, never cut.
+            root.replace(&format!("{entry}/{LOG}"), &log, true)?;
+            root.replace(&format!("{entry}/{IDX}"), &offsets, true)?;
             migrated += 1;
         }
     }
     store.request_reindex()?;
-    write_durably(&store.root, Path::new("."), "FORMAT", FORMAT.as_bytes())?;
+    root.replace("FORMAT", FORMAT.as_bytes(), true)?;
     tracing::info!(
         logs = migrated,
         "migrated the root from format 1 to format 2"

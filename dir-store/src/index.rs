@@ -10,19 +10,14 @@
 //! from the histories. Appenders hold a shared lock on
 //! `index/<collection>.lock`; compaction rewrites the file under the
 //! exclusive lock and renames it into place, and readers notice the new
-//! inode and reload.
+//! file (its identity changed) and reload.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::Mutex;
 
-use agent_session_core::{IndexEntry, StoreError};
-use cap_std::fs::{Dir, OpenOptions};
+use agent_session_core::IndexEntry;
 
-use super::{marked, sync_dir, write_durably};
-use crate::confined;
+use crate::{Held, Root, RootError, marked};
 
 const DIR: &str = "index";
 /// Compact when the file is this large and mostly superseded frames.
@@ -30,9 +25,8 @@ const COMPACT_MIN_BYTES: u64 = 4 << 20;
 
 #[derive(Default)]
 struct Cache {
-    /// Held open so its inode number cannot be reused by a later file.
-    file: Option<std::fs::File>,
-    ino: u64,
+    /// The identity of the file read (0: none yet).
+    id: u64,
     offset: u64,
     live: BTreeMap<String, Vec<u8>>,
     live_bytes: u64,
@@ -48,36 +42,24 @@ fn log_path(c: &str) -> String {
     format!("{DIR}/{c}.log")
 }
 
-fn lock(root: &Dir, c: &str, exclusive: bool) -> io::Result<std::fs::File> {
-    let open = || {
-        confined::open(
-            root,
-            format!("{DIR}/{c}.lock"),
-            OpenOptions::new().read(true).write(true).create(true),
-        )
-    };
+fn lock<'a, R: Root>(root: &'a R, c: &str, exclusive: bool) -> Result<Held<'a, R>, RootError> {
+    let path = format!("{DIR}/{c}.lock");
     // The directory exists after the first append; only then is it made.
-    let f = match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            root.create_dir_all(DIR)?;
-            open()?
+    match Held::wait(root, &path, exclusive) {
+        Err(e) if e.is_not_found() => {
+            root.create_dir(DIR, false)?;
+            Held::wait(root, &path, exclusive)
         }
-        other => other?,
-    };
-    if exclusive {
-        f.lock()?;
-    } else {
-        f.lock_shared()?;
+        other => other,
     }
-    Ok(f)
 }
 
 /// Marks every index frame (see `marked`).
-pub(super) const MAGIC: &[u8; 4] = b"ASIX";
+pub const MAGIC: &[u8; 4] = b"ASIX";
 const FRAME_HEADER: usize = marked::HEADER;
 
 /// Frame body: key length (u8), key, summary.
-pub(super) fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
+pub fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     let mut body = Vec::with_capacity(1 + key.len() + summary.len());
     body.push(key.len() as u8);
     body.extend_from_slice(key.as_bytes());
@@ -85,7 +67,8 @@ pub(super) fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     marked::encode(MAGIC, &body, out);
 }
 
-pub(super) fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
+/// The key and summary of a frame body.
+pub fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
     let (&key_len, rest) = body.split_first()?;
     let key = rest.get(..usize::from(key_len))?;
     Some((
@@ -95,30 +78,30 @@ pub(super) fn decode(body: &[u8]) -> Option<(String, Vec<u8>)> {
 }
 
 impl Index {
-    /// Whether the collection has an index file.
-    pub fn exists(root: &Dir, c: &str) -> bool {
-        root.exists(log_path(c))
+    /// Whether something is at the collection's index file's path.
+    pub fn present<R: Root>(&self, root: &R, c: &str) -> bool {
+        !matches!(root.stat(&log_path(c)), Ok(None))
     }
 
     /// Record `key`'s summary (empty: the key is gone).
-    pub fn put(&self, root: &Dir, c: &str, key: &str, summary: &[u8]) -> io::Result<()> {
+    pub fn put<R: Root>(
+        &self,
+        root: &R,
+        c: &str,
+        key: &str,
+        summary: &[u8],
+    ) -> Result<(), RootError> {
         let mut frame = Vec::with_capacity(FRAME_HEADER + 1 + key.len() + summary.len());
         encode(key, summary, &mut frame);
         let size = {
             let _shared = lock(root, c, false)?;
-            let mut f = confined::open(
-                root,
-                log_path(c),
-                OpenOptions::new().append(true).create(true),
-            )?;
             // One write per frame: frames of concurrent appenders never
             // interleave.
-            f.write_all(&frame)?;
-            f.metadata()?.len()
+            root.append(&log_path(c), &frame, false)?
         };
         // Only a process that has the index loaded knows how much of the
         // file is live; it compacts once most of the file is superseded.
-        let live = self.with(c, |cache| (cache.ino != 0).then_some(cache.live_bytes));
+        let live = self.with(c, |cache| (cache.id != 0).then_some(cache.live_bytes));
         if let Some(live) = live
             && size > COMPACT_MIN_BYTES
             && size > 3 * live
@@ -129,13 +112,13 @@ impl Index {
     }
 
     /// Entries in descending key order after `after`.
-    pub fn scan(
+    pub fn scan<R: Root>(
         &self,
-        root: &Dir,
+        root: &R,
         c: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
+    ) -> Result<Vec<IndexEntry>, RootError> {
         self.refresh(root, c)?;
         Ok(self.with(c, |cache| {
             let range = match after {
@@ -157,32 +140,29 @@ impl Index {
 
     /// Rewrite the file with live entries only. Returns the sizes before
     /// and after.
-    pub fn compact(&self, root: &Dir, c: &str) -> io::Result<(u64, u64)> {
+    pub fn compact<R: Root>(&self, root: &R, c: &str) -> Result<(u64, u64), RootError> {
         let _exclusive = lock(root, c, true)?;
-        self.refresh(root, c).map_err(io::Error::other)?;
-        let before = root.metadata(log_path(c)).map(|m| m.len()).unwrap_or(0);
+        self.refresh(root, c)?;
+        let before = root.stat(&log_path(c))?.map_or(0, |s| s.size);
         let mut bytes = Vec::new();
         self.with(c, |cache| {
             for (k, s) in &cache.live {
                 encode(k, s, &mut bytes);
             }
         });
-        write_durably(root, Path::new(DIR), &format!("{c}.log"), &bytes)?;
-        let file = confined::open(root, log_path(c), OpenOptions::new().read(true))?;
-        let ino = file.metadata()?.ino();
+        root.replace(&log_path(c), &bytes, true)?;
+        let id = root.stat(&log_path(c))?.map_or(0, |s| s.id);
         self.with(c, |cache| {
-            cache.ino = ino;
-            cache.file = Some(file);
+            cache.id = id;
             cache.offset = bytes.len() as u64;
         });
         Ok((before, bytes.len() as u64))
     }
 
     /// Drop every entry (before a rebuild).
-    pub fn clear(&self, root: &Dir, c: &str) -> io::Result<()> {
+    pub fn clear<R: Root>(&self, root: &R, c: &str) -> Result<(), RootError> {
         let _exclusive = lock(root, c, true)?;
-        write_durably(root, Path::new(DIR), &format!("{c}.log"), &[])?;
-        sync_dir(root, Path::new(DIR))?;
+        root.replace(&log_path(c), &[], true)?;
         self.with(c, |cache| *cache = Cache::default());
         Ok(())
     }
@@ -194,39 +174,31 @@ impl Index {
 
     /// Read what was appended since the last look (or everything, if the
     /// file was replaced).
-    fn refresh(&self, root: &Dir, c: &str) -> Result<(), StoreError> {
+    fn refresh<R: Root>(&self, root: &R, c: &str) -> Result<(), RootError> {
         let path = log_path(c);
-        let io_err = |e: io::Error| StoreError::Io(format!("reading {path}: {e}"));
-        let file = match confined::open(root, &path, OpenOptions::new().read(true)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.with(c, |cache| *cache = Cache::default());
-                return Ok(());
-            }
-            Err(e) => return Err(io_err(e)),
+        let Some(stat) = root.stat(&path)? else {
+            self.with(c, |cache| *cache = Cache::default());
+            return Ok(());
         };
-        let meta = file.metadata().map_err(io_err)?;
-        let (ino, offset) = self.with(c, |cache| {
-            if cache.ino != meta.ino() || cache.offset > meta.len() {
+        let (id, offset) = self.with(c, |cache| {
+            if cache.id != stat.id || cache.offset > stat.size {
                 *cache = Cache {
-                    ino: meta.ino(),
-                    file: file.try_clone().ok(),
+                    id: stat.id,
                     ..Cache::default()
                 };
             }
-            (cache.ino, cache.offset)
+            (cache.id, cache.offset)
         });
-        if meta.len() == offset {
+        if stat.size == offset {
             return Ok(());
         }
-        let mut bytes = confined::buffer(meta.len() - offset).map_err(io_err)?;
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset).map_err(io_err)?;
+        let bytes = root.read(&path, offset, stat.size - offset)?;
         // A torn frame's key keeps its previous summary until its next
         // append, or `fsck --repair`.
         let (bodies, at) = marked::read(MAGIC, &bytes, &path, false);
         let updates: Vec<(String, Vec<u8>)> = bodies.into_iter().filter_map(decode).collect();
         self.with(c, |cache| {
-            if cache.ino != ino {
+            if cache.id != id {
                 return;
             }
             for (key, summary) in updates {
