@@ -11,6 +11,15 @@
 //! `index/<collection>.lock`; compaction rewrites the file under the
 //! exclusive lock and renames it into place, and readers notice the new
 //! file (its identity changed) and reload.
+//!
+//! A writer killed between its history append and its summary frame would
+//! leave the index behind the history. So before appending to a history,
+//! the writer puts an *intent* frame: the key, the log length the append
+//! will make, and the summary it will have. The summary frame that follows
+//! settles it. An intent still unsettled when a reader scans is settled by
+//! that reader once the key's writer lock is free (the writer has finished
+//! or died): the history decides whether the append happened, and the
+//! reader writes the summary that is true (see `DirStore::settle`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -30,6 +39,17 @@ struct Cache {
     offset: u64,
     live: BTreeMap<String, Vec<u8>>,
     live_bytes: u64,
+    /// Intents not (yet) followed by a summary frame of their key.
+    pending: BTreeMap<String, Intent>,
+}
+
+/// An append about to happen (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The key's log length once the append is made.
+    pub length: u64,
+    /// The key's summary then.
+    pub summary: Vec<u8>,
 }
 
 /// In-memory view of the index files of one root.
@@ -54,8 +74,11 @@ fn lock<'a, R: Root>(root: &'a R, c: &str, exclusive: bool) -> Result<Held<'a, R
     }
 }
 
-/// Marks every index frame (see `marked`).
+/// Marks every summary frame of the index (see `marked`).
 pub const MAGIC: &[u8; 4] = b"ASIX";
+/// Marks an intent frame. (A reader that knows only summary frames skips
+/// these as torn.)
+pub const INTENT_MAGIC: &[u8; 4] = b"ASII";
 const FRAME_HEADER: usize = marked::HEADER;
 
 /// Frame body: key length (u8), key, summary.
@@ -65,6 +88,28 @@ pub fn encode(key: &str, summary: &[u8], out: &mut Vec<u8>) {
     body.extend_from_slice(key.as_bytes());
     body.extend_from_slice(summary);
     marked::encode(MAGIC, &body, out);
+}
+
+/// Intent frame body: key length (u8), key, log length (u64 LE), summary.
+fn encode_intent(key: &str, intent: &Intent, out: &mut Vec<u8>) {
+    let mut body = Vec::with_capacity(1 + key.len() + 8 + intent.summary.len());
+    body.push(key.len() as u8);
+    body.extend_from_slice(key.as_bytes());
+    body.extend_from_slice(&intent.length.to_le_bytes());
+    body.extend_from_slice(&intent.summary);
+    marked::encode(INTENT_MAGIC, &body, out);
+}
+
+fn decode_intent(body: &[u8]) -> Option<(String, Intent)> {
+    let (key, rest) = decode(body)?;
+    let length = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    Some((
+        key,
+        Intent {
+            length,
+            summary: rest[8..].to_vec(),
+        },
+    ))
 }
 
 /// The key and summary of a frame body.
@@ -83,6 +128,23 @@ impl Index {
         !matches!(root.stat(&log_path(c)), Ok(None))
     }
 
+    /// Put an intent frame for `key` and keep the index's shared lock,
+    /// to be released once the summary frame is put ([`Index::put_held`]):
+    /// compaction cannot come between the two.
+    pub fn intend<'a, R: Root>(
+        &self,
+        root: &'a R,
+        c: &str,
+        key: &str,
+        intent: &Intent,
+    ) -> Result<Held<'a, R>, RootError> {
+        let mut frame = Vec::new();
+        encode_intent(key, intent, &mut frame);
+        let shared = lock(root, c, false)?;
+        root.append(&log_path(c), &frame, false)?;
+        Ok(shared)
+    }
+
     /// Record `key`'s summary (empty: the key is gone).
     pub fn put<R: Root>(
         &self,
@@ -91,10 +153,23 @@ impl Index {
         key: &str,
         summary: &[u8],
     ) -> Result<(), RootError> {
+        let shared = lock(root, c, false)?;
+        self.put_held(root, c, key, summary, shared)
+    }
+
+    /// [`Index::put`] under the shared lock `shared` (released here).
+    pub fn put_held<R: Root>(
+        &self,
+        root: &R,
+        c: &str,
+        key: &str,
+        summary: &[u8],
+        shared: Held<'_, R>,
+    ) -> Result<(), RootError> {
         let mut frame = Vec::with_capacity(FRAME_HEADER + 1 + key.len() + summary.len());
         encode(key, summary, &mut frame);
         let size = {
-            let _shared = lock(root, c, false)?;
+            let _shared = shared;
             // One write per frame: frames of concurrent appenders never
             // interleave.
             root.append(&log_path(c), &frame, false)?
@@ -149,6 +224,10 @@ impl Index {
             for (k, s) in &cache.live {
                 encode(k, s, &mut bytes);
             }
+            // Unsettled intents stay, after the summaries they may replace.
+            for (k, intent) in &cache.pending {
+                encode_intent(k, intent, &mut bytes);
+            }
         });
         root.replace(&log_path(c), &bytes, true)?;
         let id = root.stat(&log_path(c))?.map_or(0, |s| s.id);
@@ -165,6 +244,18 @@ impl Index {
         root.replace(&log_path(c), &[], true)?;
         self.with(c, |cache| *cache = Cache::default());
         Ok(())
+    }
+
+    /// The intents of `c` not settled in the file as last read, with the
+    /// summary each key has now (none: not indexed).
+    pub fn pending(&self, c: &str) -> Vec<(String, Intent, Option<Vec<u8>>)> {
+        self.with(c, |cache| {
+            cache
+                .pending
+                .iter()
+                .map(|(k, i)| (k.clone(), i.clone(), cache.live.get(k).cloned()))
+                .collect()
+        })
     }
 
     fn with<T>(&self, c: &str, f: impl FnOnce(&mut Cache) -> T) -> T {
@@ -195,13 +286,22 @@ impl Index {
         let bytes = root.read(&path, offset, stat.size - offset)?;
         // A torn frame's key keeps its previous summary until its next
         // append, or `fsck --repair`.
-        let (bodies, at) = marked::read(MAGIC, &bytes, &path, false);
-        let updates: Vec<(String, Vec<u8>)> = bodies.into_iter().filter_map(decode).collect();
+        let (bodies, at) = marked::read_any(&[MAGIC, INTENT_MAGIC], &bytes, &path, false);
         self.with(c, |cache| {
             if cache.id != id {
                 return;
             }
-            for (key, summary) in updates {
+            for (kind, body) in bodies {
+                if kind == 1 {
+                    if let Some((key, intent)) = decode_intent(body) {
+                        cache.pending.insert(key, intent);
+                    }
+                    continue;
+                }
+                let Some((key, summary)) = decode(body) else {
+                    continue;
+                };
+                cache.pending.remove(&key);
                 if let Some(old) = cache.live.remove(&key) {
                     cache.live_bytes -= (old.len() + key.len() + 1 + FRAME_HEADER) as u64;
                 }

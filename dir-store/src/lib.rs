@@ -169,6 +169,17 @@ impl<'a, R: Root + ?Sized> Held<'a, R> {
         }
     }
 
+    /// Take the lock on `path` if nobody excludes it.
+    pub(crate) fn try_take(
+        root: &'a R,
+        path: &str,
+        exclusive: bool,
+    ) -> Result<Option<Self>, RootError> {
+        Ok(root
+            .lock(path, exclusive, false)?
+            .map(|handle| Self { root, handle }))
+    }
+
     /// Keep the lock beyond this value's life (released with [`Root::unlock`]).
     pub(crate) fn into_handle(self) -> u64 {
         let handle = self.handle;

@@ -15,15 +15,21 @@ pub fn encode(marker: &[u8; 4], body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
-/// The frame at the start of `bytes`: its body and length, `None` if the
-/// bytes end inside it, `Some(Err)` if it is not a valid frame.
-fn decode<'a>(marker: &[u8; 4], bytes: &'a [u8]) -> Option<Result<(&'a [u8], usize), ()>> {
+/// The frame at the start of `bytes` (of one of `markers`): which marker,
+/// its body and length; `None` if the bytes end inside it, `Some(Err)` if
+/// it is not a valid frame.
+#[allow(clippy::type_complexity)]
+fn decode<'a>(
+    markers: &[&[u8; 4]],
+    bytes: &'a [u8],
+) -> Option<Result<(usize, &'a [u8], usize), ()>> {
     if bytes.len() < HEADER {
-        return (!bytes.starts_with(&marker[..bytes.len().min(4)])).then_some(Err(()));
+        let prefix = |m: &&[u8; 4]| bytes.starts_with(&m[..bytes.len().min(4)]);
+        return (!markers.iter().any(prefix)).then_some(Err(()));
     }
-    if &bytes[..4] != marker {
+    let Some(which) = markers.iter().position(|m| &bytes[..4] == *m) else {
         return Some(Err(()));
-    }
+    };
     let len = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
     // No writer makes an empty frame; zeroes are garbage, not a frame.
@@ -34,7 +40,7 @@ fn decode<'a>(marker: &[u8; 4], bytes: &'a [u8]) -> Option<Result<(&'a [u8], usi
     if crc32fast::hash(body) != crc {
         return Some(Err(()));
     }
-    Some(Ok((body, HEADER + len)))
+    Some(Ok((which, body, HEADER + len)))
 }
 
 /// The bodies of the whole frames in `bytes`, skipping torn ones, and how
@@ -48,12 +54,25 @@ pub fn read<'a>(
     what: &str,
     complete: bool,
 ) -> (Vec<&'a [u8]>, usize) {
+    let (frames, used) = read_any(&[marker], bytes, what, complete);
+    (frames.into_iter().map(|(_, body)| body).collect(), used)
+}
+
+/// As [`read`], for files with frames of several kinds: each body comes
+/// with the index of its marker in `markers`.
+pub fn read_any<'a>(
+    markers: &[&[u8; 4]],
+    bytes: &'a [u8],
+    what: &str,
+    complete: bool,
+) -> (Vec<(usize, &'a [u8])>, usize) {
+    let marker = markers;
     let mut at = 0usize;
     let mut bodies = Vec::new();
     while at < bytes.len() {
         match decode(marker, &bytes[at..]) {
-            Some(Ok((body, len))) => {
-                bodies.push(body);
+            Some(Ok((which, body, len))) => {
+                bodies.push((which, body));
                 at += len;
             }
             None if !complete => break,

@@ -11,7 +11,7 @@
 
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
 
-use crate::index::Index;
+use crate::index::{Index, Intent};
 use crate::{ErrorCode, Held, Root, RootError, frame, migrate};
 
 /// Written to `FORMAT` in a new root.
@@ -369,6 +369,50 @@ impl<R: Root> DirStore<R> {
         }
     }
 
+    /// Settle an intent left by a writer (see `index.rs`) if the key's
+    /// writer lock is free: the history decides whether the append was
+    /// made, and the summary that is true is put, under the key's lock so
+    /// that no later writer's frames come before it. Returns whether it
+    /// was settled.
+    fn settle(&self, c: &str, key: &str, intent: &Intent, now: Option<&[u8]>) -> bool {
+        let entry = format!("{c}/{key}");
+        let lock = match Held::try_take(&self.root, &format!("{entry}/lock"), false) {
+            Ok(Some(lock)) => Some(lock),
+            // A writer is at work: its own summary frame will settle it.
+            Ok(None) => return false,
+            // The key is gone (removed, or never made).
+            Err(e) if e.is_not_found() || e.code == ErrorCode::Gone => None,
+            Err(e) => {
+                tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
+                return false;
+            }
+        };
+        let length = match &lock {
+            Some(_) => match self.tail(&entry) {
+                Ok(tail) => tail.count,
+                Err(e) => {
+                    tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
+                    return false;
+                }
+            },
+            None => 0,
+        };
+        let summary: &[u8] = if lock.is_none() {
+            &[]
+        } else if length >= intent.length {
+            &intent.summary
+        } else {
+            now.unwrap_or(&[])
+        };
+        match self.index.put(&self.root, c, key, summary) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
+                false
+            }
+        }
+    }
+
     fn exists(&self, path: &str) -> Result<bool, StoreError> {
         self.root
             .stat(path)
@@ -450,6 +494,19 @@ impl<R: Root> Store for DirStore<R> {
             offsets.extend_from_slice(&at.to_le_bytes());
             at += (frame::HEADER + r.len()) as u64;
         }
+        // The intent first: a writer killed after the history append and
+        // before the summary leaves what a reader needs to settle it.
+        let intent = Intent {
+            length: seq + records.len() as u64,
+            summary: summary.to_vec(),
+        };
+        let index_lock = match self.index.intend(&self.root, c, k, &intent) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::warn!(entry, error = %e, "could not put an intent in the index");
+                None
+            }
+        };
         let size = self
             .root
             .append(&format!("{entry}/{LOG}"), &bytes, self.durable)
@@ -475,7 +532,11 @@ impl<R: Root> Store for DirStore<R> {
         {
             tracing::warn!(entry, error = %e, "could not record record offsets");
         }
-        if let Err(e) = self.index.put(&self.root, c, k, summary) {
+        let indexed = match index_lock {
+            Some(lock) => self.index.put_held(&self.root, c, k, summary, lock),
+            None => self.index.put(&self.root, c, k, summary),
+        };
+        if let Err(e) = indexed {
             tracing::warn!(entry, error = %e, "could not update the index; fsck --repair rebuilds it");
         }
         Ok(())
@@ -561,9 +622,21 @@ impl<R: Root> Store for DirStore<R> {
         limit: u32,
     ) -> Result<Vec<IndexEntry>, StoreError> {
         name("collection", c)?;
-        self.index
-            .scan(&self.root, c, after, limit)
-            .map_err(|e| store_error(&format!("reading the index of {c}"), e))
+        let scan = || {
+            self.index
+                .scan(&self.root, c, after, limit)
+                .map_err(|e| store_error(&format!("reading the index of {c}"), e))
+        };
+        let entries = scan()?;
+        let pending = self.index.pending(c);
+        if pending.is_empty() {
+            return Ok(entries);
+        }
+        let mut settled = false;
+        for (key, intent, now) in pending {
+            settled |= self.settle(c, &key, &intent, now.as_deref());
+        }
+        if settled { scan() } else { Ok(entries) }
     }
 
     fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {

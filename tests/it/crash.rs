@@ -165,16 +165,12 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         );
         acked.extend(lines.acked);
     }
-    // The index is derived data written after the history: a child killed
-    // between the two leaves its session's entry behind (at most one per
-    // thread, 2 per child), which fsck reports and `--repair` catches up.
+    // A child killed between a history append and its index entry left an
+    // intent in the index, which the next reader settles from the history:
+    // right after the kills, with no repair, the index agrees.
     let fsck = cli_json(root, &["fsck"]);
     assert_eq!(fsck["damaged"], false, "{fsck}");
     assert!(fsck["index"]["unreadable"].as_array().unwrap().is_empty());
-    let behind = fsck["index"]["stale"].as_array().unwrap().len();
-    assert!(behind <= 2 * rounds, "{behind} index entries behind");
-    cli_json(root, &["fsck", "--repair"]);
-    let fsck = cli_json(root, &["fsck"]);
     assert_eq!(fsck["index"]["stale"], serde_json::json!([]), "{fsck}");
     let (ops, sessions) = recorded(root);
     assert_eq!(

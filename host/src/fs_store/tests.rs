@@ -1,5 +1,5 @@
 use super::*;
-use agent_session_dir_store::frame;
+use agent_session_dir_store::{DirStore, ErrorCode, RootError, frame};
 
 fn rec(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
@@ -206,4 +206,116 @@ fn garbage_in_the_index_is_skipped_without_panicking() {
         .map(|e| e.key)
         .collect();
     assert_eq!(keys, ["b", "a"]);
+}
+
+/// A root whose index summary frames, or whose log appends, fail on demand:
+/// the state a writer killed between its history append and its summary
+/// frame leaves behind (or one whose history append failed).
+struct Crashy {
+    inner: crate::root::DirRoot,
+    summaries_fail: std::sync::atomic::AtomicBool,
+    logs_fail: std::sync::atomic::AtomicBool,
+}
+
+impl agent_session_dir_store::Root for Crashy {
+    fn stat(&self, p: &str) -> Result<Option<agent_session_dir_store::Stat>, RootError> {
+        self.inner.stat(p)
+    }
+    fn read(&self, p: &str, o: u64, n: u64) -> Result<Vec<u8>, RootError> {
+        self.inner.read(p, o, n)
+    }
+    fn append(&self, p: &str, b: &[u8], sync: bool) -> Result<u64, RootError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let summary = p.starts_with("index/") && b.starts_with(agent_session_dir_store::INDEX_MARK);
+        if (summary && self.summaries_fail.load(SeqCst))
+            || (p.ends_with("events.log") && self.logs_fail.load(SeqCst))
+        {
+            return Err(RootError::new(ErrorCode::Io, "killed"));
+        }
+        self.inner.append(p, b, sync)
+    }
+    fn write_at(&self, p: &str, o: u64, b: &[u8]) -> Result<(), RootError> {
+        self.inner.write_at(p, o, b)
+    }
+    fn truncate(&self, p: &str, n: u64, sync: bool) -> Result<(), RootError> {
+        self.inner.truncate(p, n, sync)
+    }
+    fn replace(&self, p: &str, b: &[u8], sync: bool) -> Result<(), RootError> {
+        self.inner.replace(p, b, sync)
+    }
+    fn create_dir(&self, p: &str, sync: bool) -> Result<bool, RootError> {
+        self.inner.create_dir(p, sync)
+    }
+    fn sync_dir(&self, p: &str) -> Result<(), RootError> {
+        self.inner.sync_dir(p)
+    }
+    fn list(&self, p: &str) -> Result<Vec<String>, RootError> {
+        self.inner.list(p)
+    }
+    fn rename(&self, a: &str, b: &str) -> Result<(), RootError> {
+        self.inner.rename(a, b)
+    }
+    fn remove_file(&self, p: &str) -> Result<bool, RootError> {
+        self.inner.remove_file(p)
+    }
+    fn remove_tree(&self, p: &str) -> Result<bool, RootError> {
+        self.inner.remove_tree(p)
+    }
+    fn lock(&self, p: &str, x: bool, w: bool) -> Result<Option<u64>, RootError> {
+        self.inner.lock(p, x, w)
+    }
+    fn unlock(&self, h: u64) {
+        self.inner.unlock(h)
+    }
+}
+
+#[test]
+fn a_writer_killed_before_its_index_entry_is_listed_right_after() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let crashy = Crashy {
+        inner: crate::root::DirRoot::open(dir.path()).unwrap(),
+        summaries_fail: false.into(),
+        logs_fail: false.into(),
+    };
+    let writer = DirStore::open(crashy, true, "test").unwrap();
+    writer.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
+    writer.root().summaries_fail.store(true, SeqCst);
+    // The history append happens; its summary frame does not.
+    writer.append("c", "k", 1, &[rec("b")], b"s1").unwrap();
+    writer.append("c", "new", 0, &[rec("x")], b"n0").unwrap();
+    // Another process (a fresh view of the root) lists right after, with
+    // no repair: the intents are settled from the histories.
+    let reader = FsStore::open(dir.path()).unwrap();
+    let listed = |s: &dyn Store| -> Vec<(String, Vec<u8>)> {
+        s.scan("c", None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.summary))
+            .collect()
+    };
+    let want = vec![
+        ("new".to_owned(), b"n0".to_vec()),
+        ("k".to_owned(), b"s1".to_vec()),
+    ];
+    assert_eq!(listed(&reader), want);
+    // The settlement was written: the writer's own view agrees, and so does
+    // one that reads the file from the start.
+    assert_eq!(listed(&writer), want);
+    assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), want);
+
+    // An intent whose history append failed settles to the summary before.
+    writer.root().summaries_fail.store(false, SeqCst);
+    writer.root().logs_fail.store(true, SeqCst);
+    assert!(writer.append("c", "k", 2, &[rec("c")], b"s2").is_err());
+    assert!(writer.append("c", "never", 0, &[rec("y")], b"v0").is_err());
+    let want_after = vec![
+        ("new".to_owned(), b"n0".to_vec()),
+        ("k".to_owned(), b"s1".to_vec()),
+    ];
+    assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), want_after);
+    assert_eq!(listed(&writer), want_after);
+    // Compaction keeps what is settled.
+    reader.compact("c").unwrap();
+    assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), want_after);
 }
