@@ -2,10 +2,17 @@
 // wit/session.wit (agent:session@0.3.0): keep in sync with it.
 //
 // WIT -> JS: records are objects with camelCase fields; `option` none is
-// null; u64 is number; JSON-text values are JS values (`Json`);
-// `session-stats` counts are objects from name to count. Failures throw
-// SessionError; an argument its WIT type cannot hold (a number for a
-// string, -1 for a count, undefined for a JSON value) throws a TypeError.
+// null; u64 is number (an integer argument may be a bigint too); JSON-text
+// values are JS values (`Json`); `session-stats` counts are objects from
+// name to count. Failures throw SessionError. The component judges every
+// argument; one its WIT type cannot hold (a number for a string, -1 for a
+// count, NaN or undefined for a JSON value, a status that is not one, a
+// left-out required field) is SessionError 'invalid-input' too, thrown
+// before the call, worded as the Python package words it (src/args.js).
+
+/** An integer argument: a number or a bigint, from 0 to the WIT type's
+ * largest value (u32: 4294967295, u64: 2^64 - 1). */
+export type Integer = number | bigint;
 
 /** A JSON value (context, results, event data, tool input and output). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -75,7 +82,7 @@ export interface StartOptions {
   userId?: string | null;
   channelId?: string | null;
   /** 100 when absent. */
-  maxIterations?: number | null;
+  maxIterations?: Integer | null;
   /** A JSON object; {} when absent. */
   context?: { [key: string]: Json } | null;
 }
@@ -85,8 +92,8 @@ export interface ToolCall {
   name: string;
   input: Json;
   output: Json;
-  /** 0 when absent. */
-  durationMs?: number;
+  /** Required (a WIT `u64`, not an `option`). */
+  durationMs: Integer;
 }
 
 /** Something the agent learned. */
@@ -102,10 +109,10 @@ export interface SessionFilter {
   channelId?: string | null;
   mode?: string | null;
   status?: SessionStatus | null;
-  createdAfter?: number | null;
-  createdBefore?: number | null;
-  updatedAfter?: number | null;
-  updatedBefore?: number | null;
+  createdAfter?: Integer | null;
+  createdBefore?: Integer | null;
+  updatedAfter?: Integer | null;
+  updatedBefore?: Integer | null;
 }
 
 /** One page of a listing, newest first. */
@@ -202,7 +209,7 @@ export interface Sessions {
   recordLearning(id: string, learning: Learning): Event;
   recordEvent(id: string, kind: string, data: Json): Event;
   /** At most `limit` (max 1000, default 100) events from position `from` (default 0). */
-  events(id: string, from?: number, limit?: number): EventPage;
+  events(id: string, from?: Integer, limit?: Integer): EventPage;
   recentEvents(id: string): Event[];
 
   /** Merge into the context: top-level keys are replaced, a null value removes the key. */
@@ -210,11 +217,11 @@ export interface Sessions {
   resumptionContext(id: string): Resumption;
 
   /** Newest first, at most `limit` (max 1000, default 100). */
-  list(filter?: SessionFilter, cursor?: string | null, limit?: number): SessionPage;
+  list(filter?: SessionFilter, cursor?: string | null, limit?: Integer): SessionPage;
   stats(filter?: SessionFilter): SessionStats;
 
   /** Remove ended sessions older than `olderThanDays` (30 when null). */
-  cleanup(olderThanDays?: number | null, dryRun?: boolean): CleanupReport;
+  cleanup(olderThanDays?: Integer | null, dryRun?: boolean): CleanupReport;
   delete(id: string): void;
   rebuildIndex(dryRun?: boolean): IndexReport;
   export(id: string): ExportDocument;

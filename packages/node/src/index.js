@@ -7,43 +7,22 @@
 //
 // Methods mirror the WIT `sessions` interface in camelCase. Values are
 // plain objects with camelCase fields; JSON-text values are JS values;
-// u64s are Numbers; `option` none is null. Failures throw `SessionError`;
-// an argument its WIT type cannot hold throws a TypeError (src/args.js).
+// u64s are Numbers; `option` none is null. Failures throw `SessionError`:
+// the component judges every argument; one its WIT type cannot hold (a
+// number for a string, -1 for a count, NaN in a JSON value) is refused
+// before the call, as `invalid-input` too (src/args.js).
 
 import { Root, rootImports } from './root.js';
 import { loadComponent } from './component.js';
+import { ERROR_CODES, SessionError } from './error.js';
+import * as a from './args.js';
+
+export { SessionError };
 
 // Present while the index must be rebuilt (after a migration or a lost
 // index file); the directory store writes it, the host that opens the root
 // runs the rebuild, as the Rust host does.
 const REINDEX = 'REINDEX';
-import * as a from './args.js';
-
-/** The cases of the WIT `session-error` variant. */
-const ERROR_CODES = new Set([
-  'not-found',
-  'invalid-transition',
-  'invalid-input',
-  'conflict',
-  'storage',
-  'limit-exceeded',
-]);
-
-/**
- * A failure of the session API: `code` is the WIT `session-error` case,
- * the message the component's.
- */
-export class SessionError extends Error {
-  /**
-   * @param {'not-found' | 'invalid-transition' | 'invalid-input' | 'conflict' | 'storage' | 'limit-exceeded'} code
-   * @param {string} message
-   */
-  constructor(code, message) {
-    super(message);
-    this.name = 'SessionError';
-    this.code = code;
-  }
-}
 
 /**
  * Open the sessions stored in `dir` (created if needed). A root whose
@@ -107,14 +86,14 @@ const webhook = (w) => ({ url: w.url, secret: w.secret, eventKinds: [...w.eventK
 function filter(f, where) {
   a.record(f, where);
   return {
-    userId: a.optStr(f.userId, `${where}.userId`),
-    channelId: a.optStr(f.channelId, `${where}.channelId`),
+    userId: a.optStr(f.userId, `${where}.user-id`),
+    channelId: a.optStr(f.channelId, `${where}.channel-id`),
     mode: a.optStr(f.mode, `${where}.mode`),
     status: a.optStatus(f.status, `${where}.status`),
-    createdAfter: a.optU64(f.createdAfter, `${where}.createdAfter`),
-    createdBefore: a.optU64(f.createdBefore, `${where}.createdBefore`),
-    updatedAfter: a.optU64(f.updatedAfter, `${where}.updatedAfter`),
-    updatedBefore: a.optU64(f.updatedBefore, `${where}.updatedBefore`),
+    createdAfter: a.optU64(f.createdAfter, `${where}.created-after`),
+    createdBefore: a.optU64(f.createdBefore, `${where}.created-before`),
+    updatedAfter: a.optU64(f.updatedAfter, `${where}.updated-after`),
+    updatedBefore: a.optU64(f.updatedBefore, `${where}.updated-before`),
   };
 }
 
@@ -166,9 +145,9 @@ export class Sessions {
       this.#call('start', {
         task: a.str(o.task, 'start: options.task'),
         mode: a.optStr(o.mode, 'start: options.mode'),
-        userId: a.optStr(o.userId, 'start: options.userId'),
-        channelId: a.optStr(o.channelId, 'start: options.channelId'),
-        maxIterations: a.optU32(o.maxIterations, 'start: options.maxIterations'),
+        userId: a.optStr(o.userId, 'start: options.user-id'),
+        channelId: a.optStr(o.channelId, 'start: options.channel-id'),
+        maxIterations: a.optU32(o.maxIterations, 'start: options.max-iterations'),
         context: a.optJson(o.context, 'start: options.context'),
       }),
     );
@@ -242,13 +221,13 @@ export class Sessions {
    * @returns {import('../index.d.ts').Event}
    */
   recordToolCall(id, call) {
-    const c = a.record(call, 'recordToolCall: call');
+    const c = a.record(call, 'record-tool-call: call');
     return event(
-      this.#call('recordToolCall', a.str(id, 'recordToolCall: id'), {
-        name: a.str(c.name, 'recordToolCall: call.name'),
-        input: a.json(c.input, 'recordToolCall: call.input'),
-        output: a.json(c.output, 'recordToolCall: call.output'),
-        durationMs: a.u64(c.durationMs ?? 0, 'recordToolCall: call.durationMs'),
+      this.#call('recordToolCall', a.str(id, 'record-tool-call: id'), {
+        name: a.str(c.name, 'record-tool-call: call.name'),
+        input: a.json(c.input, 'record-tool-call: call.input'),
+        output: a.json(c.output, 'record-tool-call: call.output'),
+        durationMs: a.u64(c.durationMs, 'record-tool-call: call.duration-ms'),
       }),
     );
   }
@@ -260,11 +239,11 @@ export class Sessions {
    * @returns {import('../index.d.ts').Event}
    */
   recordLearning(id, learning) {
-    const l = a.record(learning, 'recordLearning: learning');
+    const l = a.record(learning, 'record-learning: learning');
     return event(
-      this.#call('recordLearning', a.str(id, 'recordLearning: id'), {
-        insight: a.str(l.insight, 'recordLearning: learning.insight'),
-        expertiseFile: a.optStr(l.expertiseFile, 'recordLearning: learning.expertiseFile'),
+      this.#call('recordLearning', a.str(id, 'record-learning: id'), {
+        insight: a.str(l.insight, 'record-learning: learning.insight'),
+        expertiseFile: a.optStr(l.expertiseFile, 'record-learning: learning.expertise-file'),
       }),
     );
   }
@@ -280,9 +259,9 @@ export class Sessions {
     return event(
       this.#call(
         'recordEvent',
-        a.str(id, 'recordEvent: id'),
-        a.str(kind, 'recordEvent: kind'),
-        a.json(data, 'recordEvent: data'),
+        a.str(id, 'record-event: id'),
+        a.str(kind, 'record-event: kind'),
+        a.json(data, 'record-event: data'),
       ),
     );
   }
@@ -305,7 +284,7 @@ export class Sessions {
    * @returns {import('../index.d.ts').Event[]}
    */
   recentEvents(id) {
-    return this.#call('recentEvents', a.str(id, 'recentEvents: id')).map(event);
+    return this.#call('recentEvents', a.str(id, 'recent-events: id')).map(event);
   }
 
   // --- context ---
@@ -318,7 +297,7 @@ export class Sessions {
    * @returns {import('../index.d.ts').Session}
    */
   updateContext(id, patch) {
-    return session(this.#call('updateContext', a.str(id, 'updateContext: id'), a.json(patch, 'updateContext: patch')));
+    return session(this.#call('updateContext', a.str(id, 'update-context: id'), a.json(patch, 'update-context: patch')));
   }
 
   /**
@@ -327,7 +306,7 @@ export class Sessions {
    * @returns {import('../index.d.ts').Resumption}
    */
   resumptionContext(id) {
-    const r = this.#call('resumptionContext', a.str(id, 'resumptionContext: id'));
+    const r = this.#call('resumptionContext', a.str(id, 'resumption-context: id'));
     return { session: session(r.session), recentEvents: r.recentEvents.map(event), resumable: r.resumable };
   }
 
@@ -382,8 +361,8 @@ export class Sessions {
   cleanup(olderThanDays = null, dryRun = false) {
     const r = this.#call(
       'cleanup',
-      a.optU32(olderThanDays, 'cleanup: olderThanDays'),
-      a.bool(dryRun, 'cleanup: dryRun'),
+      a.optU32(olderThanDays, 'cleanup: older-than-days'),
+      a.bool(dryRun, 'cleanup: dry-run'),
     );
     return { dryRun: r.dryRun, removed: [...r.removed] };
   }
@@ -403,7 +382,7 @@ export class Sessions {
    * @returns {import('../index.d.ts').IndexReport}
    */
   rebuildIndex(dryRun = false) {
-    const r = this.#call('rebuildIndex', a.bool(dryRun, 'rebuildIndex: dryRun'));
+    const r = this.#call('rebuildIndex', a.bool(dryRun, 'rebuild-index: dry-run'));
     return { sessions: num(r.sessions), stale: [...r.stale], unreadable: [...r.unreadable] };
   }
 
@@ -435,13 +414,13 @@ export class Sessions {
    * @returns {import('../index.d.ts').WebhookConfig}
    */
   setWebhook(config) {
-    const c = a.record(config, 'setWebhook: config');
+    const c = a.record(config, 'set-webhook: config');
     return webhook(
       this.#call('setWebhook', {
-        url: a.str(c.url, 'setWebhook: config.url'),
-        secret: a.str(c.secret, 'setWebhook: config.secret'),
-        eventKinds: a.strings(c.eventKinds ?? [], 'setWebhook: config.eventKinds'),
-        enabled: a.bool(c.enabled ?? true, 'setWebhook: config.enabled'),
+        url: a.str(c.url, 'set-webhook: config.url'),
+        secret: a.str(c.secret, 'set-webhook: config.secret'),
+        eventKinds: a.strings(c.eventKinds ?? [], 'set-webhook: config.event-kinds'),
+        enabled: a.bool(c.enabled ?? true, 'set-webhook: config.enabled'),
       }),
     );
   }
@@ -468,7 +447,7 @@ export class Sessions {
    * @returns {boolean}
    */
   isResumable(id) {
-    return this.#call('isResumable', a.str(id, 'isResumable: id'));
+    return this.#call('isResumable', a.str(id, 'is-resumable: id'));
   }
 
   /**

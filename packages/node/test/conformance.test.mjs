@@ -4,6 +4,11 @@
 // like the Rust runners, it writes the transcript of what each step
 // returned to target/conformance/node.json (or
 // $AGENT_SESSION_CONFORMANCE_OUT) for compare.py.
+//
+// Then the wrapper cases (../../tests/conformance/wrapper-cases/*.json,
+// README "Wrapper cases"), which only the Node and Python hosts run: the
+// same format, with exact error messages and values JSON cannot write
+// (NaN), for what the wrappers themselves refuse.
 
 import { after, test } from 'node:test';
 import fs from 'node:fs';
@@ -15,6 +20,7 @@ import { openSessions, SessionError } from '../src/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SCENARIOS = path.resolve(HERE, '../../../tests/conformance');
+const WRAPPER_CASES = path.join(SCENARIOS, 'wrapper-cases');
 const OUT = process.env.AGENT_SESSION_CONFORMANCE_OUT ?? path.resolve(HERE, '../../../target/conformance');
 
 // --- canonical form (README "Canonical form") <-> the Node API ---
@@ -88,10 +94,14 @@ function reference(s, names) {
   return { value: v };
 }
 
-/** `v` with references and generators replaced. */
-function substitute(v, names) {
+/** Numbers JSON cannot write, made by `{"$number": name}` in wrapper cases. */
+const NUMBERS = { NaN, Infinity, '-Infinity': -Infinity };
+
+/** `v` with references and generators replaced (`$number` too in wrapper
+ * cases). */
+function substitute(v, names, wrapper = false) {
   if (typeof v === 'string') return reference(v, names)?.value ?? literal(v);
-  if (Array.isArray(v)) return v.map((x) => substitute(x, names));
+  if (Array.isArray(v)) return v.map((x) => substitute(x, names, wrapper));
   if (isObject(v)) {
     const keys = Object.keys(v);
     if (keys.length === 1 && keys[0] === '$repeat') {
@@ -99,7 +109,11 @@ function substitute(v, names) {
       if (typeof unit !== 'string' || !Number.isInteger(n) || n < 0) throw new Error('$repeat takes [string, count]');
       return unit.repeat(n);
     }
-    return Object.fromEntries(keys.map((k) => [k, substitute(v[k], names)]));
+    if (wrapper && keys.length === 1 && keys[0] === '$number') {
+      if (!Object.hasOwn(NUMBERS, v.$number)) throw new Error('$number takes "NaN", "Infinity" or "-Infinity"');
+      return NUMBERS[v.$number];
+    }
+    return Object.fromEntries(keys.map((k) => [k, substitute(v[k], names, wrapper)]));
   }
   return v;
 }
@@ -182,11 +196,14 @@ function comparable(op, v) {
 
 // --- the runner ---
 
-async function runScenario(file, transcript) {
-  const scenario = JSON.parse(fs.readFileSync(path.join(SCENARIOS, file), 'utf8'));
+/** Run the scenario `file` of `dir`; `wrapper`: a wrapper case (README
+ * "Wrapper cases"): `$number` generators, and an expected message is the
+ * whole message. */
+async function runScenario(dir, file, transcript, wrapper = false) {
+  const scenario = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
   if (!Array.isArray(scenario.steps)) throw new Error(`${file}: no "steps" array`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-conformance-'));
-  const sessions = await openSessions({ dir });
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-conformance-'));
+  const sessions = await openSessions({ dir: store });
   try {
     const names = {};
     scenario.steps.forEach((step, i) => {
@@ -194,7 +211,7 @@ async function runScenario(file, transcript) {
       const where = `${file}, step ${i} (${op})`;
       let outcome;
       try {
-        const args = (step.args ?? []).map((a) => substitute(a, names));
+        const args = (step.args ?? []).map((a) => substitute(a, names, wrapper));
         outcome = call(sessions, op, args);
       } catch (e) {
         throw new Error(`${where}: ${e.stack ?? e}`);
@@ -211,6 +228,9 @@ async function runScenario(file, transcript) {
         }
       } else if (outcome.error && typeof expect.error === 'string' && !('ok' in expect)) {
         if (outcome.error.error !== expect.error) throw failed(`expected error ${expect.error}`);
+        if (wrapper && outcome.error.message !== expect.message) {
+          throw failed(`expected the message ${show(expect.message)}`);
+        }
         if (typeof expect.message === 'string' && !outcome.error.message.includes(expect.message)) {
           throw failed(`expected a message containing ${show(expect.message)}`);
         }
@@ -221,7 +241,7 @@ async function runScenario(file, transcript) {
     });
   } finally {
     sessions.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(store, { recursive: true, force: true });
   }
 }
 
@@ -239,8 +259,23 @@ test('there are conformance scenarios', () => {
 for (const file of files) {
   test(`conformance: ${file}`, async () => {
     transcripts[file] = [];
-    await runScenario(file, transcripts[file]);
+    await runScenario(SCENARIOS, file, transcripts[file]);
     passed += 1;
+  });
+}
+
+const wrapperFiles = fs
+  .readdirSync(WRAPPER_CASES)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+
+test('there are wrapper cases', () => {
+  if (wrapperFiles.length === 0) throw new Error(`no wrapper cases in ${WRAPPER_CASES}`);
+});
+
+for (const file of wrapperFiles) {
+  test(`wrapper cases: ${file}`, async () => {
+    await runScenario(WRAPPER_CASES, file, [], true);
   });
 }
 

@@ -76,7 +76,7 @@ test('values are plain objects: camelCase, numbers, null for none, JSON as value
   assert.equal(other.events(a.id, 0, 10).events.length, done.eventCount);
 });
 
-test('failures are SessionErrors with the WIT case; wrong argument types are TypeErrors', async (t) => {
+test('failures are SessionErrors with the WIT case, wrong argument types too (invalid-input)', async (t) => {
   const s = await open(t);
   const a = s.start({ task: 't' });
   assert.throws(
@@ -85,12 +85,123 @@ test('failures are SessionErrors with the WIT case; wrong argument types are Typ
   );
   assert.throws(() => s.get('01a22131-2141-7368-a21f-a0cd87416cf8'), { name: 'SessionError', code: 'not-found' });
   assert.throws(() => s.start({ task: '' }), { code: 'invalid-input' });
-  assert.throws(() => s.get(42), { name: 'TypeError', message: 'get: id must be a string, got number 42' });
-  assert.throws(() => s.start({ task: 't', maxIterations: -1 }), TypeError);
-  assert.throws(() => s.recordEvent(a.id, 'note', undefined), /recordEvent: data must be a JSON value/);
-  assert.throws(() => s.list({ status: 'sleeping' }), /list: filter.status must be one of/);
+  // What the WIT types cannot carry is refused before the call, as the
+  // Python package refuses it (more in tests/conformance/wrapper-cases/).
+  const refused = (message) => ({ name: 'SessionError', code: 'invalid-input', message });
+  assert.throws(() => s.get(42), refused('get: id must be a string, got the number 42'));
+  assert.throws(
+    () => s.start({ task: 't', maxIterations: -1 }),
+    refused('start: options.max-iterations must be an integer from 0 to 4294967295, got the number -1'),
+  );
+  assert.throws(() => s.recordEvent(a.id, 'note', undefined), refused('record-event: data must be a JSON value, got nothing'));
+  assert.throws(
+    () => s.list({ status: 'sleeping' }),
+    refused('unknown status "sleeping"; expected one of active, paused, completed, failed, timeout'),
+  );
+  assert.throws(
+    () => s.recordToolCall(a.id, { name: 'ls', input: {}, output: {} }),
+    refused('record-tool-call: call.duration-ms must be an integer from 0 to 18446744073709551615, got nothing'),
+  );
+  assert.throws(() => s.start(null), refused('start: options must be an object, got nothing'));
+  assert.throws(
+    () => s.recordLearning(a.id, 'insight'),
+    refused('record-learning: learning must be an object, got the string "insight"'),
+  );
   // None of that disturbed the instance.
   assert.equal(s.iterate(a.id).iteration, 1);
+});
+
+test('JSON values: what JSON cannot hold is refused, not turned into something else', async (t) => {
+  const s = await open(t);
+  const a = s.start({ task: 't' });
+  const refused = (message) => ({ name: 'SessionError', code: 'invalid-input', message });
+  // JSON.stringify would store null for these, or leave them out.
+  assert.throws(() => s.iterate(a.id, { x: NaN }), refused('iterate: data.x must be a JSON value, got the number NaN'));
+  assert.throws(
+    () => s.iterate(a.id, [1, Infinity]),
+    refused('iterate: data[1] must be a JSON value, got the number Infinity'),
+  );
+  assert.throws(() => s.iterate(a.id, { f: () => 1 }), refused('iterate: data.f must be a JSON value, got a function'));
+  assert.throws(() => s.iterate(a.id, { s: Symbol('x') }), refused('iterate: data.s must be a JSON value, got a symbol'));
+  assert.throws(() => s.iterate(a.id, [1, undefined]), refused('iterate: data[1] must be a JSON value, got nothing'));
+  // eslint-disable-next-line no-sparse-arrays
+  assert.throws(() => s.iterate(a.id, [1, , 3]), refused('iterate: data[1] must be a JSON value, got nothing'));
+  // ... or would throw a TypeError.
+  assert.throws(
+    () => s.iterate(a.id, { n: 10n }),
+    refused('iterate: data.n must be a JSON value, got the BigInt 10'),
+  );
+  const loop = { a: {} };
+  loop.a.back = loop;
+  assert.throws(
+    () => s.updateContext(a.id, loop),
+    refused('update-context: patch.a.back must be a JSON value, got an object that contains itself'),
+  );
+  // Objects that are not plain data: JSON.stringify would write a Date as
+  // a string and a Map as {}.
+  assert.throws(
+    () => s.iterate(a.id, { when: new Date(0) }),
+    refused('iterate: data.when must be a JSON value, got a Date'),
+  );
+  assert.throws(() => s.complete(a.id, new Map()), refused('complete: result must be a JSON value, got a Map'));
+  assert.throws(
+    () => s.iterate(a.id, { b: new Uint8Array(2) }),
+    refused('iterate: data.b must be a JSON value, got an Uint8Array'),
+  );
+  assert.throws(
+    () => s.iterate(a.id, { 'a b': { 'c"': NaN } }),
+    refused('iterate: data["a b"]["c\\""] must be a JSON value, got the number NaN'),
+  );
+  // A property that is undefined is left out, as JSON.stringify leaves it
+  // out (the JavaScript way of saying "absent"); a shared (not circular)
+  // object is fine; an object without a prototype is plain data.
+  const shared = { k: 1 };
+  const bare = Object.create(null);
+  bare.z = true;
+  assert.deepEqual(s.updateContext(a.id, { keep: 1, gone: undefined, one: shared, two: shared, bare }).context, {
+    keep: 1,
+    one: { k: 1 },
+    two: { k: 1 },
+    bare: { z: true },
+  });
+  // Any depth is serialized (without overflowing the stack) and judged by
+  // the component, as in every host.
+  let deep = 'end';
+  for (let i = 0; i < 20000; i++) deep = [deep];
+  assert.throws(
+    () => s.iterate(a.id, deep),
+    refused('iteration data is not valid JSON: recursion limit exceeded at line 1 column 128'),
+  );
+  assert.equal(s.get(a.id).eventCount, 2);
+});
+
+test('integers: Numbers and BigInts in the WIT range pass, the component judges them', async (t) => {
+  const s = await open(t);
+  const a = s.start({ task: 't', maxIterations: 5n });
+  assert.equal(a.maxIterations, 5);
+  const refused = (message) => ({ name: 'SessionError', code: 'invalid-input', message });
+  // 2^53 is an integer Number: the component refuses it as a duration (not
+  // exact in every host), as it does in Rust and Python.
+  assert.throws(
+    () => s.recordToolCall(a.id, { name: 'ls', input: {}, output: {}, durationMs: 2 ** 53 }),
+    refused('tool duration must be at most 9007199254740991 ms, got 9007199254740992'),
+  );
+  const call = s.recordToolCall(a.id, { name: 'ls', input: {}, output: {}, durationMs: 2n ** 53n - 1n });
+  assert.equal(call.data.duration_ms, 2 ** 53 - 1);
+  assert.deepEqual(s.events(a.id, 2n ** 64n - 1n, 1), { events: [], nextSeq: null });
+  assert.throws(
+    () => s.events(a.id, 2n ** 64n, 1),
+    refused('events: from must be an integer from 0 to 18446744073709551615, got the BigInt 18446744073709551616'),
+  );
+  assert.throws(
+    () => s.events(a.id, 2 ** 64, 1),
+    refused('events: from must be an integer from 0 to 18446744073709551615, got the number 18446744073709552000'),
+  );
+  assert.throws(
+    () => s.list({}, null, 2 ** 32),
+    refused('list: limit must be an integer from 0 to 4294967295, got the number 4294967296'),
+  );
+  assert.equal(s.list({ createdAfter: 0, createdBefore: 2 ** 60 }).sessions.length, 1);
 });
 
 test('a failure below the root capability is a storage error, and the next call works', async (t) => {
@@ -129,7 +240,7 @@ test('the component can be given as a transpiled module or as a .wasm', async (t
   assert.equal(viaDir.start({ task: 'from gen/' }).status, 'active');
   const wasm =
     process.env.AGENT_SESSION_COMPONENT ??
-    path.resolve(PKG, '../../target/wasm-guest/wasm32-wasip2/release/agent_session.wasm');
+    path.resolve(PKG, '../../target/wasm-guest/wasm32-wasip2/release/agent_session_on_root.wasm');
   assert.ok(fs.existsSync(wasm), `no component at ${wasm}: cargo build --release -p agent-session-host`);
   const viaWasm = await open(t, { component: wasm });
   assert.equal(viaWasm.start({ task: 'from the .wasm' }).status, 'active');

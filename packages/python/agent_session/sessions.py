@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 from wasmtime.component import Record, Variant
 
+from . import _args as a
+from ._args import MISSING
 from ._root import Root, RootError
 from ._runtime import Runtime, compiled, record
 from .types import (
@@ -25,11 +27,11 @@ from .types import (
 )
 
 COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
-# Where `cargo build --release -p agent-session-host` leaves the composed
-# component (session + directory store), relative to the repository this
+# Where `cargo build --release -p agent-session-host` leaves the
+# session-on-root component (session + directory store), relative to the repository this
 # package lives in.
 DEFAULT_COMPONENT = (
-    Path(__file__).resolve().parents[3] / "target/wasm-guest/wasm32-wasip2/release/agent_session.wasm"
+    Path(__file__).resolve().parents[3] / "target/wasm-guest/wasm32-wasip2/release/agent_session_on_root.wasm"
 )
 # Present while the index must be rebuilt (after a migration or a lost index
 # file); the directory store writes it, the host that opens the root runs
@@ -81,39 +83,8 @@ def open_sessions(
     return sessions
 
 
-def _json(value: Any) -> str:
-    # Compact and not ASCII-escaped, like serde_json in the Rust host: the
-    # component's size limits count these bytes.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _json_opt(value: Any) -> Optional[str]:
-    return None if value is None else _json(value)
-
-
 def _parse_opt(text: Optional[str]) -> Any:
     return None if text is None else json.loads(text)
-
-
-STATUSES = ("active", "paused", "completed", "failed", "timeout")
-_U32 = 2**32 - 1
-_U64 = 2**64 - 1
-
-
-def _int(name: str, value: Optional[int], top: int) -> Optional[int]:
-    # wasmtime-py stores integers through ctypes, which wraps what does not
-    # fit (-1 would become 4294967295): refuse it here instead.
-    if value is not None and not 0 <= value <= top:
-        raise SessionError("invalid-input", f"{name} must be between 0 and {top}, got {value}")
-    return value
-
-
-def _status(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in STATUSES:
-        raise SessionError(
-            "invalid-input", f"status must be one of {', '.join(STATUSES)}, got {value!r}"
-        )
-    return value
 
 
 def _field(r: Any, name: str) -> Any:
@@ -157,6 +128,7 @@ def _webhook(r: Any) -> WebhookConfig:
 
 
 def _filter(
+    where: str,
     user_id: Optional[str],
     channel_id: Optional[str],
     mode: Optional[str],
@@ -167,25 +139,29 @@ def _filter(
     updated_before: Optional[int],
 ) -> Record:
     return record(
-        user_id=user_id,
-        channel_id=channel_id,
-        mode=mode,
-        status=_status(status),
-        created_after=_int("created_after", created_after, _U64),
-        created_before=_int("created_before", created_before, _U64),
-        updated_after=_int("updated_after", updated_after, _U64),
-        updated_before=_int("updated_before", updated_before, _U64),
+        user_id=a.opt_string(user_id, f"{where}.user-id"),
+        channel_id=a.opt_string(channel_id, f"{where}.channel-id"),
+        mode=a.opt_string(mode, f"{where}.mode"),
+        status=a.opt_status(status, f"{where}.status"),
+        created_after=a.opt_u64(created_after, f"{where}.created-after"),
+        created_before=a.opt_u64(created_before, f"{where}.created-before"),
+        updated_after=a.opt_u64(updated_after, f"{where}.updated-after"),
+        updated_before=a.opt_u64(updated_before, f"{where}.updated-before"),
     )
 
 
 class Sessions:
     """The session API (the WIT ``sessions`` interface) on one directory.
 
-    Every method raises :class:`SessionError` on failure. Objects may be
-    used from any thread, but calls into the component are serialized per
-    process (wasmtime-py's value conversion is not thread-safe); processes,
-    Rust or Python, work on one directory in parallel. A bug that traps the
-    component raises wasmtime's error instead.
+    Every method raises :class:`SessionError` on failure: the component
+    judges every argument; one its WIT type cannot hold (a number for a
+    string, -1 for a count, NaN in a JSON value, a record field left out) is
+    refused before the call, as ``invalid-input`` too (``_args.py``, worded
+    as the Node package words it). Objects may be used from any thread,
+    but calls into the component are serialized per process (wasmtime-py's
+    value conversion is not thread-safe); processes, Rust or Python, work
+    on one directory in parallel. A bug that traps the component raises
+    wasmtime's error instead.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -213,7 +189,7 @@ class Sessions:
 
     def start(
         self,
-        task: str,
+        task: str = MISSING,
         *,
         mode: Optional[str] = None,
         user_id: Optional[str] = None,
@@ -224,81 +200,122 @@ class Sessions:
         """Start a new active session (mode "default" and 100 iterations
         when not given; ``context`` a JSON object)."""
         options = record(
-            task=task,
-            mode=mode,
-            user_id=user_id,
-            channel_id=channel_id,
-            max_iterations=_int("max_iterations", max_iterations, _U32),
-            context=_json_opt(context),
+            task=a.string(task, "start: options.task"),
+            mode=a.opt_string(mode, "start: options.mode"),
+            user_id=a.opt_string(user_id, "start: options.user-id"),
+            channel_id=a.opt_string(channel_id, "start: options.channel-id"),
+            max_iterations=a.opt_u32(max_iterations, "start: options.max-iterations"),
+            context=a.opt_json(context, "start: options.context"),
         )
         return _session(self._call("start", options))
 
     def get(self, id: str) -> Session:
         """Read a session."""
-        return _session(self._call("get", id))
+        return _session(self._call("get", a.string(id, "get: id")))
 
     def pause(self, id: str, reason: Optional[str] = None) -> Session:
         """Pause an active session."""
-        return _session(self._call("pause", id, reason))
+        return _session(
+            self._call("pause", a.string(id, "pause: id"), a.opt_string(reason, "pause: reason"))
+        )
 
     def resume(self, id: str) -> Session:
         """Resume a paused session."""
-        return _session(self._call("resume", id))
+        return _session(self._call("resume", a.string(id, "resume: id")))
 
     def complete(self, id: str, result: Any = None) -> Session:
         """Complete an active or paused session with a JSON ``result``."""
-        return _session(self._call("complete", id, _json_opt(result)))
+        return _session(
+            self._call(
+                "complete", a.string(id, "complete: id"), a.opt_json(result, "complete: result")
+            )
+        )
 
     def fail(self, id: str, error: str) -> Session:
         """Fail an active or paused session."""
-        return _session(self._call("fail", id, error))
+        return _session(
+            self._call("fail", a.string(id, "fail: id"), a.string(error, "fail: error"))
+        )
 
     # --- iterations and events ---
 
     def iterate(self, id: str, data: Any = None) -> Session:
         """Count one iteration of an active session (JSON ``data``); reaching
         max_iterations moves it to timeout."""
-        return _session(self._call("iterate", id, _json_opt(data)))
+        return _session(
+            self._call("iterate", a.string(id, "iterate: id"), a.opt_json(data, "iterate: data"))
+        )
 
     def record_tool_call(
-        self, id: str, *, name: str, input: Any, output: Any, duration_ms: int
+        self,
+        id: str,
+        *,
+        name: str = MISSING,
+        input: Any = MISSING,
+        output: Any = MISSING,
+        duration_ms: int = MISSING,
     ) -> Event:
-        """Record a tool call (JSON input and output) in an active session."""
+        """Record a tool call (JSON input and output) in an active session.
+        Every field is required (a left-out one is ``invalid-input``)."""
         call = record(
-            name=name,
-            input=_json(input),
-            output=_json(output),
-            duration_ms=_int("duration_ms", duration_ms, _U64),
+            name=a.string(name, "record-tool-call: call.name"),
+            input=a.json_text(input, "record-tool-call: call.input"),
+            output=a.json_text(output, "record-tool-call: call.output"),
+            duration_ms=a.u64(duration_ms, "record-tool-call: call.duration-ms"),
         )
-        return _event(self._call("record-tool-call", id, call))
+        return _event(self._call("record-tool-call", a.string(id, "record-tool-call: id"), call))
 
-    def record_learning(self, id: str, *, insight: str, expertise_file: Optional[str] = None) -> Event:
-        """Record a learning in an active or paused session."""
-        learning = record(insight=insight, expertise_file=expertise_file)
-        return _event(self._call("record-learning", id, learning))
+    def record_learning(
+        self, id: str, *, insight: str = MISSING, expertise_file: Optional[str] = None
+    ) -> Event:
+        """Record a learning in an active or paused session (``insight`` is
+        required)."""
+        learning = record(
+            insight=a.string(insight, "record-learning: learning.insight"),
+            expertise_file=a.opt_string(expertise_file, "record-learning: learning.expertise-file"),
+        )
+        return _event(self._call("record-learning", a.string(id, "record-learning: id"), learning))
 
     def record_event(self, id: str, kind: str, data: Any) -> Event:
         """Record a custom event (a kind that is not built in) with JSON ``data``."""
-        return _event(self._call("record-event", id, kind, _json(data)))
+        return _event(
+            self._call(
+                "record-event",
+                a.string(id, "record-event: id"),
+                a.string(kind, "record-event: kind"),
+                a.json_text(data, "record-event: data"),
+            )
+        )
 
     def events(self, id: str, from_: int = 0, limit: int = 100) -> EventPage:
         """The history from position ``from_``, at most ``limit`` (max 1000) events."""
-        page = self._call("events", id, _int("from_", from_, _U64), _int("limit", limit, _U32))
+        page = self._call(
+            "events",
+            a.string(id, "events: id"),
+            a.u64(from_, "events: from"),
+            a.u32(limit, "events: limit"),
+        )
         return EventPage(events=_events(page.events), next_seq=_field(page, "next_seq"))
 
     def recent_events(self, id: str) -> Tuple[Event, ...]:
         """The last 10 events, oldest first."""
-        return _events(self._call("recent-events", id))
+        return _events(self._call("recent-events", a.string(id, "recent-events: id")))
 
     # --- context ---
 
     def update_context(self, id: str, patch: Dict[str, Any]) -> Session:
         """Merge a JSON object into the context (a None value removes a key)."""
-        return _session(self._call("update-context", id, _json(patch)))
+        return _session(
+            self._call(
+                "update-context",
+                a.string(id, "update-context: id"),
+                a.json_text(patch, "update-context: patch"),
+            )
+        )
 
     def resumption_context(self, id: str) -> Resumption:
         """The session, its recent history and whether it can be resumed."""
-        r = self._call("resumption-context", id)
+        r = self._call("resumption-context", a.string(id, "resumption-context: id"))
         return Resumption(
             session=_session(r.session),
             recent_events=_events(_field(r, "recent_events")),
@@ -324,10 +341,12 @@ class Sessions:
         """Sessions matching every given filter, newest first, at most
         ``limit`` (max 1000); continue with ``cursor=page.next_cursor``."""
         selected = _filter(
-            user_id, channel_id, mode, status,
+            "list: filter", user_id, channel_id, mode, status,
             created_after, created_before, updated_after, updated_before,
         )  # fmt: skip
-        page = self._call("list", selected, cursor, _int("limit", limit, _U32))
+        page = self._call(
+            "list", selected, a.opt_string(cursor, "list: cursor"), a.u32(limit, "list: limit")
+        )
         return SessionPage(
             sessions=tuple(_session(s) for s in page.sessions),
             next_cursor=_field(page, "next_cursor"),
@@ -348,7 +367,7 @@ class Sessions:
     ) -> SessionStats:
         """Aggregates over the sessions matching every given filter."""
         selected = _filter(
-            user_id, channel_id, mode, status,
+            "stats: filter", user_id, channel_id, mode, status,
             created_after, created_before, updated_after, updated_before,
         )  # fmt: skip
         s = self._call("stats", selected)
@@ -365,35 +384,50 @@ class Sessions:
     def cleanup(self, older_than_days: Optional[int] = None, dry_run: bool = False) -> CleanupReport:
         """Remove ended sessions that ended more than ``older_than_days``
         (30 when None) days ago; active and paused ones are never removed."""
-        r = self._call("cleanup", _int("older_than_days", older_than_days, _U32), dry_run)
+        r = self._call(
+            "cleanup",
+            a.opt_u32(older_than_days, "cleanup: older-than-days"),
+            a.boolean(dry_run, "cleanup: dry-run"),
+        )
         return CleanupReport(dry_run=_field(r, "dry_run"), removed=tuple(r.removed))
 
     def delete(self, id: str) -> None:
         """Remove one session and its history."""
-        self._call("delete", id)
+        self._call("delete", a.string(id, "delete: id"))
 
     def rebuild_index(self, dry_run: bool = False) -> IndexReport:
         """Compare the index with the histories; unless ``dry_run``, refresh
         every entry that differs."""
-        r = self._call("rebuild-index", dry_run)
+        r = self._call("rebuild-index", a.boolean(dry_run, "rebuild-index: dry-run"))
         return IndexReport(sessions=r.sessions, stale=tuple(r.stale), unreadable=tuple(r.unreadable))
 
     def export(self, id: str) -> Any:
         """The session and its whole history as a portable JSON document."""
-        return json.loads(self._call("export", id))
+        return json.loads(self._call("export", a.string(id, "export: id")))
 
     def import_(self, document: Any) -> Session:
         """Recreate a session from an exported document (its id must be free)."""
-        return _session(self._call("import", _json(document)))
+        return _session(self._call("import", a.json_text(document, "import: document")))
 
     # --- webhooks ---
 
     def set_webhook(
-        self, *, url: str, secret: str, event_kinds: Iterable[str] = (), enabled: bool = True
+        self,
+        *,
+        url: str = MISSING,
+        secret: str = MISSING,
+        event_kinds: Sequence[str] = (),
+        enabled: bool = True,
     ) -> WebhookConfig:
         """Set (or replace) the webhook endpoint; ``secret`` is ``whsec_`` +
-        base64; no ``event_kinds`` means every lifecycle event."""
-        config = record(url=url, secret=secret, event_kinds=list(event_kinds), enabled=enabled)
+        base64; no ``event_kinds`` (a list or tuple) means every lifecycle
+        event."""
+        config = record(
+            url=a.string(url, "set-webhook: config.url"),
+            secret=a.string(secret, "set-webhook: config.secret"),
+            event_kinds=a.strings(event_kinds, "set-webhook: config.event-kinds"),
+            enabled=a.boolean(enabled, "set-webhook: config.enabled"),
+        )
         return _webhook(self._call("set-webhook", config))
 
     def get_webhook(self) -> Optional[WebhookConfig]:
@@ -409,12 +443,12 @@ class Sessions:
 
     def is_resumable(self, id: str) -> bool:
         """Whether the session is active or paused."""
-        return bool(self._call("is-resumable", id))
+        return bool(self._call("is-resumable", a.string(id, "is-resumable: id")))
 
     def duration(self, id: str) -> int:
         """Milliseconds from creation to end (or to now)."""
-        return int(self._call("duration", id))
+        return int(self._call("duration", a.string(id, "duration: id")))
 
     def progress(self, id: str) -> float:
         """Iteration / max_iterations as a percentage."""
-        return float(self._call("progress", id))
+        return float(self._call("progress", a.string(id, "progress: id")))

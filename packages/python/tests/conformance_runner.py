@@ -1,6 +1,8 @@
 """The conformance suite's machinery (format in tests/conformance/README.md):
 calling the Python API by WIT operation name with canonical arguments,
-the canonical form of its answers, patterns, and transcripts."""
+the canonical form of its answers, patterns, and transcripts. It also runs
+the wrapper cases (tests/conformance/wrapper-cases/, README "Wrapper
+cases"), which only the Node and Python hosts run."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from agent_session import SessionError, Sessions
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "tests" / "conformance"
+WRAPPER_CASES = SCENARIOS / "wrapper-cases"
 HOST = "python"
 
 # Every scenario's [op, outcome] steps, by file name, for the transcript.
@@ -26,6 +29,10 @@ class Broken(Exception):
 
 def scenario_files() -> List[Path]:
     return sorted(SCENARIOS.glob("*.json"))
+
+
+def wrapper_case_files() -> List[Path]:
+    return sorted(WRAPPER_CASES.glob("*.json"))
 
 
 def _at(args: List[Any], i: int) -> Any:
@@ -124,14 +131,23 @@ def _unescape(s: str) -> str:
     return s[1:] if s.startswith("$$") else s
 
 
-def substitute(v: Any, names: Dict[str, Any]) -> Any:
-    """``v`` with references, ``$$`` escapes and ``$repeat`` replaced."""
+# Numbers JSON cannot write, made by {"$number": name} in wrapper cases.
+_NUMBERS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def substitute(v: Any, names: Dict[str, Any], wrapper: bool = False) -> Any:
+    """``v`` with references, ``$$`` escapes and ``$repeat`` replaced (and
+    ``$number`` in wrapper cases)."""
     if isinstance(v, str):
         ref = reference(v, names)
         return ref[0] if ref is not None else _unescape(v)
     if isinstance(v, list):
-        return [substitute(x, names) for x in v]
+        return [substitute(x, names, wrapper) for x in v]
     if isinstance(v, dict):
+        if wrapper and list(v) == ["$number"]:
+            if not isinstance(v["$number"], str) or v["$number"] not in _NUMBERS:
+                raise Broken('$number takes "NaN", "Infinity" or "-Infinity"')
+            return _NUMBERS[v["$number"]]
         if list(v) == ["$repeat"]:
             spec = v["$repeat"]
             if not (
@@ -144,7 +160,7 @@ def substitute(v: Any, names: Dict[str, Any]) -> Any:
             ):
                 raise Broken("$repeat takes [string, count]")
             return spec[0] * spec[1]
-        return {k: substitute(x, names) for k, x in v.items()}
+        return {k: substitute(x, names, wrapper) for k, x in v.items()}
     return v
 
 
@@ -237,15 +253,17 @@ def comparable(op: str, v: Any) -> Any:
     return v
 
 
-def run_scenario(sessions: Sessions, path: Path) -> None:
+def run_scenario(sessions: Sessions, path: Path, wrapper: bool = False) -> None:
     """Run every step of the scenario at ``path``; raise AssertionError
     naming the file, step, op, expectation and outcome of the first step
-    that fails. Records the transcript as it goes."""
+    that fails. Records the transcript as it goes. ``wrapper``: a wrapper
+    case (README "Wrapper cases"): ``$number`` generators, an expected
+    message is the whole message, and no transcript is kept."""
     scenario = json.loads(path.read_text(encoding="utf-8"))
     steps = scenario.get("steps")
     if not isinstance(steps, list):
         raise Broken(f'{path.name}: no "steps" array')
-    transcript = TRANSCRIPTS.setdefault(path.name, [])
+    transcript = [] if wrapper else TRANSCRIPTS.setdefault(path.name, [])
     names: Dict[str, Any] = {}
     for i, step in enumerate(steps):
         op = step.get("op")
@@ -253,7 +271,7 @@ def run_scenario(sessions: Sessions, path: Path) -> None:
         if not isinstance(op, str):
             raise Broken(f'{where}: no "op"')
         try:
-            args = substitute(step.get("args", []), names)
+            args = substitute(step.get("args", []), names, wrapper)
             if not isinstance(args, list):
                 raise Broken('"args" is not an array')
             ok, actual = call(sessions, op, args)
@@ -273,6 +291,10 @@ def run_scenario(sessions: Sessions, path: Path) -> None:
             if actual["error"] != expect["error"]:
                 raise AssertionError(f"{where}: expected error {expect['error']}, got {shown}")
             part = expect.get("message")
+            if wrapper and actual["message"] != part:
+                raise AssertionError(
+                    f"{where}: expected the message {json.dumps(part)}, got {shown}"
+                )
             if isinstance(part, str) and part not in actual["message"]:
                 raise AssertionError(
                     f"{where}: expected a message containing {json.dumps(part)}, got {shown}"

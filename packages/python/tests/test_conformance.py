@@ -1,15 +1,17 @@
 """The conformance suite (tests/conformance/*.json) on the Python host: the
 component in wasmtime-py over the Python filesystem store, each scenario on
-a fresh directory."""
+a fresh directory; then the wrapper cases (tests/conformance/wrapper-cases/),
+which the Node host runs too."""
 
 from pathlib import Path
 
 import pytest
 
 from agent_session import open_sessions
-from conformance_runner import run_scenario, scenario_files
+from conformance_runner import run_scenario, scenario_files, wrapper_case_files
 
 FILES = scenario_files()
+WRAPPER_FILES = wrapper_case_files()
 
 
 def test_there_are_scenarios() -> None:
@@ -19,3 +21,12 @@ def test_there_are_scenarios() -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_scenario(path: Path, tmp_path: Path) -> None:
     run_scenario(open_sessions(tmp_path), path)
+
+
+def test_there_are_wrapper_cases() -> None:
+    assert WRAPPER_FILES, "no wrapper cases in tests/conformance/wrapper-cases"
+
+
+@pytest.mark.parametrize("path", WRAPPER_FILES, ids=[p.name for p in WRAPPER_FILES])
+def test_wrapper_case(path: Path, tmp_path: Path) -> None:
+    run_scenario(open_sessions(tmp_path), path, wrapper=True)

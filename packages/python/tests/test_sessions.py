@@ -2,7 +2,11 @@
 (error lowering, reindex on open, argument checks, threads) and a directory
 shared with the Rust CLI."""
 
+import datetime
+import enum
 import json
+import math
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -48,16 +52,109 @@ def test_errors_carry_their_case(tmp_path: Path) -> None:
     with pytest.raises(SessionError) as e:
         sessions.pause(s.id)
     assert e.value.code == "invalid-transition" and e.value.message
+
+
+def refused(message: str):  # type: ignore[no-untyped-def]
+    """pytest.raises for the wrapper's refusal with exactly ``message``."""
+    return pytest.raises(SessionError, match=f"^invalid-input: {re.escape(message)}$")
+
+
+def test_what_the_wit_types_cannot_carry_is_invalid_input(tmp_path: Path) -> None:
+    # Worded as the Node package words it (more in
+    # tests/conformance/wrapper-cases/, which both run).
+    sessions = open_sessions(tmp_path)
+    s = sessions.start("t")
     # Integers that do not fit the WIT type are refused, not wrapped.
-    with pytest.raises(SessionError) as e:
+    with refused("list: limit must be an integer from 0 to 4294967295, got the number -1"):
         sessions.list(limit=-1)
-    assert e.value.code == "invalid-input"
-    with pytest.raises(SessionError) as e:
+    with refused(
+        "start: options.max-iterations must be an integer from 0 to 4294967295,"
+        " got the number 4294967296"
+    ):
         sessions.start("t", max_iterations=2**32)
-    assert e.value.code == "invalid-input"
-    with pytest.raises(SessionError) as e:
+    with refused(
+        "unknown status \"done\"; expected one of active, paused, completed, failed, timeout"
+    ):
         sessions.stats(status="done")
-    assert e.value.code == "invalid-input"
+    # A bool is not an integer here (true is not 1 in JavaScript either).
+    with refused("events: limit must be an integer from 0 to 4294967295, got the boolean true"):
+        sessions.events(s.id, 0, True)
+    # A left-out record field is the same error as in Node (not TypeError).
+    with refused(
+        "record-tool-call: call.duration-ms must be an integer from 0 to 18446744073709551615,"
+        " got nothing"
+    ):
+        sessions.record_tool_call(s.id, name="ls", input={}, output={})
+    with refused("set-webhook: config.url must be a string, got nothing"):
+        sessions.set_webhook(secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    # A str is not a list of event kinds (list() would split it into letters).
+    with refused(
+        "set-webhook: config.event-kinds must be an array of strings,"
+        " got the string \"session.failed\""
+    ):
+        sessions.set_webhook(
+            url="https://hooks.example.com/a",
+            secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            event_kinds="session.failed",  # type: ignore[arg-type]
+        )
+    with refused("pause: id must be a string, got a bytes"):
+        sessions.pause(s.id.encode())  # type: ignore[arg-type]
+    with refused("get: id must be a string without lone surrogates, got the string \"\\u{dc00}\""):
+        sessions.get("\udc00")
+    # Integer types pass: an IntEnum, an integral float (as in JavaScript).
+    assert sessions.start("t", max_iterations=Level.HIGH).max_iterations == 7
+    assert sessions.start("t", max_iterations=3.0).max_iterations == 3  # type: ignore[arg-type]
+    assert sessions.get(s.id).event_count == 1
+
+
+class Level(enum.IntEnum):
+    HIGH = 7
+
+
+def test_json_values_refuse_what_json_cannot_hold(tmp_path: Path) -> None:
+    sessions = open_sessions(tmp_path)
+    s = sessions.start("t")
+    # json.dumps(allow_nan=False) would raise ValueError.
+    with refused("iterate: data.x must be a JSON value, got the number NaN"):
+        sessions.iterate(s.id, {"x": math.nan})
+    with refused("iterate: data[1] must be a JSON value, got the number -Infinity"):
+        sessions.iterate(s.id, [1, -math.inf])
+    # json.dumps would raise TypeError.
+    with refused("iterate: data.tags must be a JSON value, got a set"):
+        sessions.iterate(s.id, {"tags": {"a"}})
+    with refused("record-event: data.when must be a JSON value, got a datetime"):
+        sessions.record_event(s.id, "note", {"when": datetime.datetime(2024, 1, 1)})
+    with refused("complete: result.raw must be a JSON value, got a bytes"):
+        sessions.complete(s.id, {"raw": b"x"})
+    with refused("update-context: patch must be a JSON value, got a key that is an array"):
+        sessions.update_context(s.id, {(1, 2): "tuple key"})
+    loop: dict = {"a": {}}
+    loop["a"]["back"] = loop
+    with refused(
+        "update-context: patch.a.back must be a JSON value, got an object that contains itself"
+    ):
+        sessions.update_context(s.id, loop)
+    # Tuples are arrays, keys json writes (int, bool, None) are its strings,
+    # a shared (not circular) value is fine: as json.dumps takes them.
+    shared = {"k": 1}
+    after = sessions.update_context(
+        s.id, {"t": (1, 2), 1: "one", False: "no", None: "nil", "a": shared, "b": shared}
+    )
+    assert after.context == {
+        "t": [1, 2], "1": "one", "false": "no", "null": "nil", "a": {"k": 1}, "b": {"k": 1}
+    }  # fmt: skip
+    # Any depth is serialized (json.dumps gives up at about 1000 levels)
+    # and judged by the component, as in every host.
+    deep: object = "end"
+    for _ in range(20000):
+        deep = [deep]
+    with refused("iteration data is not valid JSON: recursion limit exceeded at line 1 column 128"):
+        sessions.iterate(s.id, deep)
+    # A lone surrogate is written as its escape, as JSON.stringify writes
+    # it, and the component judges it.
+    with refused("event data is not valid JSON: unexpected end of hex escape at line 1 column 8"):
+        sessions.record_event(s.id, "note", "\ud800")
+    assert sessions.get(s.id).event_count == 2
 
 
 def test_threads_can_share_objects_and_directories(tmp_path: Path) -> None:
