@@ -22,7 +22,7 @@ fn main() {
         "core/Cargo.toml",
         "dir-store/src",
         "dir-store/Cargo.toml",
-        "guests/dir-store",
+        "guests/session-on-root",
         "guests/session",
         "guests/plugins",
         "Cargo.lock",
@@ -30,50 +30,39 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     println!("cargo:rerun-if-env-changed=AGENT_SESSION_COMPONENT");
-    println!("cargo:rerun-if-env-changed=AGENT_SESSION_COMPOSED");
+    println!("cargo:rerun-if-env-changed=AGENT_SESSION_ON_ROOT");
     println!("cargo:rerun-if-env-changed=AGENT_SESSION_SKIP_PLUGINS");
 
-    // A prebuilt component may be given instead (packagers, offline builds).
-    let wasm = match env::var_os("AGENT_SESSION_COMPONENT") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let release = target_dir(workspace).join(TARGET).join("release");
-            build_guest(
-                workspace,
-                &["-p", "agent-session-guest"],
-                "session component",
-            );
-            release.join("agent_session_guest.wasm")
-        }
-    };
+    // Prebuilt components may be given instead (packagers, offline builds);
+    // what is not given is built, in one nested cargo.
+    let release = target_dir(workspace).join(TARGET).join("release");
+    let given = |var: &str| env::var_os(var).map(PathBuf::from);
+    let (wasm, on_root) = (
+        given("AGENT_SESSION_COMPONENT"),
+        given("AGENT_SESSION_ON_ROOT"),
+    );
+    let mut packages = Vec::new();
+    if wasm.is_none() {
+        packages.extend(["-p", "agent-session-guest"]);
+    }
+    // The session component with the directory store linked in: the
+    // artifact the Node and Python hosts run (the Rust host links the same
+    // store natively).
+    if on_root.is_none() {
+        packages.extend(["-p", "agent-session-on-root"]);
+    }
+    if !packages.is_empty() {
+        build_guest(workspace, &packages, "session components");
+    }
+    let wasm = wasm.unwrap_or_else(|| release.join("agent_session_guest.wasm"));
+    let on_root = on_root.unwrap_or_else(|| release.join("agent_session_on_root.wasm"));
     println!(
         "cargo:rustc-env=AGENT_SESSION_COMPONENT_PATH={}",
         wasm.display()
     );
-    // The directory store as a component, composed with the session
-    // component: the artifact the Node and Python hosts run (the Rust host
-    // links the same store natively). It sits beside the session component.
-    let composed = match env::var_os("AGENT_SESSION_COMPOSED") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let release = target_dir(workspace).join(TARGET).join("release");
-            build_guest(
-                workspace,
-                &["-p", "agent-session-dir-store-guest"],
-                "directory-store component",
-            );
-            let out = release.join("agent_session.wasm");
-            compose(
-                &wasm,
-                &release.join("agent_session_dir_store_guest.wasm"),
-                &out,
-            );
-            out
-        }
-    };
     println!(
-        "cargo:rustc-env=AGENT_SESSION_COMPOSED_PATH={}",
-        composed.display()
+        "cargo:rustc-env=AGENT_SESSION_ON_ROOT_PATH={}",
+        on_root.display()
     );
     let plugins = match env::var_os("AGENT_SESSION_SKIP_PLUGINS") {
         // Packagers need no test plugins (the tests then say they are missing).
@@ -127,60 +116,4 @@ fn build_guest(workspace: &std::path::Path, what: &[&str], name: &str) {
              If the target is missing, run: rustup target add {TARGET}"
         );
     }
-}
-
-/// The WIT package the components share, with its version.
-const PACKAGE: &str = "agent:session";
-const VERSION: &str = "0.3.0";
-
-/// Plug the directory store's `store` and `notify` exports into the session
-/// component's imports; the composed component exports `sessions` and
-/// imports what is left: `root` and the WASI clocks and randomness.
-fn compose(session: &std::path::Path, dir_store: &std::path::Path, out: &std::path::Path) {
-    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-    };
-    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
-        panic!("composing the components: {what}: {e}")
-    };
-    let mut graph = CompositionGraph::new();
-    let store_pkg =
-        Package::from_bytes("agent:dir-store", None, read(dir_store), graph.types_mut())
-            .unwrap_or_else(|e| fail("the directory store", &e));
-    let store_pkg = graph
-        .register_package(store_pkg)
-        .unwrap_or_else(|e| fail("registering the directory store", &e));
-    let session_pkg = Package::from_bytes(
-        "agent:session-engine",
-        None,
-        read(session),
-        graph.types_mut(),
-    )
-    .unwrap_or_else(|e| fail("the session component", &e));
-    let session_pkg = graph
-        .register_package(session_pkg)
-        .unwrap_or_else(|e| fail("registering the session component", &e));
-    let store = graph.instantiate(store_pkg);
-    let sessions = graph.instantiate(session_pkg);
-    for interface in ["store", "notify"] {
-        let name = format!("{PACKAGE}/{interface}@{VERSION}");
-        let export = graph
-            .alias_instance_export(store, &name)
-            .unwrap_or_else(|e| fail(&name, &e));
-        graph
-            .set_instantiation_argument(sessions, &name, export)
-            .unwrap_or_else(|e| fail(&name, &e));
-    }
-    let name = format!("{PACKAGE}/sessions@{VERSION}");
-    let export = graph
-        .alias_instance_export(sessions, &name)
-        .unwrap_or_else(|e| fail(&name, &e));
-    graph
-        .export(export, &name)
-        .unwrap_or_else(|e| fail(&name, &e));
-    let bytes = graph
-        .encode(EncodeOptions::default())
-        .unwrap_or_else(|e| fail("encoding", &e));
-    std::fs::write(out, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }

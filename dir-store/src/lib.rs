@@ -3,8 +3,8 @@
 //! index, the notification intake, the torn-tail cut and the format
 //! migration. It is written against [`Root`], a narrow capability over one
 //! directory (the `root` interface of `wit/session.wit`), so the same code
-//! runs natively in the Rust host (over cap-std) and, compiled to
-//! `wasm32-wasip2`, inside the directory-store component that the Node and
+//! runs natively in the Rust host (over `openat`-family calls) and, compiled to
+//! `wasm32-wasip2`, inside the session-on-root component that the Node and
 //! Python hosts run (over their own small implementation of `root`).
 //!
 //! Layout under a root (format 2):

@@ -9,6 +9,9 @@
 //! file (a lock that does not vanish when another descriptor of the file is
 //! closed, unlike fcntl locks); readers take no lock.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
 use agent_session_core::{IndexEntry, Store, StoreError, Versioned};
 
 use crate::index::{Index, Intent};
@@ -40,7 +43,27 @@ pub struct DirStore<R: Root> {
     /// Appends and documents are fsynced before they are acknowledged.
     durable: bool,
     index: Index,
+    /// The ends of the logs this store appended to last (see [`Known`]).
+    known: Mutex<HashMap<String, Known>>,
 }
+
+/// Where a log ended after this store's last append to it, and the offsets
+/// of its last records. Trusted only while the log is the same file of the
+/// same size (one `stat`): records are only ever appended, so a log that
+/// nobody else appended to since is exactly as this store left it. It
+/// spares an append the tail check's reads, and a read of the last records
+/// the offsets file.
+struct Known {
+    id: u64,
+    end: u64,
+    count: u64,
+    /// Offsets of the last (at most [`KNOWN_OFFSETS`]) records.
+    last: VecDeque<u64>,
+}
+
+const KNOWN_OFFSETS: usize = 64;
+/// Logs remembered; beyond this the memory starts over.
+const KNOWN_LOGS: usize = 1024;
 
 /// What [`DirStore::check`] found (and, with repair, fixed).
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -69,6 +92,7 @@ impl<R: Root> DirStore<R> {
             root,
             durable,
             index: Index::default(),
+            known: Mutex::new(HashMap::new()),
         };
         let format = match store.root.read("FORMAT", 0, 64) {
             Ok(b) => Some(b),
@@ -354,6 +378,107 @@ impl<R: Root> DirStore<R> {
         Ok(())
     }
 
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log's tail as this store left it, if the log is still that: the
+    /// same file, of the same size.
+    fn known_tail(&self, entry: &str, log: Option<crate::Stat>) -> Option<Tail> {
+        let log = log?;
+        let known = self.known();
+        let k = known.get(entry)?;
+        (k.id == log.id && k.end == log.size).then(|| Tail {
+            count: k.count,
+            end: k.end,
+            torn_bytes: 0,
+            idx_valid: k.count,
+            idx_len: k.count,
+            extra: Vec::new(),
+        })
+    }
+
+    /// Remember the log's end after an append of records at `offsets`.
+    fn remember(&self, entry: &str, id: u64, end: u64, count: u64, offsets: &[u64], follows: bool) {
+        let mut known = self.known();
+        if known.len() >= KNOWN_LOGS && !known.contains_key(entry) {
+            known.clear();
+        }
+        let k = known.entry(entry.to_owned()).or_insert_with(|| Known {
+            id,
+            end,
+            count,
+            last: VecDeque::new(),
+        });
+        if !follows || k.id != id {
+            k.last.clear();
+        }
+        k.id = id;
+        k.end = end;
+        k.count = count;
+        k.last.extend(offsets);
+        while k.last.len() > KNOWN_OFFSETS {
+            k.last.pop_front();
+        }
+    }
+
+    /// Records `from..from + limit` from what this store knows of the
+    /// log's end, if the log is still as it left it and they are among the
+    /// records it remembers.
+    fn read_known(
+        &self,
+        entry: &str,
+        from: u64,
+        limit: u32,
+    ) -> Option<Result<Vec<Vec<u8>>, StoreError>> {
+        let (id, end, count, offsets) = {
+            let known = self.known();
+            let k = known.get(entry)?;
+            let first = k.count - k.last.len() as u64;
+            if from < first {
+                return None;
+            }
+            let upto = from.saturating_add(u64::from(limit)).min(k.count);
+            let offsets: Vec<u64> = k
+                .last
+                .iter()
+                .copied()
+                .skip((from.min(k.count) - first) as usize)
+                .collect();
+            (k.id, k.end, k.count, (offsets, upto))
+        };
+        let (offsets, upto) = offsets;
+        let log = self.root.stat(&format!("{entry}/{LOG}")).ok()??;
+        if log.id != id || log.size != end {
+            return None;
+        }
+        if from >= count || upto <= from {
+            return Some(Ok(Vec::new()));
+        }
+        let start = *offsets.first()?;
+        let stop = offsets.get((upto - from) as usize).copied().unwrap_or(end);
+        Some((|| {
+            let bytes = self.read_log(entry, start, stop - start)?;
+            let walk = frame::walk_committed(&bytes, start, from)
+                .map_err(|(at, why)| damaged(entry, at, why))?;
+            if walk.end != stop {
+                return Err(damaged(
+                    entry,
+                    walk.end,
+                    "the log changed while it was read",
+                ));
+            }
+            Ok(walk
+                .offsets
+                .iter()
+                .filter_map(|o| match frame::decode(&bytes[(o - start) as usize..]) {
+                    frame::Frame::Whole { payload, .. } => Some(payload.to_vec()),
+                    _ => None,
+                })
+                .collect())
+        })())
+    }
+
     /// Wait for the writer lock of `entry`: `conflict` if the key is gone
     /// (never made, or removed while waiting).
     fn lock_entry(&self, entry: &str) -> Result<Held<'_, R>, StoreError> {
@@ -476,7 +601,14 @@ impl<R: Root> Store for DirStore<R> {
                 .map_err(|e| store_error(&ctx("creating"), e))?;
         }
         let _lock = self.lock_entry(&entry)?;
-        let tail = self.tail(&entry)?;
+        let log = self
+            .root
+            .stat(&format!("{entry}/{LOG}"))
+            .map_err(|e| store_error(&ctx("reading"), e))?;
+        let (tail, follows) = match self.known_tail(&entry, log) {
+            Some(tail) => (tail, true),
+            None => (self.tail(&entry)?, false),
+        };
         if !tail.is_clean() {
             self.fix_tail(&entry, &tail)?;
         }
@@ -515,6 +647,20 @@ impl<R: Root> Store for DirStore<R> {
             // Something outside the lock wrote to the log: the frames are
             // where they are, and the next writer's tail check decides.
             tracing::warn!(entry, size, expected = at, "the log grew outside its lock");
+            self.known().remove(&entry);
+        } else if let Some(log) = log {
+            let starts: Vec<u64> = offsets
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            self.remember(
+                &entry,
+                log.id,
+                size,
+                count + records.len() as u64,
+                &starts,
+                follows,
+            );
         }
         if self.durable && new_key {
             // The files of a new key are entries of its directory.
@@ -544,6 +690,9 @@ impl<R: Root> Store for DirStore<R> {
 
     fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let entry = self.entry(c, k)?;
+        if let Some(read) = self.read_known(&entry, from, limit) {
+            return read;
+        }
         let idx_len = self.offsets_len(&entry)?;
         // Start at the record's offset if the offsets file has it, else at
         // the last offset it has, and walk from there.
@@ -752,6 +901,7 @@ impl<R: Root> Store for DirStore<R> {
             .sync_dir(c)
             .map_err(|e| store_error(&ctx("syncing"), e))?;
         let _ = self.root.remove_file(&format!("{trash}/lock"));
+        self.known().remove(&entry);
         drop(lock);
         if let Err(e) = self.index.put(&self.root, c, k, &[]) {
             tracing::warn!(entry, error = %e, "could not unindex; fsck --repair rebuilds the index");

@@ -1,6 +1,6 @@
 //! The filesystem store of the Rust host: the one implementation of the
 //! directory format (`agent-session-dir-store`, the same source the Node
-//! and Python hosts run inside the composed component) linked natively,
+//! and Python hosts run inside the session-on-root component) linked natively,
 //! over [`DirRoot`], the `root` capability on a local directory.
 //!
 //! Linked natively rather than run as a component because it is measured

@@ -1,5 +1,5 @@
-// Transpile the composed component (the session component with the
-// directory store, host/build.rs) to JavaScript with jco (into gen/); its path comes from
+// Transpile the session-on-root component (the session component with the
+// directory store linked in, host/build.rs) to JavaScript with jco (into gen/); its path comes from
 // AGENT_SESSION_COMPONENT, or the cargo build's output in the workspace.
 import { existsSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +10,7 @@ const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const wasm = resolve(
   pkg,
   process.env.AGENT_SESSION_COMPONENT ??
-    '../../target/wasm-guest/wasm32-wasip2/release/agent_session.wasm',
+    '../../target/wasm-guest/wasm32-wasip2/release/agent_session_on_root.wasm',
 );
 
 if (!existsSync(wasm)) {

@@ -14,7 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
 const GEN = fileURLToPath(new URL('../gen/', import.meta.url));
-const DEFAULT_MODULE = path.join(GEN, 'agent_session.js');
+const DEFAULT_MODULE = path.join(GEN, 'agent_session_on_root.js');
 
 /**
  * A loaded component: `instantiate(imports)` makes a fresh instance and

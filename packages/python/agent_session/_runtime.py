@@ -1,8 +1,8 @@
-"""The composed session component in wasmtime-py: compile (cached per
+"""The session-on-root component in wasmtime-py: compile (cached per
 process), grant it the directory as the ``root`` capability, call the
 exported ``sessions`` functions.
 
-The component is the session component composed with the directory store
+The component is the session component with the directory store linked in
 (the one implementation of the on-disk format, the same code the Rust host
 links natively): this package holds no storage code of its own.
 
