@@ -38,8 +38,15 @@ fn run_load(root: &Path, args: &[&str], kill_after: Option<Duration>) -> Lines {
 /// first acknowledgement rather than from the spawn keeps the kill in the
 /// middle of work however slowly a busy machine starts the process.
 pub fn run_load_with(args: &[&std::ffi::OsStr], kill_after: Option<Duration>) -> Lines {
-    let mut child = Command::new(load_bin())
-        .args(args)
+    let mut cmd = Command::new(load_bin());
+    cmd.args(args);
+    run_writer(cmd, kill_after)
+}
+
+/// Run a load generator (the Rust one, or the Node or Python package's,
+/// which print the same lines) as [`run_load_with`] does.
+pub fn run_writer(mut cmd: Command, kill_after: Option<Duration>) -> Lines {
+    let mut child = cmd
         .env("AGENT_SESSION_CACHE_DIR", cache_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,7 +74,7 @@ pub fn run_load_with(args: &[&std::ffi::OsStr], kill_after: Option<Duration>) ->
     }
     let status = child.wait().unwrap();
     if kill_after.is_none() {
-        assert!(status.success(), "the load generator failed");
+        assert!(status.success(), "the load generator failed: {cmd:?}");
     }
     let mut lines = Lines {
         killed: std::os::unix::process::ExitStatusExt::signal(&status) == Some(9),
@@ -378,4 +385,102 @@ pub fn all_events(h: &agent_session_host::SessionHost, id: &str) -> Vec<agent_se
         from = page.next_seq;
     }
     events
+}
+
+/// Writers of the three hosts on the same sessions at once, each killed
+/// with SIGKILL at a random moment: every acknowledged operation is in the
+/// histories exactly once, nothing is recorded twice, and the root is
+/// clean for fsck (index included) with no repair.
+#[test]
+fn rust_node_and_python_writers_killed_at_random_lose_nothing() {
+    let var = |name: &str| {
+        std::path::PathBuf::from(std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set; ./scripts/test.sh sets up the Node and Python hosts")
+        }))
+    };
+    let (node_pkg, python) = (var("AGENT_SESSION_NODE_PKG"), var("AGENT_SESSION_PYTHON"));
+    let py_load = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/python/examples/load.py");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    // The sessions every writer picks up (the newest resumable ones).
+    let mut acked = run_load(
+        &root,
+        &["--sessions", "3", "--ops", "0", "--tag", "setup"],
+        None,
+    )
+    .acked;
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let rounds = 8;
+    for round in 0..rounds {
+        let mut writers = Vec::new();
+        for host in ["rust", "node", "python"] {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let delay = Duration::from_millis(20 + seed % 400);
+            let tag = format!("r{round}{host}");
+            let args = [
+                "--dir",
+                root.to_str().unwrap(),
+                "--sessions",
+                "3",
+                "--threads",
+                "2",
+                "--ops",
+                "3000",
+                "--tag",
+                &tag,
+            ]
+            .map(str::to_owned);
+            let mut cmd = match host {
+                "rust" => Command::new(load_bin()),
+                "node" => {
+                    let mut c = Command::new("node");
+                    c.arg(node_pkg.join("examples/load.mjs"));
+                    c
+                }
+                _ => {
+                    let mut c = Command::new(&python);
+                    c.arg(&py_load);
+                    c
+                }
+            };
+            cmd.args(&args);
+            writers.push(std::thread::spawn(move || {
+                (host, run_writer(cmd, Some(delay)))
+            }));
+        }
+        for w in writers {
+            let (host, lines) = w.join().unwrap();
+            assert!(
+                !lines.acked.is_empty() && lines.killed,
+                "round {round}: the {host} writer acknowledged nothing or was not killed"
+            );
+            acked.extend(lines.acked);
+        }
+    }
+    let fsck = cli_json(&root, &["fsck"]);
+    assert_eq!(fsck["damaged"], false, "{fsck}");
+    assert_eq!(fsck["index"]["stale"], serde_json::json!([]), "{fsck}");
+    let (ops, sessions) = recorded(&root);
+    assert_eq!(sessions.len(), 3, "the writers shared three sessions");
+    let by_host = |h: &str| acked.keys().filter(|op| op.contains(h)).count();
+    assert!(
+        by_host("rust") > 0 && by_host("node") > 0 && by_host("python") > 0,
+        "every host got work done"
+    );
+    for (op, (kind, _)) in &acked {
+        if kind == "resume" || kind == "start" {
+            continue;
+        }
+        assert_eq!(
+            ops.get(op),
+            Some(&1),
+            "acknowledged {kind} {op} is recorded once"
+        );
+    }
+    assert!(
+        ops.values().all(|n| *n == 1),
+        "no operation is recorded twice"
+    );
 }
