@@ -11,7 +11,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "error: Node.js 20.15 or newer (with npm) is needed for the Node host" >&2
   exit 1
 fi
-# zlib.crc32 (the store's checksums) came in Node 20.15.
+# The oldest Node the package declares (package.json engines) and is tested on.
 ok=$(node -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 20 || (a === 20 && b >= 15)')
 if [ "$ok" != true ]; then
   echo "error: the Node host needs Node.js 20.15 or newer; this is $(node --version)" >&2

@@ -41,6 +41,10 @@ struct Cache {
     live_bytes: u64,
     /// Intents not (yet) followed by a summary frame of their key.
     pending: BTreeMap<String, Intent>,
+    /// The generation the file began with, if it was written whole
+    /// (compaction, clearing): told apart from a later file that got the
+    /// same inode number.
+    generation: Option<[u8; 8]>,
 }
 
 /// An append about to happen (see the module documentation).
@@ -74,11 +78,32 @@ fn lock<'a, R: Root>(root: &'a R, c: &str, exclusive: bool) -> Result<Held<'a, R
     }
 }
 
+/// The exclusive lock of the index of `c` if nobody holds the lock now.
+fn try_exclusive<'a, R: Root>(root: &'a R, c: &str) -> Result<Option<Held<'a, R>>, RootError> {
+    match Held::try_take(root, &format!("{DIR}/{c}.lock"), true) {
+        Err(e) if e.is_not_found() => Ok(None),
+        other => other,
+    }
+}
+
 /// Marks every summary frame of the index (see `marked`).
 pub const MAGIC: &[u8; 4] = b"ASIX";
 /// Marks an intent frame. (A reader that knows only summary frames skips
 /// these as torn.)
 pub const INTENT_MAGIC: &[u8; 4] = b"ASII";
+/// Marks the generation frame that begins a file written whole: 8 random
+/// bytes.
+pub const GENERATION_MAGIC: &[u8; 4] = b"ASIG";
+/// A removal intent's `length`: the key is about to be removed.
+pub const REMOVAL: u64 = u64::MAX;
+
+fn generation_frame(out: &mut Vec<u8>) -> Result<[u8; 8], RootError> {
+    let g = getrandom::u64()
+        .map_err(|e| RootError::new(crate::ErrorCode::Io, format!("no randomness: {e}")))?
+        .to_le_bytes();
+    marked::encode(GENERATION_MAGIC, &g, out);
+    Ok(g)
+}
 const FRAME_HEADER: usize = marked::HEADER;
 
 /// Frame body: key length (u8), key, summary.
@@ -180,10 +205,43 @@ impl Index {
         if let Some(live) = live
             && size > COMPACT_MIN_BYTES
             && size > 3 * live
+            // Never waits: writers hold shared locks, and a writer that
+            // waited here would hold its key's lock meanwhile.
+            && let Some(exclusive) = try_exclusive(root, c)?
         {
-            self.compact(root, c)?;
+            self.compact_held(root, c, exclusive)?;
         }
         Ok(())
+    }
+
+    /// Settle the intents of writers that died between their intent and
+    /// their summary. Under the index's exclusive lock, taken only if free:
+    /// writers hold the shared lock from intent to summary, so an intent
+    /// still unsettled in the file then is a dead writer's. `decide` says,
+    /// from the histories, what each key's summary is (`key`, its intent,
+    /// the summary it has now); the summaries are written under the same
+    /// lock, before any later writer's intent. Returns whether any was.
+    pub fn settle<R: Root>(
+        &self,
+        root: &R,
+        c: &str,
+        decide: impl Fn(&str, &Intent, Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<bool, RootError> {
+        let Some(_exclusive) = try_exclusive(root, c)? else {
+            return Ok(false);
+        };
+        self.refresh_as(root, c, true)?;
+        let mut frames = Vec::new();
+        for (key, intent, now) in self.pending(c) {
+            if let Some(summary) = decide(&key, &intent, now.as_deref()) {
+                encode(&key, &summary, &mut frames);
+            }
+        }
+        if frames.is_empty() {
+            return Ok(false);
+        }
+        root.append(&log_path(c), &frames, false)?;
+        Ok(true)
     }
 
     /// Entries in descending key order after `after`.
@@ -216,10 +274,22 @@ impl Index {
     /// Rewrite the file with live entries only. Returns the sizes before
     /// and after.
     pub fn compact<R: Root>(&self, root: &R, c: &str) -> Result<(u64, u64), RootError> {
-        let _exclusive = lock(root, c, true)?;
-        self.refresh(root, c)?;
+        let exclusive = lock(root, c, true)?;
+        self.compact_held(root, c, exclusive)
+    }
+
+    fn compact_held<R: Root>(
+        &self,
+        root: &R,
+        c: &str,
+        _exclusive: Held<'_, R>,
+    ) -> Result<(u64, u64), RootError> {
+        // Nobody writes under the exclusive lock: a frame cut short is torn,
+        // and the frames after it are read too.
+        self.refresh_as(root, c, true)?;
         let before = root.stat(&log_path(c))?.map_or(0, |s| s.size);
         let mut bytes = Vec::new();
+        let generation = generation_frame(&mut bytes)?;
         self.with(c, |cache| {
             for (k, s) in &cache.live {
                 encode(k, s, &mut bytes);
@@ -234,6 +304,7 @@ impl Index {
         self.with(c, |cache| {
             cache.id = id;
             cache.offset = bytes.len() as u64;
+            cache.generation = Some(generation);
         });
         Ok((before, bytes.len() as u64))
     }
@@ -241,7 +312,9 @@ impl Index {
     /// Drop every entry (before a rebuild).
     pub fn clear<R: Root>(&self, root: &R, c: &str) -> Result<(), RootError> {
         let _exclusive = lock(root, c, true)?;
-        root.replace(&log_path(c), &[], true)?;
+        let mut bytes = Vec::new();
+        generation_frame(&mut bytes)?;
+        root.replace(&log_path(c), &bytes, true)?;
         self.with(c, |cache| *cache = Cache::default());
         Ok(())
     }
@@ -266,32 +339,66 @@ impl Index {
     /// Read what was appended since the last look (or everything, if the
     /// file was replaced).
     fn refresh<R: Root>(&self, root: &R, c: &str) -> Result<(), RootError> {
+        self.refresh_as(root, c, false)
+    }
+
+    /// [`Index::refresh`]; `complete` when nobody can be writing (under the
+    /// exclusive lock): a frame cut short is then torn, not being written.
+    fn refresh_as<R: Root>(&self, root: &R, c: &str, complete: bool) -> Result<(), RootError> {
         let path = log_path(c);
         let Some(stat) = root.stat(&path)? else {
             self.with(c, |cache| *cache = Cache::default());
             return Ok(());
         };
-        let (id, offset) = self.with(c, |cache| {
+        let (id, offset, generation) = self.with(c, |cache| {
             if cache.id != stat.id || cache.offset > stat.size {
                 *cache = Cache {
                     id: stat.id,
                     ..Cache::default()
                 };
             }
-            (cache.id, cache.offset)
+            (cache.id, cache.offset, cache.generation)
         });
         if stat.size == offset {
             return Ok(());
         }
+        // A file written whole since the last look may have been given the
+        // inode number of the one read (after two compactions): its
+        // generation tells.
+        let mut offset = offset;
+        if let Some(g) = generation {
+            let head = root.read(&path, 0, (marked::HEADER + 8) as u64)?;
+            let (frames, _) = marked::read_any(&[GENERATION_MAGIC], &head, &path, true);
+            if frames.first().map(|(_, b)| *b) != Some(&g[..]) {
+                self.with(c, |cache| {
+                    *cache = Cache {
+                        id: stat.id,
+                        ..Cache::default()
+                    }
+                });
+                offset = 0;
+            }
+        }
         let bytes = root.read(&path, offset, stat.size - offset)?;
         // A torn frame's key keeps its previous summary until its next
         // append, or `fsck --repair`.
-        let (bodies, at) = marked::read_any(&[MAGIC, INTENT_MAGIC], &bytes, &path, false);
+        let (bodies, at) = marked::read_any(
+            &[MAGIC, INTENT_MAGIC, GENERATION_MAGIC],
+            &bytes,
+            &path,
+            complete,
+        );
         self.with(c, |cache| {
             if cache.id != id {
                 return;
             }
             for (kind, body) in bodies {
+                if kind == 2 {
+                    if offset == 0 && body.len() == 8 {
+                        cache.generation = body.try_into().ok();
+                    }
+                    continue;
+                }
                 if kind == 1 {
                     if let Some((key, intent)) = decode_intent(body) {
                         cache.pending.insert(key, intent);

@@ -494,46 +494,36 @@ impl<R: Root> DirStore<R> {
         }
     }
 
-    /// Settle an intent left by a writer (see `index.rs`) if the key's
-    /// writer lock is free: the history decides whether the append was
-    /// made, and the summary that is true is put, under the key's lock so
-    /// that no later writer's frames come before it. Returns whether it
-    /// was settled.
-    fn settle(&self, c: &str, key: &str, intent: &Intent, now: Option<&[u8]>) -> bool {
+    /// What the summary of `key` is, given the intent a dead writer left
+    /// (see `index.rs`): the history decides. Called under the index's
+    /// exclusive lock, when no writer is between an intent and its summary;
+    /// `None` when it cannot be told now (the history cannot be read).
+    fn settle(&self, c: &str, key: &str, intent: &Intent, now: Option<&[u8]>) -> Option<Vec<u8>> {
         let entry = format!("{c}/{key}");
-        let lock = match Held::try_take(&self.root, &format!("{entry}/lock"), false) {
-            Ok(Some(lock)) => Some(lock),
-            // A writer is at work: its own summary frame will settle it.
-            Ok(None) => return false,
-            // The key is gone (removed, or never made).
-            Err(e) if e.is_not_found() || e.code == ErrorCode::Gone => None,
+        let exists = match self.root.stat(&entry) {
+            Ok(s) => s.is_some(),
             Err(e) => {
                 tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
-                return false;
+                return None;
             }
         };
-        let length = match &lock {
-            Some(_) => match self.tail(&entry) {
-                Ok(tail) => tail.count,
-                Err(e) => {
-                    tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
-                    return false;
-                }
-            },
-            None => 0,
-        };
-        let summary: &[u8] = if lock.is_none() {
-            &[]
-        } else if length >= intent.length {
-            &intent.summary
-        } else {
-            now.unwrap_or(&[])
-        };
-        match self.index.put(&self.root, c, key, summary) {
-            Ok(()) => true,
+        if intent.length == crate::index::REMOVAL {
+            // The removal happened if the key is gone.
+            return Some(if exists {
+                now.unwrap_or_default().to_vec()
+            } else {
+                Vec::new()
+            });
+        }
+        if !exists {
+            return Some(Vec::new());
+        }
+        match self.tail(&entry) {
+            Ok(tail) if tail.count >= intent.length => Some(intent.summary.clone()),
+            Ok(_) => Some(now.unwrap_or_default().to_vec()),
             Err(e) => {
                 tracing::warn!(entry, error = %e, "cannot settle an intent in the index");
-                false
+                None
             }
         }
     }
@@ -614,6 +604,7 @@ impl<R: Root> Store for DirStore<R> {
         }
         let count = tail.count;
         if count != seq {
+            self.known().remove(&entry);
             return Err(StoreError::Conflict(format!(
                 "{entry}: append at position {seq}, but the log holds {count} records"
             )));
@@ -639,10 +630,16 @@ impl<R: Root> Store for DirStore<R> {
                 None
             }
         };
-        let size = self
+        let size = match self
             .root
             .append(&format!("{entry}/{LOG}"), &bytes, self.durable)
-            .map_err(|e| store_error(&ctx("appending to"), e))?;
+        {
+            Ok(size) => size,
+            Err(e) => {
+                self.known().remove(&entry);
+                return Err(store_error(&ctx("appending to"), e));
+            }
+        };
         if size != at {
             // Something outside the lock wrote to the log: the frames are
             // where they are, and the next writer's tail check decides.
@@ -690,8 +687,14 @@ impl<R: Root> Store for DirStore<R> {
 
     fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let entry = self.entry(c, k)?;
-        if let Some(read) = self.read_known(&entry, from, limit) {
-            return read;
+        match self.read_known(&entry, from, limit) {
+            Some(Ok(records)) => return Ok(records),
+            // What this store remembered does not hold: forget it, and
+            // let the log and its offsets file decide.
+            Some(Err(_)) => {
+                self.known().remove(&entry);
+            }
+            None => {}
         }
         let idx_len = self.offsets_len(&entry)?;
         // Start at the record's offset if the offsets file has it, else at
@@ -777,15 +780,20 @@ impl<R: Root> Store for DirStore<R> {
                 .map_err(|e| store_error(&format!("reading the index of {c}"), e))
         };
         let entries = scan()?;
-        let pending = self.index.pending(c);
-        if pending.is_empty() {
+        if self.index.pending(c).is_empty() {
             return Ok(entries);
         }
-        let mut settled = false;
-        for (key, intent, now) in pending {
-            settled |= self.settle(c, &key, &intent, now.as_deref());
+        let settled = self.index.settle(&self.root, c, |key, intent, now| {
+            self.settle(c, key, intent, now)
+        });
+        match settled {
+            Ok(true) => scan(),
+            Ok(false) => Ok(entries),
+            Err(e) => {
+                tracing::warn!(collection = c, error = %e, "cannot settle the index's intents");
+                Ok(entries)
+            }
         }
-        if settled { scan() } else { Ok(entries) }
     }
 
     fn reindex(&self, c: &str, k: &str, summary: &[u8]) -> Result<(), StoreError> {
@@ -888,6 +896,19 @@ impl<R: Root> Store for DirStore<R> {
                 "{entry}: expected {expected_length} records, found {length}"
             )));
         }
+        // A removal intent first, as a writer's: a remover killed after the
+        // rename leaves what a reader needs to unlist the key.
+        let removal = Intent {
+            length: crate::index::REMOVAL,
+            summary: Vec::new(),
+        };
+        let index_lock = match self.index.intend(&self.root, c, k, &removal) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::warn!(entry, error = %e, "could not put an intent in the index");
+                None
+            }
+        };
         // Rename first: the key disappears atomically, and a writer waiting
         // for the lock finds its file no longer at the key's path (`gone`).
         // Then unlink the lock file, which a writer that already has the
@@ -902,10 +923,16 @@ impl<R: Root> Store for DirStore<R> {
             .map_err(|e| store_error(&ctx("syncing"), e))?;
         let _ = self.root.remove_file(&format!("{trash}/lock"));
         self.known().remove(&entry);
-        drop(lock);
-        if let Err(e) = self.index.put(&self.root, c, k, &[]) {
+        // Unlisted before the key's lock goes: a key made again under the
+        // same name (an import) is indexed after this.
+        let unindexed = match index_lock {
+            Some(held) => self.index.put_held(&self.root, c, k, &[], held),
+            None => self.index.put(&self.root, c, k, &[]),
+        };
+        if let Err(e) = unindexed {
             tracing::warn!(entry, error = %e, "could not unindex; fsck --repair rebuilds the index");
         }
+        drop(lock);
         self.root
             .remove_tree(&trash)
             .map(|_| ())

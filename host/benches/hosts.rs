@@ -1,7 +1,7 @@
 //! The same workload on every host, side by side in one run, on one disk:
 //! the Rust host (the directory store linked natively), the Node host (jco)
-//! and the Python host (wasmtime-py), both running the composed component
-//! (session + directory store) over their own `root` capability.
+//! and the Python host (wasmtime-py), both running the session-on-root
+//! component (session + directory store) over their own `root` capability.
 //!
 //! ```sh
 //! ./scripts/node-host.sh && ./scripts/python-host.sh   # once: deps, gen/

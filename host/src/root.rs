@@ -168,7 +168,9 @@ impl DirRoot {
     /// and check it is one of the store's.
     fn open_file(&self, path: &str, flags: OFlags) -> Result<File, RootError> {
         let (dir, leaf) = self.parent(path)?;
-        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        // NOCTTY: a terminal planted in the root is refused by the check,
+        // never made this process's controlling terminal by the open.
+        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd =
             rustix::fs::openat(dir.fd(), leaf, flags, FILE_MODE).map_err(|e| self.fail(path, e))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| self.fail(path, e))?;
@@ -332,7 +334,9 @@ impl Root for DirRoot {
         let unique = getrandom::u64().unwrap_or_default();
         // A name of its own per writer: two processes making the same new
         // file (both writing FORMAT) must not rename each other's.
-        let tmp = format!(".{leaf}.{}-{unique:016x}.tmp", std::process::id());
+        // The leaf shortened, so the temporary name stays a valid segment.
+        let stem: String = leaf.chars().take(200).collect();
+        let tmp = format!(".{stem}.{}-{unique:016x}.tmp", std::process::id());
         let written = (|| {
             let fd = rustix::fs::openat(
                 dir.fd(),

@@ -141,7 +141,8 @@ fn a_lost_index_is_rebuilt_and_a_damaged_one_repaired() {
     // A damaged frame (as a writer killed mid-write leaves) is skipped;
     // fsck names the entry it held and --repair restores it.
     let mut bytes = std::fs::read(&index).unwrap();
-    bytes[14] ^= 0xff;
+    let first = bytes.windows(4).position(|w| w == b"ASIX").unwrap();
+    bytes[first + 14] ^= 0xff;
     std::fs::write(&index, &bytes).unwrap();
     let h = host_at(dir.path());
     assert_eq!(

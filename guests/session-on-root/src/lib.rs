@@ -9,7 +9,7 @@
 //! Linked into one module rather than composed from two components
 //! (`wac`): a composition has two linear memories, and jco on Node 20 (no
 //! multi-memory) copies every byte between them in JavaScript, which made
-//! an append 1.7x and a read of the last ten events 3x slower
+//! an append 1.8x and a read of the last ten events 5x slower
 //! (ARCHITECTURE.md, "One directory format").
 
 wit_bindgen::generate!({

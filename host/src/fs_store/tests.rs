@@ -215,6 +215,9 @@ struct Crashy {
     inner: crate::root::DirRoot,
     summaries_fail: std::sync::atomic::AtomicBool,
     logs_fail: std::sync::atomic::AtomicBool,
+    /// Run once, just before the next try of an exclusive lock (a reader
+    /// about to settle intents).
+    before_settling: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl agent_session_dir_store::Root for Crashy {
@@ -262,6 +265,12 @@ impl agent_session_dir_store::Root for Crashy {
         self.inner.remove_tree(p)
     }
     fn lock(&self, p: &str, x: bool, w: bool) -> Result<Option<u64>, RootError> {
+        if x && !w {
+            let hook = self.before_settling.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         self.inner.lock(p, x, w)
     }
     fn unlock(&self, h: u64) {
@@ -277,6 +286,7 @@ fn a_writer_killed_before_its_index_entry_is_listed_right_after() {
         inner: crate::root::DirRoot::open(dir.path()).unwrap(),
         summaries_fail: false.into(),
         logs_fail: false.into(),
+        before_settling: Default::default(),
     };
     let writer = DirStore::open(crashy, true, "test").unwrap();
     writer.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
@@ -318,4 +328,40 @@ fn a_writer_killed_before_its_index_entry_is_listed_right_after() {
     // Compaction keeps what is settled.
     reader.compact("c").unwrap();
     assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), want_after);
+}
+
+#[test]
+fn a_reader_never_settles_an_intent_over_a_newer_summary() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let crashy = |logs_fail: bool| Crashy {
+        inner: crate::root::DirRoot::open(dir.path()).unwrap(),
+        summaries_fail: false.into(),
+        logs_fail: logs_fail.into(),
+        before_settling: Default::default(),
+    };
+    let writer = DirStore::open(crashy(false), true, "test").unwrap();
+    writer.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
+    // A writer dies at its history append: its intent ("done") stays.
+    writer.root().logs_fail.store(true, SeqCst);
+    assert!(writer.append("c", "k", 1, &[rec("x")], b"done").is_err());
+    // A reader sees that intent; before it settles, two other writers
+    // append and index their own summaries.
+    let reader = DirStore::open(crashy(false), true, "test").unwrap();
+    let path = dir.path().to_owned();
+    *reader.root().before_settling.lock().unwrap() = Some(Box::new(move || {
+        let other = FsStore::open(&path).unwrap();
+        other.append("c", "k", 1, &[rec("b")], b"s1").unwrap();
+        other.append("c", "k", 2, &[rec("c")], b"s2").unwrap();
+    }));
+    let listed = |s: &dyn Store| s.scan("c", None, 10).unwrap()[0].summary.clone();
+    let seen = listed(&reader);
+    assert!(
+        seen == b"s0" || seen == b"s2",
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    // Whatever the reader wrote, the newest summary stands.
+    assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), b"s2");
+    assert_eq!(listed(&reader), b"s2");
 }

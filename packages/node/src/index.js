@@ -12,7 +12,7 @@
 // number for a string, -1 for a count, NaN in a JSON value) is refused
 // before the call, as `invalid-input` too (src/args.js).
 
-import { Root, rootImports } from './root.js';
+import { Root, RootError, rootImports } from './root.js';
 import { loadComponent } from './component.js';
 import { ERROR_CODES, SessionError } from './error.js';
 import * as a from './args.js';
@@ -45,10 +45,22 @@ export async function openSessions({ dir, component } = {}) {
   // The first call opens the store (a new root is made one; an old format
   // is migrated). After a lost index file (or a migration) the index is
   // rebuilt in place before anything else runs, as the Rust host does.
-  sessions.list({}, null, 1);
-  if (root.stat(REINDEX) !== null) {
-    sessions.rebuildIndex(false);
-    root.removeFile(REINDEX);
+  try {
+    sessions.list({}, null, 1);
+    // Root.stat answers undefined when nothing is there.
+    if (root.stat(REINDEX) != null) {
+      sessions.rebuildIndex(false);
+      root.removeFile(REINDEX);
+      // Make the removal durable (else a crash brings REINDEX back, and
+      // with it another full rebuild on the next open).
+      root.syncDir('.');
+    }
+  } catch (e) {
+    root.close();
+    if (e instanceof RootError) {
+      throw new SessionError('storage', `rebuilding the index of ${dir}: ${e.message}`);
+    }
+    throw e;
   }
   return sessions;
 }

@@ -35,15 +35,18 @@ import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 
 const {
-  O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK,
+  O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY,
 } = fs.constants;
 
 /** Flags of every directory opened beneath the root. */
 const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK;
 /** Flags added to every file opened beneath the root: a symbolic link is
- * refused, and a FIFO never waited on (the flag changes nothing for a
- * regular file). Node adds O_CLOEXEC to every open. */
-const FILE = O_NOFOLLOW | O_NONBLOCK;
+ * refused, a FIFO or device never waited on, and a terminal never made the
+ * controlling one: the file is opened first and checked after (fstat), so
+ * whatever is there, the open must return at once and take nothing over.
+ * The flags change nothing for a regular file. Node adds O_CLOEXEC to
+ * every open. */
+const FILE = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
 const FILE_MODE = 0o644;
 
 /** A valid path segment (WIT: `[A-Za-z0-9._-]`, 1 to 255 bytes). */
@@ -305,7 +308,7 @@ export class Root {
     }
   }
 
-  /** Open the file at `path` with `flags` (plus O_NOFOLLOW | O_NONBLOCK),
+  /** Open the file at `path` with `flags` (plus O_NOFOLLOW | O_NONBLOCK | O_NOCTTY),
    * check it, and run `fn(fd, stats, dirfd, name)`; the file is closed
    * after, unless `keep` and `fn` returned the descriptor itself. */
   #withFile(path, flags, fn, { keep = false, unlinked } = {}) {

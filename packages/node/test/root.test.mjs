@@ -292,6 +292,26 @@ async function child(role, args) {
       say(h === undefined ? 'none' : 'granted');
       return;
     }
+    case 'remove-tree-race': {
+      // remove-tree `t` while, between the look at `t/sub` (a directory)
+      // and its open, `sub` becomes a link to the FIFO `args[1]` outside.
+      const imports = rootImports(new Root(args[0]));
+      const open = fs.openSync;
+      let swapped = 0;
+      fs.openSync = (p, ...rest) => {
+        const where = Buffer.isBuffer(p) ? p.toString() : String(p);
+        if (swapped === 0 && where.endsWith('/sub')) {
+          swapped++;
+          fs.rmdirSync(where);
+          fs.symlinkSync(args[1], where);
+        }
+        return open(p, ...rest);
+      };
+      const removed = imports.removeTree('t');
+      fs.openSync = open;
+      say(JSON.stringify({ removed, swapped }));
+      return;
+    }
     default:
       throw new Error(`unknown child role ${role}`);
   }
@@ -711,6 +731,61 @@ describe('root', () => {
     mkfifo(path.join(dir, 'd/sub/q'), 0o644);
     assert.equal(r.removeTree('d'), true);
     assert.deepEqual(r.list('.').sort(), ['f', 'p']);
+  });
+
+  test('remove-tree never opens a FIFO nor follows a link, even to a directory swapped meanwhile', (t) => {
+    // Run in a child process killed after a bound: a walk that opened a
+    // FIFO would block forever.
+    const tmp = tempRoot(t);
+    const outside = path.join(tmp, 'outside');
+    const tree = path.join(tmp, 'root/t');
+    fs.mkdirSync(outside);
+    mkfifo(path.join(outside, 'fifo'), 0o644);
+    fs.mkdirSync(path.join(tree, 'sub'), { recursive: true });
+    fs.mkdirSync(path.join(tree, 'd'));
+    mkfifo(path.join(tree, 'q'), 0o644);
+    mkfifo(path.join(tree, 'd/q'), 0o644);
+    fs.symlinkSync(path.join(outside, 'fifo'), path.join(tree, 'link'));
+    fs.symlinkSync('../../../outside/fifo', path.join(tree, 'd/link'));
+    fs.writeFileSync(path.join(tree, 'd/f'), 'x');
+    const done = runChild('remove-tree-race', [path.join(tmp, 'root'), path.join(outside, 'fifo')], 20_000);
+    assert.equal(done.signal, null, `the child was killed (blocked on a FIFO?); stderr: ${done.stderr}`);
+    assert.equal(done.status, 0, done.stderr);
+    assert.deepEqual(JSON.parse(done.stdout), { removed: true, swapped: 1 });
+    assert.deepEqual(fs.readdirSync(path.join(tmp, 'root')), []);
+    assert.ok(fs.lstatSync(path.join(outside, 'fifo')).isFIFO());
+    assert.deepEqual(fs.readdirSync(outside), ['fifo']);
+  });
+
+  test('every file open carries O_NOFOLLOW | O_NONBLOCK | O_NOCTTY', (t) => {
+    // Whatever is there when the file is opened (a link, a FIFO, a device,
+    // a terminal), the open neither follows it, nor waits, nor makes a
+    // terminal the controlling one, before fstat refuses it. (A terminal
+    // cannot be planted in a test: a pts node made with mknod outside
+    // devpts does not open.)
+    const { O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
+    const r = openRoot(t, tempRoot(t));
+    const opened = [];
+    const open = fs.openSync;
+    fs.openSync = (p, flags, ...rest) => {
+      if ((flags & O_DIRECTORY) === 0) opened.push([path.basename(String(p)), flags]);
+      return open(p, flags, ...rest);
+    };
+    try {
+      r.createDir('d', false);
+      r.append('d/f', new Uint8Array([1, 2, 3]), true);
+      r.writeAt('d/f', 1n, new Uint8Array([4]));
+      r.truncate('d/f', 1n, true);
+      r.read('d/f', 0n, 10n);
+      r.replace('d/g', new Uint8Array([5]), true);
+      r.unlock(r.lock('d/l', true, false));
+    } finally {
+      fs.openSync = open;
+    }
+    const names = new Set(opened.map(([n]) => n));
+    assert.ok(names.has('f') && names.has('l') && [...names].some((n) => n.startsWith('.g.')), [...names].join(' '));
+    const need = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+    for (const [name, flags] of opened) assert.equal(flags & need, need, `${name} opened with ${flags.toString(8)}`);
   });
 
   test('a path is resolved again from the root each call: a directory moved away is not followed', (t) => {

@@ -235,6 +235,37 @@ test('a lost index is rebuilt when the directory is opened', async (t) => {
   assert.equal(fs.existsSync(path.join(dir, 'REINDEX')), false);
 });
 
+test('the index is rebuilt on open only when REINDEX is there', async (t) => {
+  const rebuild = Sessions.prototype.rebuildIndex;
+  const rebuilds = [];
+  Sessions.prototype.rebuildIndex = function (...args) {
+    rebuilds.push(args);
+    return rebuild.apply(this, args);
+  };
+  t.after(() => {
+    Sessions.prototype.rebuildIndex = rebuild;
+  });
+  const dir = tempRoot(t);
+  const opened = [];
+  t.after(() => opened.forEach((s) => s.close()));
+  const reopen = async () => {
+    const s = await openSessions({ dir });
+    opened.push(s);
+    return s;
+  };
+  const id = (await reopen()).start({ task: 'one' }).id;
+  assert.deepEqual(rebuilds, []);
+  await reopen();
+  assert.deepEqual(rebuilds, [], 'a plain reopen rebuilt the index');
+  fs.writeFileSync(path.join(dir, 'REINDEX'), '');
+  const again = await reopen();
+  assert.deepEqual(rebuilds, [[false]]);
+  assert.equal(fs.existsSync(path.join(dir, 'REINDEX')), false);
+  assert.deepEqual(again.list().sessions.map((x) => x.id), [id]);
+  await reopen();
+  assert.equal(rebuilds.length, 1);
+});
+
 test('the component can be given as a transpiled module or as a .wasm', async (t) => {
   const viaDir = await open(t, { component: path.join(PKG, 'gen') });
   assert.equal(viaDir.start({ task: 'from gen/' }).status, 'active');

@@ -9,11 +9,15 @@ Why it is written this way:
   link to a file elsewhere, a FIFO), nothing outside it may be read,
   written or removed. So the root is opened once, and every path is
   resolved from that descriptor one segment at a time with
-  ``openat(O_NOFOLLOW | O_DIRECTORY)``; the last segment is opened with
-  ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO never blocks a call) and the open file
-  is checked with ``fstat``: a regular file with at most one link, owned by
-  the root's owner or by the user running the host. A symbolic link
-  anywhere on a path is refused, even one that points inside the root.
+  ``openat(O_NOFOLLOW | O_DIRECTORY)``; the last segment is checked with
+  ``fstatat`` before it is opened, opened with ``O_NOFOLLOW | O_NONBLOCK |
+  O_NOCTTY`` (a FIFO swapped in meanwhile never blocks a call, a terminal
+  never becomes the controlling one) and checked again with ``fstat``: a
+  regular file with at most one link, owned by the root's owner or by the
+  user running the host. A symbolic link anywhere on a path is refused,
+  even one that points inside the root. ``remove_tree`` walks the tree the
+  same way, by descriptors, unlinking every non-directory by name without
+  opening it.
 - Locks. ``lock`` uses ``flock`` on the lock file itself, as the Rust host
   does on the same files, so the Python, Node and Rust hosts exclude each
   other on one directory. ``flock`` locks belong to an open file, so each
@@ -25,8 +29,8 @@ Why it is written this way:
   directory.
 
 ``root_imports`` adapts a :class:`Root` to wasmtime-py's component linker.
-Requires Python 3.11 (``shutil.rmtree`` with ``dir_fd``) and Linux or
-another system with ``O_NOFOLLOW``, ``O_DIRECTORY`` and ``flock``.
+Requires Linux or another system with ``O_NOFOLLOW``, ``O_DIRECTORY``,
+``O_NOCTTY`` and ``flock``.
 Where ``interface root`` leaves room, this module does what
 ``tests/root/cases.json`` pins down (see ``tests/root/README.md``).
 """
@@ -38,9 +42,7 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
 import stat as st_mode
-import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -54,8 +56,13 @@ __all__ = ["Root", "RootError", "root_imports", "ROOT"]
 ROOT = "agent:session/root@0.3.0"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Every directory opened beneath the root: never a symbolic link, never
+# anything but a directory, and (O_NONBLOCK) never a wait, whatever is there.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Added to every file opened beneath the root: a symbolic link is refused,
+# a FIFO never waited on, a terminal never made the controlling one (the
+# flags change nothing for a regular file).
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
 # Longest part of a file's name kept in its temporary file's name, so that
 # `.<name>.<pid>-<hex>.tmp` stays within 255 bytes.
@@ -376,8 +383,7 @@ class Root:
             if info is not None:
                 self._check("replace", path, info)
             tmp = f".{name[:_TMP_NAME_MAX]}.{os.getpid()}-{secrets.token_hex(6)}.tmp"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, 0o644, dir_fd=parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o644, dir_fd=parent)
             try:
                 try:
                     view = memoryview(bytes(data))
@@ -513,17 +519,26 @@ class Root:
             if not st_mode.S_ISDIR(info.st_mode):
                 what = "a symbolic link" if st_mode.S_ISLNK(info.st_mode) else "not a directory"
                 raise RootError("refused", f"remove-tree {path} in {self.path}: {what}")
-
-            def onexc(_fn: Any, _p: Any, exc: BaseException) -> None:
-                if not isinstance(exc, FileNotFoundError):  # removed meanwhile
-                    raise exc
-
-            # With dir_fd, rmtree walks by descriptors and never follows a
-            # link (it refuses a top entry swapped for one).
-            if sys.version_info >= (3, 12):
-                shutil.rmtree(name, onexc=onexc, dir_fd=parent)
-            else:
-                shutil.rmtree(name, onerror=lambda f, p, info: onexc(f, p, info[1]), dir_fd=parent)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                # Swapped for something else since the stat: refused, as
+                # it would have been then.
+                raise RootError(
+                    "refused", f"remove-tree {path} in {self.path}: no longer a directory"
+                ) from None
+            try:
+                _remove_contents(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.rmdir(name, dir_fd=parent)
+            except FileNotFoundError:  # removed meanwhile
+                pass
             return True
         except OSError as e:
             raise self._fail("remove-tree", path, e) from None
@@ -587,6 +602,55 @@ class Root:
             fd = self._locks.pop(handle, None)
         if fd is not None:
             os.close(fd)
+
+
+def _remove_contents(fd: int) -> None:
+    """Remove everything in the directory open as ``fd``, never following
+    a symbolic link and never opening anything but a directory: each entry
+    is looked at with ``fstatat`` (no follow); a non-directory (a file, a
+    symbolic link, a FIFO, a device) is unlinked by name, a directory
+    removed by :func:`_remove_dir`. What disappears meanwhile is skipped."""
+    for name in os.listdir(fd):
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not st_mode.S_ISDIR(info.st_mode):
+            try:
+                os.unlink(name, dir_fd=fd)
+                continue
+            except FileNotFoundError:
+                continue
+            except IsADirectoryError:
+                pass  # swapped for a directory meanwhile: removed as one
+        _remove_dir(fd, name)
+
+
+def _remove_dir(parent: int, name: str) -> None:
+    """Remove the directory ``name`` in ``parent`` and everything in it. It
+    is opened with ``_DIR_FLAGS``, so an entry swapped meanwhile for a
+    symbolic link or anything else is not entered (the open fails at once,
+    even on a FIFO) but unlinked like any other."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        try:
+            os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        _remove_contents(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except FileNotFoundError:
+        pass
 
 
 # -- wasmtime-py glue -----------------------------------------------------

@@ -78,6 +78,10 @@ def open_sessions(
         if root.stat(REINDEX) is not None:
             sessions.rebuild_index(dry_run=False)
             root.remove_file(REINDEX)
+            if durable:
+                # Make the removal durable (else a crash brings REINDEX back,
+                # and with it another full rebuild on the next open).
+                root.sync_dir(".")
     except RootError as e:
         raise SessionError("storage", f"rebuilding the index of {directory}: {e.message}") from None
     return sessions

@@ -340,6 +340,97 @@ def test_lock_released_when_holder_killed(root: Root) -> None:
         p.wait()
 
 
+# -- remove-tree and what it must never open ----------------------------
+
+_REMOVE_TREE_RACE = """
+import json, os
+from agent_session._root import Root
+root_dir, outside_fifo = sys.argv[1], sys.argv[2]
+r = Root(root_dir)
+real_open, swapped = os.open, []
+
+def racing_open(path, flags, mode=0o777, *, dir_fd=None):
+    # The race a walk must survive: between the look at "sub" (a directory)
+    # and its open, "sub" becomes a link to a FIFO outside the root.
+    if path == "sub" and dir_fd is not None and not swapped:
+        os.rmdir("sub", dir_fd=dir_fd)
+        os.symlink(outside_fifo, "sub", dir_fd=dir_fd)
+        swapped.append(path)
+    return real_open(path, flags, mode, dir_fd=dir_fd)
+
+os.open = racing_open
+print(json.dumps({"removed": r.remove_tree("t"), "swapped": swapped}), flush=True)
+"""
+
+
+def test_remove_tree_never_opens_a_fifo_or_follows_a_link(tmp_path: Path) -> None:
+    """A FIFO in the tree, a link to a FIFO outside it, and a directory
+    swapped for such a link while the tree is walked: all removed (the
+    links, not their targets), nothing opened, so nothing waits. Run in a
+    child process, killed after a bound: a walk that opened a FIFO would
+    block forever."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "fifo", 0o644)
+    t = tmp_path / "root" / "t"
+    (t / "sub").mkdir(parents=True)
+    (t / "d").mkdir()
+    os.mkfifo(t / "q", 0o644)
+    os.mkfifo(t / "d" / "q", 0o644)
+    (t / "link").symlink_to(outside / "fifo")
+    (t / "d" / "link").symlink_to("../../../outside/fifo")
+    (t / "d" / "f").write_text("x")
+    prelude = f"import sys; sys.path.insert(0, {str(PACKAGE)!r})\n"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", prelude + _REMOVE_TREE_RACE, str(tmp_path / "root"), str(outside / "fifo")],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("remove_tree blocked (it opened a FIFO)")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"removed": True, "swapped": ["sub"]}
+    assert not os.path.lexists(t)
+    assert os.listdir(tmp_path / "root") == []
+    assert stat.S_ISFIFO(os.lstat(outside / "fifo").st_mode)
+    assert os.listdir(outside) == ["fifo"]
+
+
+def test_every_file_open_cannot_wait_follow_or_take_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, root: Root
+) -> None:
+    """Every open of a non-directory beneath the root carries O_NOFOLLOW,
+    O_NONBLOCK and O_NOCTTY: whatever is found there (a link, a FIFO, a
+    device, a terminal swapped in after the check), the open neither follows
+    it, nor waits, nor makes a terminal the controlling one before the
+    check refuses it. (A terminal cannot be planted in a test: a pts node
+    made with mknod outside devpts does not open.)"""
+    opened: List[Tuple[str, int]] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, mode: int = 0o777, *, dir_fd: Optional[int] = None) -> int:
+        if not flags & os.O_DIRECTORY:
+            opened.append((str(path), flags))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(_root.os, "open", spy)
+    root.create_dir("d", False)
+    root.append("d/f", b"abc", True)
+    root.write_at("d/f", 1, b"x")
+    root.truncate("d/f", 1, True)
+    root.read("d/f", 0, 10)
+    root.replace("d/g", b"g", True)
+    root.unlock(root.lock("d/l", True, False))
+    monkeypatch.undo()
+    names = {name for name, _ in opened}
+    assert {"f", "l"} <= names and any(n.startswith(".g.") for n in names), names  # .g.*: replace's temporary
+    need = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    for name, flags in opened:
+        assert flags & need == need, f"{name} opened with {flags:#o}"
+
+
 # -- crash semantics -----------------------------------------------------
 
 RECORD = 64  # divides the page size: see test_killed_appender

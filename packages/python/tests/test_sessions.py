@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from agent_session import SessionError, open_sessions
+from agent_session import IndexReport, SessionError, Sessions, open_sessions
 
 REPO = Path(__file__).resolve().parents[3]
 CLI = REPO / "target" / "release" / "agent-session"
 
 
 def test_a_snapshot_that_cannot_be_read_is_replayed(tmp_path: Path) -> None:
-    # The component replays the history when `get` answers an io error for
-    # the snapshot: this needs the store-error to reach it (see _values.Err).
+    # The directory store answers a damaged snapshot with an io error, and the
+    # engine replays the history instead: the damage must be seen, not
+    # mistaken for a missing file.
     sessions = open_sessions(tmp_path)
     s = sessions.start("long", max_iterations=50)
     for i in range(20):
@@ -40,6 +41,30 @@ def test_a_lost_index_is_rebuilt_on_open(tmp_path: Path) -> None:
     reopened = open_sessions(tmp_path)
     assert {s.id for s in reopened.list().sessions} == ids
     assert not (tmp_path / "REINDEX").exists()
+
+
+def test_the_index_is_rebuilt_on_open_only_when_reindex_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rebuilds = []
+    rebuild = Sessions.rebuild_index
+
+    def counted(self: Sessions, dry_run: bool = False) -> IndexReport:
+        rebuilds.append(dry_run)
+        return rebuild(self, dry_run)
+
+    monkeypatch.setattr(Sessions, "rebuild_index", counted)
+    ids = {open_sessions(tmp_path).start("a").id}
+    assert rebuilds == []
+    open_sessions(tmp_path)
+    assert rebuilds == [], "a plain reopen rebuilt the index"
+    (tmp_path / "REINDEX").write_bytes(b"")
+    reopened = open_sessions(tmp_path)
+    assert rebuilds == [False]
+    assert not (tmp_path / "REINDEX").exists()
+    assert {s.id for s in reopened.list().sessions} == ids
+    open_sessions(tmp_path)
+    assert rebuilds == [False]
 
 
 def test_errors_carry_their_case(tmp_path: Path) -> None:
