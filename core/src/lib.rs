@@ -19,6 +19,7 @@
 //! # Ok::<(), agent_session_core::SessionError>(())
 //! ```
 
+pub mod address;
 pub mod codec;
 mod engine;
 mod error;

@@ -89,6 +89,22 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// Whether webhooks may be sent to `url` under the address policy with the
+/// exceptions `allow` (see [`crate::address`]): `invalid-input` says why
+/// not. The check every host makes when an endpoint is set.
+pub fn check_url(url: &str, allow: &[String]) -> Result<(), SessionError> {
+    let mut policy = crate::address::AddressPolicy::new();
+    for rule in allow {
+        let rule = rule
+            .parse()
+            .map_err(|e: String| SessionError::InvalidInput(format!("webhook allow rule: {e}")))?;
+        policy = policy.allow(rule);
+    }
+    policy
+        .check_url(url)
+        .map_err(|r| SessionError::InvalidInput(r.to_string()))
+}
+
 /// Check the authority (what follows the scheme, up to the path) of a
 /// webhook url: no user name or password (a secret in a url ends up in
 /// logs, and `https://trusted@other/` dials `other`); an IPv6 literal

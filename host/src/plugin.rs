@@ -647,6 +647,17 @@ impl sessions::Host for PluginState {
     fn import(&mut self, _: String) -> Result<wit::Session, wit::SessionError> {
         not_granted("import")
     }
+    fn check_webhook_url(
+        &mut self,
+        url: String,
+        allow: Vec<String>,
+    ) -> Result<(), wit::SessionError> {
+        // A pure judgement: nothing of the host's is reached.
+        agent_session_core::webhook::check_url(&url, &allow).map_err(|e| match e {
+            agent_session_core::SessionError::InvalidInput(m) => wit::SessionError::InvalidInput(m),
+            other => wit::SessionError::InvalidInput(other.to_string()),
+        })
+    }
     fn set_webhook(
         &mut self,
         _: wit::WebhookConfig,

@@ -685,6 +685,13 @@ impl SessionHost {
             .map(from_wit_webhook)
     }
 
+    /// Whether webhooks may be sent to `url` under the address policy with
+    /// the exceptions `allow` (the check a host makes before
+    /// [`SessionHost::set_webhook`]; the CLI also resolves host names).
+    pub fn check_webhook_url(&self, url: &str, allow: &[String]) -> Result<(), Error> {
+        self.call(|g, s| g.call_check_webhook_url(s, url, allow))
+    }
+
     /// The webhook endpoint, if one is set.
     pub fn get_webhook(&self) -> Result<Option<WebhookConfig>, Error> {
         self.call(|g, s| g.call_get_webhook(s))

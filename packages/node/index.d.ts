@@ -193,6 +193,10 @@ export interface OpenOptions {
   /** Instead of the package's build: the module jco generated (its .js file or
    * directory), or a component .wasm to transpile now. */
   component?: string;
+  /** Exceptions to the webhook address policy `setWebhook` applies
+   * (addresses, ranges like `10.0.0.0/8`, host names), as the CLI's
+   * `--webhook-allow`. Default: none. */
+  webhookAllow?: string[];
 }
 
 /** The session API over one directory; every method is synchronous. */
@@ -227,7 +231,12 @@ export interface Sessions {
   export(id: string): ExportDocument;
   import(document: ExportDocument): Session;
 
+  /** Set the endpoint; an enabled one must pass `checkWebhookUrl` with the
+   * `webhookAllow` exceptions given to `openSessions`. */
   setWebhook(config: WebhookInput): WebhookConfig;
+  /** Whether webhooks may be sent to `url` under the address policy with
+   * the exceptions `allow`; throws `SessionError('invalid-input')` if not. */
+  checkWebhookUrl(url: string, allow?: string[]): void;
   getWebhook(): WebhookConfig | null;
   clearWebhook(): void;
 

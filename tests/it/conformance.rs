@@ -106,6 +106,7 @@ impl Host for Native {
             "rebuild-index" => out(self.0.reindex(arg(a, 0)?)?),
             "import" => out(self.0.import(arg(a, 0)?)?),
             "set-webhook" => out(self.0.set_webhook(arg(a, 0)?)?),
+            "check-webhook-url" => out(agent_session_core::webhook::check_url(&arg::<String>(a, 0)?, &arg::<Vec<String>>(a, 1)?)?),
         })
     }
 }
@@ -126,6 +127,7 @@ impl Host for Component {
             "rebuild-index" => out(self.0.rebuild_index(arg(a, 0)?)?),
             "import" => out(self.0.import(&arg::<Value>(a, 0)?)?),
             "set-webhook" => out(self.0.set_webhook(&arg::<WebhookConfig>(a, 0)?)?),
+            "check-webhook-url" => out(self.0.check_webhook_url(&arg::<String>(a, 0)?, &arg::<Vec<String>>(a, 1)?)?),
         })
     }
 }

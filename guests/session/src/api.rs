@@ -297,6 +297,10 @@ impl Guest for Component {
         engine().set_webhook(config).map(webhook).map_err(err)
     }
 
+    fn check_webhook_url(url: String, allow: Vec<String>) -> R<()> {
+        core::webhook::check_url(&url, &allow).map_err(err)
+    }
+
     fn get_webhook() -> R<Option<wit::WebhookConfig>> {
         engine().get_webhook().map(|c| c.map(webhook)).map_err(err)
     }

@@ -218,17 +218,14 @@ impl Sender {
         let url = reqwest::Url::parse(url)
             .map_err(|e| EndpointError::Unresolved(format!("{url:?} is not a URL: {e}")))?;
         let policy = &self.inner.config.policy;
-        policy.check_url(&url).map_err(EndpointError::Refused)?;
+        policy::check_url(policy, &url).map_err(EndpointError::Refused)?;
         let Some(url::Host::Domain(host)) = url.host() else {
             return Ok(());
         };
         if policy.allows_host(host) {
             return Ok(());
         }
-        match policy
-            .resolve(host, url.port_or_known_default().unwrap_or(0))
-            .await
-        {
+        match policy::resolve(policy, host, url.port_or_known_default().unwrap_or(0)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(match e.downcast::<Refused>() {
                 Ok(r) => EndpointError::Refused(*r),
@@ -677,11 +674,7 @@ impl Sender {
 
     async fn post(&self, n: &Notification) -> Result<reqwest::Response, SendError> {
         let url = reqwest::Url::parse(&n.url).map_err(|e| SendError::Other(e.to_string()))?;
-        self.inner
-            .config
-            .policy
-            .check_url(&url)
-            .map_err(SendError::Refused)?;
+        policy::check_url(&self.inner.config.policy, &url).map_err(SendError::Refused)?;
         let ts = now_ms() / 1000;
         let sig = signature(&n.secret, &n.id, ts, &n.body).map_err(SendError::Permanent)?;
         self.inner

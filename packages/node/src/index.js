@@ -28,20 +28,24 @@ const REINDEX = 'REINDEX';
  * Open the sessions stored in `dir` (created if needed). A root whose
  * index must be rebuilt (after a lost index file) is reindexed first, as
  * the Rust host does.
- * @param {{ dir: string, component?: string }} options `component`: the
+ * @param {{ dir: string, component?: string, webhookAllow?: string[] }} options
+ *   `webhookAllow`: exceptions to the webhook address policy that
+ *   `setWebhook` applies (addresses, ranges, host names; as the CLI's
+ *   `--webhook-allow`). `component`: the
  *   module jco generated (file or directory) or a component `.wasm`, instead
  *   of the package's build.
  * @returns {Promise<Sessions>}
  */
-export async function openSessions({ dir, component } = {}) {
+export async function openSessions({ dir, component, webhookAllow = [] } = {}) {
   if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
+  const allow = a.strings(webhookAllow, 'openSessions: webhookAllow');
   let root;
   try {
     root = new Root(dir);
   } catch (e) {
     throw new SessionError('storage', `opening the session store at ${dir}: ${e.message}`);
   }
-  const sessions = new Sessions(await loadComponent(component), root);
+  const sessions = new Sessions(await loadComponent(component), root, allow);
   // The first call opens the store (a new root is made one; an old format
   // is migrated). After a lost index file (or a migration) the index is
   // rebuilt in place before anything else runs, as the Rust host does.
@@ -120,12 +124,14 @@ export class Sessions {
    * between calls); dropped after a trap. */
   #exports = null;
   #root;
+  #webhookAllow;
 
   /** @internal use `openSessions` */
-  constructor(component, root) {
+  constructor(component, root, webhookAllow = []) {
     this.#component = component;
     this.#imports = { root: rootImports(root) };
     this.#root = root;
+    this.#webhookAllow = webhookAllow;
   }
 
   #call(name, ...args) {
@@ -427,13 +433,33 @@ export class Sessions {
    */
   setWebhook(config) {
     const c = a.record(config, 'set-webhook: config');
-    return webhook(
-      this.#call('setWebhook', {
-        url: a.str(c.url, 'set-webhook: config.url'),
-        secret: a.str(c.secret, 'set-webhook: config.secret'),
-        eventKinds: a.strings(c.eventKinds ?? [], 'set-webhook: config.event-kinds'),
-        enabled: a.bool(c.enabled ?? true, 'set-webhook: config.enabled'),
-      }),
+    const wit = {
+      url: a.str(c.url, 'set-webhook: config.url'),
+      secret: a.str(c.secret, 'set-webhook: config.secret'),
+      eventKinds: a.strings(c.eventKinds ?? [], 'set-webhook: config.event-kinds'),
+      enabled: a.bool(c.enabled ?? true, 'set-webhook: config.enabled'),
+    };
+    // The address policy, with this host's exceptions (`webhookAllow`),
+    // as every host applies it when an endpoint is set.
+    if (wit.enabled) this.checkWebhookUrl(wit.url, this.#webhookAllow);
+    return webhook(this.#call('setWebhook', wit));
+  }
+
+  /**
+   * Whether webhooks may be sent to `url` under the address policy, with
+   * the exceptions `allow` (addresses, ranges like `10.0.0.0/8`, host
+   * names): http(s), and an IP-address host (any form) that is not
+   * loopback, private, link-local or another special-purpose address
+   * unless allowed. Host names pass (checked where they are dialled).
+   * Throws `SessionError('invalid-input')` saying why not.
+   * @param {string} url
+   * @param {string[]} [allow]
+   */
+  checkWebhookUrl(url, allow = []) {
+    this.#call(
+      'checkWebhookUrl',
+      a.str(url, 'check-webhook-url: url'),
+      a.strings(allow, 'check-webhook-url: allow'),
     );
   }
 

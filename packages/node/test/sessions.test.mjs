@@ -332,3 +332,22 @@ test('a listing names the sessions whose history cannot be read', async (t) => {
   assert.equal(page.unreadable.length, 1);
   assert.ok(page.unreadable[0].startsWith(`${bad}: `), page.unreadable[0]);
 });
+
+test('setWebhook applies the address policy, with the exceptions given to openSessions', async (t) => {
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  const s = await open(t);
+  for (const url of ['http://127.0.0.1:9/hook', 'http://127.1/hook', 'http://[::1]/', 'http://169.254.169.254/']) {
+    assert.throws(
+      () => s.setWebhook({ url, secret }),
+      (e) => e instanceof SessionError && e.code === 'invalid-input' && /refused to send a webhook/.test(e.message),
+      url,
+    );
+  }
+  assert.equal(s.getWebhook(), null, 'nothing was set');
+  // A disabled endpoint is only stored; a name is checked where it is dialled.
+  assert.equal(s.setWebhook({ url: 'http://127.0.0.1:9/hook', secret, enabled: false }).enabled, false);
+  assert.equal(s.setWebhook({ url: 'https://hooks.example.com/a', secret }).enabled, true);
+  const allowed = await open(t, { webhookAllow: ['127.0.0.1'] });
+  assert.equal(allowed.setWebhook({ url: 'http://127.0.0.1:9/hook', secret }).url, 'http://127.0.0.1:9/hook');
+  await assert.rejects(openSessions({ dir: tempRoot(t), webhookAllow: '127.0.0.1' }), SessionError);
+});

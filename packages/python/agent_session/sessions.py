@@ -54,22 +54,29 @@ def component_path(component: Optional[PathLike] = None) -> Path:
 
 
 def open_sessions(
-    directory: PathLike, *, component: Optional[PathLike] = None, durable: bool = True
+    directory: PathLike,
+    *,
+    component: Optional[PathLike] = None,
+    durable: bool = True,
+    webhook_allow: Sequence[str] = (),
 ) -> "Sessions":
     """The sessions stored in ``directory`` (created if needed), in the same
     format as the Rust host, which may use the directory at the same time.
 
     ``durable=False`` acknowledges appends before ``fdatasync`` (they survive
     a crash of the process, not of the machine): for tests and throwaway
-    sessions. The component is compiled once per process.
+    sessions. ``webhook_allow``: exceptions to the webhook address policy
+    that ``set_webhook`` applies (addresses, ranges, host names; as the
+    CLI's ``--webhook-allow``). The component is compiled once per process.
     """
+    allow = a.strings(webhook_allow, "open_sessions: webhook_allow")
     path = component_path(component)
     try:
         root = Root(os.fspath(directory))
     except OSError as e:
         raise SessionError("storage", f"opening the session store at {directory}: {e}") from None
     runtime = Runtime(compiled(str(path)), root, durable)
-    sessions = Sessions(runtime)
+    sessions = Sessions(runtime, allow)
     # The first call opens the store (a new root is made one; an old format
     # is migrated). After a lost index file (or a migration) the index is
     # rebuilt in place before anything else runs, as the Rust host does.
@@ -168,8 +175,9 @@ class Sessions:
     wasmtime's error instead.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, webhook_allow: Sequence[str] = ()) -> None:
         self._runtime = runtime
+        self._webhook_allow = list(webhook_allow)
 
     def close(self) -> None:
         """Let go of this object's notification intake segment, so that the
@@ -432,7 +440,24 @@ class Sessions:
             event_kinds=a.strings(event_kinds, "set-webhook: config.event-kinds"),
             enabled=a.boolean(enabled, "set-webhook: config.enabled"),
         )
+        # The address policy, with this host's exceptions (webhook_allow),
+        # as every host applies it when an endpoint is set.
+        if config.enabled:
+            self.check_webhook_url(config.url, self._webhook_allow)
         return _webhook(self._call("set-webhook", config))
+
+    def check_webhook_url(self, url: str, allow: Sequence[str] = ()) -> None:
+        """Whether webhooks may be sent to ``url`` under the address policy,
+        with the exceptions ``allow`` (addresses, ranges like ``10.0.0.0/8``,
+        host names): http(s), and an IP-address host (any form) that is not
+        loopback, private, link-local or another special-purpose address
+        unless allowed. Host names pass (checked where they are dialled).
+        Raises ``SessionError('invalid-input')`` saying why not."""
+        self._call(
+            "check-webhook-url",
+            a.string(url, "check-webhook-url: url"),
+            a.strings(allow, "check-webhook-url: allow"),
+        )
 
     def get_webhook(self) -> Optional[WebhookConfig]:
         """The webhook endpoint, if one is set."""

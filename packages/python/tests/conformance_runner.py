@@ -68,6 +68,7 @@ _OPS: Dict[str, Callable[[Sessions, List[Any]], Any]] = {
     "export": lambda s, a: s.export(_at(a, 0)),
     "import": lambda s, a: s.import_(_at(a, 0)),
     "set-webhook": lambda s, a: s.set_webhook(**_record(a, 0)),
+    "check-webhook-url": lambda s, a: s.check_webhook_url(a[0], a[1]),
     "get-webhook": lambda s, a: s.get_webhook(),
     "clear-webhook": lambda s, a: s.clear_webhook(),
     "is-resumable": lambda s, a: s.is_resumable(_at(a, 0)),

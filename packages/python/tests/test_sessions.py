@@ -241,3 +241,20 @@ def test_a_listing_names_the_sessions_whose_history_cannot_be_read(tmp_path: Pat
     assert [s.id for s in page.sessions] == [good]
     assert len(page.unreadable) == 1
     assert page.unreadable[0].startswith(f"{bad}: ")
+
+
+def test_set_webhook_applies_the_address_policy_with_the_hosts_exceptions(tmp_path: Path) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    s = open_sessions(tmp_path / "a")
+    for url in ["http://127.0.0.1:9/hook", "http://127.1/hook", "http://[::1]/", "http://169.254.169.254/"]:
+        with pytest.raises(SessionError) as e:
+            s.set_webhook(url=url, secret=secret)
+        assert e.value.code == "invalid-input" and "refused to send a webhook" in e.value.message, url
+    assert s.get_webhook() is None, "nothing was set"
+    # A disabled endpoint is only stored; a name is checked where it is dialled.
+    assert s.set_webhook(url="http://127.0.0.1:9/hook", secret=secret, enabled=False).enabled is False
+    assert s.set_webhook(url="https://hooks.example.com/a", secret=secret).enabled is True
+    allowed = open_sessions(tmp_path / "b", webhook_allow=["127.0.0.1"])
+    assert allowed.set_webhook(url="http://127.0.0.1:9/hook", secret=secret).url == "http://127.0.0.1:9/hook"
+    with pytest.raises(SessionError):
+        open_sessions(tmp_path / "c", webhook_allow="127.0.0.1")
