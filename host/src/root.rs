@@ -142,26 +142,38 @@ impl DirRoot {
                 // link from a file by looking.
                 Err(e @ (Errno::NOTDIR | Errno::LOOP)) => {
                     let last = segments.peek().is_none();
-                    return Err(
-                        match rustix::fs::statat(at.fd(), segment, AtFlags::SYMLINK_NOFOLLOW) {
-                            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                                self.refused(
-                                    path,
-                                    format_args!(
-                                        "{segment} is a symbolic link; refusing to follow it"
-                                    ),
-                                )
-                            }
-                            Ok(_) if target && last => self.refused(path, "not a directory"),
-                            _ => self.fail(path, e),
-                        },
-                    );
+                    let file = if target && last {
+                        self.refused(path, "not a directory")
+                    } else {
+                        self.fail(path, e)
+                    };
+                    return Err(self.not_a_directory(&at, segment, path, e, file));
                 }
                 Err(e) => return Err(self.fail(path, e)),
             };
             at = DirFd::Owned(next);
         }
         Ok(at)
+    }
+
+    /// Why `segment` (in `at`) could not be opened as a directory: a
+    /// symbolic link is refused; anything else there is `file`.
+    fn not_a_directory(
+        &self,
+        at: &DirFd<'_>,
+        segment: &str,
+        path: &str,
+        e: Errno,
+        file: RootError,
+    ) -> RootError {
+        match rustix::fs::statat(at.fd(), segment, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => self.refused(
+                path,
+                format_args!("{segment} is a symbolic link; refusing to follow it"),
+            ),
+            Ok(_) => file,
+            Err(_) => self.fail(path, e),
+        }
     }
 
     /// Open the file at `path` with `flags` (plus no-follow, non-blocking)
@@ -382,23 +394,11 @@ impl Root for DirRoot {
             let next = match rustix::fs::openat(at.fd(), segment, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(e @ (Errno::NOTDIR | Errno::LOOP)) => {
-                    return Err(
-                        match rustix::fs::statat(at.fd(), segment, AtFlags::SYMLINK_NOFOLLOW) {
-                            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                                self.refused(
-                                    path,
-                                    format_args!(
-                                        "{segment} is a symbolic link; refusing to follow it"
-                                    ),
-                                )
-                            }
-                            Ok(_) => RootError::new(
-                                ErrorCode::Exists,
-                                format!("{}/{path}: {segment} is not a directory", self.label),
-                            ),
-                            Err(_) => self.fail(path, e),
-                        },
+                    let file = RootError::new(
+                        ErrorCode::Exists,
+                        format!("{}/{path}: {segment} is not a directory", self.label),
                     );
+                    return Err(self.not_a_directory(&at, segment, path, e, file));
                 }
                 Err(e) => return Err(self.fail(path, e)),
             };

@@ -5,32 +5,17 @@
 //! is the core's (`agent_session_core::address`), the one every host
 //! applies when an endpoint is set.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub use agent_session_core::address::{AddressPolicy, Allow, Refused};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Check a URL before a request: only http(s), and an IP-literal host
-/// (which the client dials without asking the resolver) must pass.
+/// (which the client dials without asking the resolver) must pass. The
+/// parsed URL's text has its host in canonical form, which the core's
+/// check reads.
 pub fn check_url(policy: &AddressPolicy, url: &reqwest::Url) -> Result<(), Refused> {
-    let host = url.host_str().unwrap_or_default().to_owned();
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(Refused {
-            host,
-            ip: None,
-            why: format!("only http and https are allowed, not {}", url.scheme()),
-        });
-    }
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => policy.check(&host, IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => policy.check(&ip.to_string(), IpAddr::V6(ip)),
-        Some(url::Host::Domain(_)) => Ok(()),
-        None => Err(Refused {
-            host,
-            ip: None,
-            why: "the URL has no host".into(),
-        }),
-    }
+    policy.check_url(url.as_str())
 }
 
 /// Resolve `host` and check every address; the allowed ones are returned.
