@@ -674,6 +674,8 @@ impl<R: Root> Store for DirStore<R> {
             .write_at(&format!("{entry}/{IDX}"), tail.count * 8, &offsets)
         {
             tracing::warn!(entry, error = %e, "could not record record offsets");
+            // The next append looks at the tail itself and mends the file.
+            self.known().remove(&entry);
         }
         let indexed = match index_lock {
             Some(lock) => self.index.put_held(&self.root, c, k, summary, lock),
