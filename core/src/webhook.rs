@@ -41,18 +41,17 @@ pub fn notification_kind(event_kind: &str) -> Option<&'static str> {
     Some(NOTIFICATION_KINDS[i])
 }
 
-/// Check an endpoint configuration.
-pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
+/// Check an endpoint URL's form: http(s), a host, at most 2048 characters
+/// without spaces, a valid authority.
+pub fn validate_url(url: &str) -> Result<(), SessionError> {
     let invalid = |m: String| Err(SessionError::InvalidInput(m));
-    let rest = c
-        .url
+    let rest = url
         .strip_prefix("https://")
-        .or_else(|| c.url.strip_prefix("http://"));
+        .or_else(|| url.strip_prefix("http://"));
     match rest {
         None => {
             return invalid(format!(
-                "webhook url {:?} must start with http:// or https://",
-                c.url
+                "webhook url {url:?} must start with http:// or https://"
             ));
         }
         Some(r) if r.is_empty() || r.starts_with('/') => {
@@ -60,16 +59,19 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
         }
         Some(_) => {}
     }
-    if c.url.len() > 2048
-        || c.url
-            .chars()
-            .any(|ch| ch.is_whitespace() || ch.is_control())
-    {
+    if url.len() > 2048 || url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
         return invalid("webhook url must be at most 2048 characters without spaces".into());
     }
     if let Some(rest) = rest {
         check_authority(rest).map_err(SessionError::InvalidInput)?;
     }
+    Ok(())
+}
+
+/// Check an endpoint configuration.
+pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
+    let invalid = |m: String| Err(SessionError::InvalidInput(m));
+    validate_url(&c.url)?;
     let key = c.secret.strip_prefix("whsec_").unwrap_or("");
     if key.len() < 16 || key.len() > 512 || !is_base64(key) {
         return invalid(
@@ -93,6 +95,8 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
 /// exceptions `allow` (see [`crate::address`]): `invalid-input` says why
 /// not. The check every host makes when an endpoint is set.
 pub fn check_url(url: &str, allow: &[String]) -> Result<(), SessionError> {
+    // Its form first, judged as `set-webhook` judges it.
+    validate_url(url)?;
     let mut policy = crate::address::AddressPolicy::new();
     for rule in allow {
         let rule = rule
