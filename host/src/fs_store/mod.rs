@@ -3,9 +3,10 @@
 //! and Python hosts run inside the session-on-root component) linked natively,
 //! over [`DirRoot`], the `root` capability on a local directory.
 //!
-//! Linked natively rather than run as a component because it is measured
-//! to be faster that way (ARCHITECTURE.md, "One directory format"), and it
-//! is the same code.
+//! Linked natively rather than run inside the component: it is the same
+//! code, and each of the ten or so `root` calls of an append would
+//! otherwise cross the component boundary (ARCHITECTURE.md, "One directory
+//! format").
 
 use std::io::{self, ErrorKind, Write};
 use std::path::Path;
