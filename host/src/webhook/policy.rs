@@ -67,21 +67,18 @@ mod tests {
 
     #[test]
     fn the_client_side_check_reads_every_literal_form() {
+        // The policy's own cases are the core's (`address.rs`); here: what
+        // the client's URL parser reads as an address, the core reads too.
         let p = AddressPolicy::new();
         let check = |u: &str| check_url(&p, &reqwest::Url::parse(u).unwrap());
         assert!(check("file:///etc/passwd").is_err());
-        assert!(check("http://[::ffff:127.0.0.1]:8080/x").is_err());
-        assert!(
-            check("http://2130706433/").is_err(),
-            "127.0.0.1 as a number"
-        );
         assert!(check("https://example.com/hook").is_ok());
-        // What the URL parser reads as an address, the core reads too.
         for u in [
             "http://127.1/",
             "http://0x7f.0.0.1/",
             "http://2130706433/",
             "http://[::1]/",
+            "http://[::ffff:127.0.0.1]:8080/x",
         ] {
             assert_eq!(check(u).is_err(), p.check_url(u).is_err(), "{u}");
         }
