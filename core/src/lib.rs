@@ -21,6 +21,7 @@
 
 pub mod address;
 pub mod codec;
+pub mod delivery;
 mod engine;
 mod error;
 pub mod memory;
@@ -29,6 +30,7 @@ pub mod ports;
 pub mod validate;
 pub mod webhook;
 
+pub use delivery::{Attempt, Claimed, Delivery, DeliveryState};
 pub use engine::{
     CONFIG, DEFAULT_MAX_ITERATIONS, DEFAULT_MODE, DEFAULT_RETENTION_DAYS, EXPORT_FORMAT, Engine,
     RECENT_EVENTS, SESSIONS, SNAPSHOT_EVERY, WEBHOOK_KEY, fold, replay,

@@ -1,6 +1,6 @@
 //! The directory format of agent-session, in one place: session logs and
 //! their frames, record offsets, documents and snapshots, the summary
-//! index, the notification intake, the torn-tail cut and the format
+//! index, the notification outbox (intake and delivery records), the torn-tail cut and the format
 //! migration. It is written against [`Root`], a narrow capability over one
 //! directory (the `root` interface of `wit/session.wit`), so the same code
 //! runs natively in the Rust host (over `openat`-family calls) and, compiled to
@@ -18,6 +18,9 @@
 //! <collection>/<key>/lock         flock serializing writers of the key
 //! index/<collection>.log          summary index (index.rs)
 //! outbox/intake/<segment>.log     queued notifications (intake.rs)
+//! outbox/<raised>-<id>.json       a pending delivery's record (outbox.rs)
+//! outbox/done/<raised>-<id>.json  a finished delivery's record
+//! outbox/.sender.lock             held by the one sender of the root
 //! ```
 
 pub mod frame;
@@ -25,12 +28,14 @@ mod index;
 mod intake;
 pub mod marked;
 mod migrate;
+mod outbox;
 mod store;
 
 pub use index::{MAGIC as INDEX_MARK, decode as decode_index_entry, encode as encode_index_entry};
 pub use intake::{
     DONE_DIR, FRESH_SUFFIX, INTAKE_DIR, INTAKE_MARK, Intake, OUTBOX_DIR, SEGMENT_SUFFIX, check_id,
 };
+pub use outbox::{Outbox, SENDER_LOCK, Sender, record_name};
 pub use store::{CheckReport, DirStore, MAX_RECORD, decode_doc, encode_doc, name};
 
 /// Why a [`Root`] call failed (the `error-code` of the WIT `root`).
