@@ -2,9 +2,9 @@
 // directory store linked in, host/build.rs) to JavaScript with jco (into gen/); its path comes from
 // AGENT_SESSION_COMPONENT, or the cargo build's output in the workspace.
 import { existsSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { transpileTo } from '../src/component.js';
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const wasm = resolve(
@@ -24,8 +24,4 @@ if (!existsSync(wasm)) {
 // A fresh gen/: the loader takes every core module beside the JS module.
 const gen = resolve(pkg, 'gen');
 rmSync(gen, { recursive: true, force: true });
-const jco = resolve(pkg, 'node_modules/@bytecodealliance/jco/dist/jco.js');
-const run = spawnSync(process.execPath, [jco, 'transpile', wasm, '-o', gen, '--instantiation', 'async', '--quiet'], {
-  stdio: 'inherit',
-});
-process.exit(run.status ?? 1);
+await transpileTo(wasm, gen);

@@ -93,6 +93,19 @@ async function resolveModule(component) {
 
 /** Transpile a component `.wasm` into a new temporary directory. */
 async function transpile(wasm) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-jco-'));
+  return transpileTo(wasm, out);
+}
+
+/**
+ * Transpile the component `.wasm` into the directory `out` (made if
+ * missing), as this module loads it (`--instantiation async`); returns the
+ * path of the JavaScript module. Needs @bytecodealliance/jco, a development
+ * dependency (`npm run build` uses this too).
+ * @param {string} wasm
+ * @param {string} out
+ */
+export async function transpileTo(wasm, out) {
   let jco;
   try {
     jco = await import('@bytecodealliance/jco');
@@ -101,7 +114,6 @@ async function transpile(wasm) {
   }
   const name = path.basename(wasm, '.wasm');
   const { files } = await jco.transpile(fs.readFileSync(wasm), { name, instantiation: 'async', quiet: true });
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-jco-'));
   for (const [file, bytes] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(out, file)), { recursive: true });
     fs.writeFileSync(path.join(out, file), bytes);
