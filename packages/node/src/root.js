@@ -7,28 +7,31 @@
 //
 // Confinement (Linux only). The root directory is opened once; every path is
 // then resolved one segment at a time beneath that descriptor, never
-// following a symbolic link. Node has no `openat`, so a segment is reached
-// through the magic link of its parent's descriptor:
+// following a symbolic link: each segment is opened with openat(2) in its
+// parent's descriptor,
 //
-//     open("/proc/self/fd/<dirfd>/<segment>", O_DIRECTORY | O_NOFOLLOW)
+//     openat(dirfd, "<segment>", O_DIRECTORY | O_NOFOLLOW)
 //
-// The kernel resolves `/proc/self/fd/<dirfd>` to exactly the directory that
-// descriptor holds open (wherever it has been moved since), and the segment
-// is a single validated name (`[A-Za-z0-9._-]`, never `.` or `..`) looked up
-// in it. O_NOFOLLOW refuses a symbolic link as the last component, so a
+// and the segment is a single validated name (`[A-Za-z0-9._-]`, never `.`
+// or `..`). O_NOFOLLOW refuses a symbolic link as the last component, so a
 // directory reached this way is always a real directory beneath the root.
 // The last segment of a path is then acted on by name in its parent's
-// descriptor (`/proc/self/fd/<dirfd>/<name>`): `open` with O_NOFOLLOW,
-// `lstat`, `unlink`, `rmdir`, `mkdir` and `rename`, none of which follows a
-// symbolic link in the last component. So nothing outside the root is read,
-// written or removed, whatever the root contains or however it changes
-// meanwhile. This needs /proc mounted (it is on every Linux system Node runs
-// on) and no subprocess.
+// descriptor: `openat` with O_NOFOLLOW, and, where Node has no *at call,
+// through the magic link of that descriptor (`/proc/self/fd/<dirfd>/<name>`:
+// the kernel resolves it to exactly the directory the descriptor holds open,
+// wherever it has been moved since) with `lstat`, `unlink`, `rmdir`,
+// `mkdir` and `rename`, none of which follows a symbolic link in the last
+// component. So nothing outside the root is read, written or removed,
+// whatever the root contains or however it changes meanwhile. This needs
+// /proc mounted (it is on every Linux system Node runs on) and no
+// subprocess.
 //
-// The one call Node has no binding for is flock(2): it is called from libc
-// through koffi (an FFI with prebuilt binaries in its npm package), loaded
-// on the first `lock`. flock locks are the ones the Rust and Python hosts
-// take on the same files, so every host excludes every other.
+// Node has no binding for openat(2) and flock(2): they are called from libc
+// through koffi (an FFI with prebuilt binaries in its npm package). openat
+// is also the cheaper open (a `/proc/self/fd` path is resolved through
+// procfs on every call; an append opens about thirty times). flock locks
+// are the ones the Rust and Python hosts take on the same files, so every
+// host excludes every other.
 
 import fs from 'node:fs';
 import crypto from 'node:crypto';
@@ -44,9 +47,11 @@ const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK;
  * refused, a FIFO or device never waited on, and a terminal never made the
  * controlling one: the file is opened first and checked after (fstat), so
  * whatever is there, the open must return at once and take nothing over.
- * The flags change nothing for a regular file. Node adds O_CLOEXEC to
- * every open. */
+ * The flags change nothing for a regular file. */
 const FILE = O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+/** Linux's O_CLOEXEC (x86-64 and arm64; `fs.constants` lacks it): Node
+ * adds it to its own opens, `openAt` to its. */
+const O_CLOEXEC = 0o2000000;
 const FILE_MODE = 0o644;
 
 /** A valid path segment (WIT: `[A-Za-z0-9._-]`, 1 to 255 bytes). */
@@ -134,6 +139,9 @@ function entry(path, what) {
   return { dir: parts.slice(0, -1), name: parts[parts.length - 1] };
 }
 
+/** This process's effective user (it does not change while Node runs). */
+const EUID = BigInt(process.geteuid());
+
 const toBigInt = (v) => (typeof v === 'bigint' ? v : BigInt(v));
 
 /** A u64 the fs calls take as a number, or `io` past 2^53. */
@@ -143,18 +151,19 @@ function toNumber(v, what) {
   return Number(n);
 }
 
-// flock(2), through koffi, loaded on first use.
+// openat(2) and flock(2), through koffi, loaded with the first root.
 const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 let libc;
 
-function loadFlock() {
+function loadLibc() {
   if (!libc) {
     const koffi = createRequire(import.meta.url)('koffi');
     // The process's own symbols: libc is loaded in every Node process.
     const lib = koffi.load(null);
     libc = {
+      openat: lib.func('int openat(int dirfd, const char *path, int flags, ...)'),
       flock: lib.func('int flock(int fd, int operation)'),
       errno: () => koffi.errno(),
       setErrno: (v) => koffi.errno(v),
@@ -166,9 +175,27 @@ function loadFlock() {
   return libc;
 }
 
+/** openat(2) of the single segment `name` beneath `dirfd`: the descriptor,
+ * or a thrown Error whose `code` is the errno's name, as Node's fs errors. */
+function openAt(dirfd, name, flags, mode = 0) {
+  const c = loadLibc();
+  for (;;) {
+    const fd = c.openat(dirfd, name, flags | O_CLOEXEC, 'uint32_t', mode);
+    if (fd >= 0) return fd;
+    const errno = c.errno();
+    if (errno === c.EINTR) continue;
+    const code = c.names[errno] ?? `errno ${errno}`;
+    throw Object.assign(new Error(`${code}: open failed`), { code, errno });
+  }
+}
+
+/** The system calls this module makes through koffi, called through this
+ * object so a test can watch them (the flags of every open). */
+export const sys = { openAt };
+
 /** flock `fd`: true when granted, false when LOCK_NB found it held. */
 function flock(fd, operation, what) {
-  const c = loadFlock();
+  const c = loadLibc();
   for (;;) {
     c.setErrno(0);
     if (c.flock(fd, operation) === 0) return true;
@@ -202,6 +229,7 @@ export class Root {
    */
   constructor(dir) {
     fs.mkdirSync(dir, { recursive: true });
+    loadLibc();
     this.#fd = fs.openSync(dir, O_RDONLY | O_DIRECTORY);
     try {
       this.#owner = fs.fstatSync(this.#fd, { bigint: true }).uid;
@@ -246,7 +274,7 @@ export class Root {
    */
   #openDirAt(dirfd, name, shown, last) {
     try {
-      return fs.openSync(at(dirfd, name), DIR);
+      return sys.openAt(dirfd, name, DIR);
     } catch (e) {
       if (e.code === 'ENOTDIR' || e.code === 'ELOOP') {
         let st = null;
@@ -299,7 +327,7 @@ export class Root {
   }
 
   #checkOwner(st, path) {
-    const me = BigInt(process.geteuid());
+    const me = EUID;
     if (st.uid !== this.#owner && st.uid !== me) {
       throw fail(
         'refused',
@@ -316,7 +344,7 @@ export class Root {
     return this.#inDir(dir, path, (dirfd) => {
       let fd;
       try {
-        fd = fs.openSync(at(dirfd, name), flags | FILE, FILE_MODE);
+        fd = sys.openAt(dirfd, name, flags | FILE, FILE_MODE);
       } catch (e) {
         // A directory opened for writing (EISDIR), a FIFO without a reader
         // or a socket (ENXIO): not a regular file.
@@ -451,7 +479,7 @@ export class Root {
         const tmp = `.${name.slice(0, 200)}.${process.pid}-${crypto.randomBytes(8).toString('hex')}.tmp`;
         let fd;
         try {
-          fd = fs.openSync(at(dirfd, tmp), O_WRONLY | O_CREAT | O_EXCL | FILE, FILE_MODE);
+          fd = sys.openAt(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | FILE, FILE_MODE);
         } catch (e) {
           throw failure(e, `${path} (temporary ${tmp})`);
         }
@@ -496,7 +524,7 @@ export class Root {
           let next;
           for (let attempt = 0; next === undefined; attempt++) {
             try {
-              next = fs.openSync(at(fd, name), DIR);
+              next = sys.openAt(fd, name, DIR);
             } catch (e) {
               if (e.code === 'ENOENT' && attempt < 3) {
                 try {

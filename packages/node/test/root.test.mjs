@@ -21,7 +21,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 
-import { Root, RootError, rootImports } from '../src/root.js';
+import { Root, RootError, rootImports, sys } from '../src/root.js';
 
 const THIS = fileURLToPath(import.meta.url);
 const HERE = path.dirname(THIS);
@@ -766,10 +766,10 @@ describe('root', () => {
     const { O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
     const r = openRoot(t, tempRoot(t));
     const opened = [];
-    const open = fs.openSync;
-    fs.openSync = (p, flags, ...rest) => {
-      if ((flags & O_DIRECTORY) === 0) opened.push([path.basename(String(p)), flags]);
-      return open(p, flags, ...rest);
+    const open = sys.openAt;
+    sys.openAt = (dirfd, name, flags, ...rest) => {
+      if ((flags & O_DIRECTORY) === 0) opened.push([name, flags]);
+      return open(dirfd, name, flags, ...rest);
     };
     try {
       r.createDir('d', false);
@@ -780,7 +780,7 @@ describe('root', () => {
       r.replace('d/g', new Uint8Array([5]), true);
       r.unlock(r.lock('d/l', true, false));
     } finally {
-      fs.openSync = open;
+      sys.openAt = open;
     }
     const names = new Set(opened.map(([n]) => n));
     assert.ok(names.has('f') && names.has('l') && [...names].some((n) => n.startsWith('.g.')), [...names].join(' '));
