@@ -6,9 +6,13 @@
 // behaviour every host shares.
 //
 // Confinement (Linux only). The root directory is opened once; every path is
-// then resolved one segment at a time beneath that descriptor, never
-// following a symbolic link: each segment is opened with openat(2) in its
-// parent's descriptor,
+// then resolved beneath that descriptor, never following a symbolic link.
+// A file is opened with one openat2(2) of the whole (validated) path with
+// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the kernel
+// refuses any symbolic link on the way or at the end, and any escape. When
+// that fails (or the kernel has no openat2, before Linux 5.6), the path is
+// resolved one segment at a time, which also says precisely what failed:
+// each segment is opened with openat(2) in its parent's descriptor,
 //
 //     openat(dirfd, "<segment>", O_DIRECTORY | O_NOFOLLOW)
 //
@@ -24,12 +28,12 @@
 // component. So nothing outside the root is read, written or removed,
 // whatever the root contains or however it changes meanwhile. This needs
 // /proc mounted (it is on every Linux system Node runs on) and no
-// subprocess.
+// subprocess. The shared root cases run both ways (test/root.test.mjs).
 //
-// Node has no binding for openat(2) and flock(2): they are called from libc
-// through koffi (an FFI with prebuilt binaries in its npm package). openat
-// is also the cheaper open (a `/proc/self/fd` path is resolved through
-// procfs on every call; an append opens about thirty times). flock locks
+// Node has no binding for openat2(2), openat(2) and flock(2): they are
+// called from libc through koffi (an FFI with prebuilt binaries in its npm
+// package). One openat2 is also far cheaper than a descriptor per segment
+// (an append makes about ten `root` calls). flock locks
 // are the ones the Rust and Python hosts take on the same files, so every
 // host excludes every other.
 
@@ -164,10 +168,14 @@ function loadLibc() {
     const lib = koffi.load(null);
     libc = {
       openat: lib.func('int openat(int dirfd, const char *path, int flags, ...)'),
+      syscall: lib.func('long syscall(long number, ...)'),
       flock: lib.func('int flock(int fd, int operation)'),
       errno: () => koffi.errno(),
       setErrno: (v) => koffi.errno(v),
       EINTR: koffi.os.errno.EINTR,
+      EAGAIN: koffi.os.errno.EAGAIN,
+      ENOENT: koffi.os.errno.ENOENT,
+      ENOSYS: koffi.os.errno.ENOSYS,
       EWOULDBLOCK: koffi.os.errno.EWOULDBLOCK ?? koffi.os.errno.EAGAIN,
       names: Object.fromEntries(Object.entries(koffi.os.errno).map(([k, v]) => [v, k])),
     };
@@ -189,9 +197,48 @@ function openAt(dirfd, name, flags, mode = 0) {
   }
 }
 
+/** openat2(2)'s number (the same on every Linux architecture). */
+const SYS_OPENAT2 = 437;
+/** RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the
+ * kernel resolves the whole path beneath the descriptor, refusing any
+ * symbolic link on the way or at the end (ELOOP) and any escape. */
+const RESOLVE = 0x08n | 0x04n | 0x02n;
+/** Linux's O_PATH (x86-64 and arm64): a descriptor only to fstat. */
+const O_PATH = 0o10000000;
+/** openat2's `struct open_how` (flags, mode, resolve: three u64s), reused. */
+const HOW = Buffer.alloc(24);
+HOW.writeBigUInt64LE(RESOLVE, 16);
+/** False once the kernel (or a seccomp filter) says it has no openat2. */
+let openat2Works = true;
+
+/**
+ * openat2(2) of a whole validated path beneath `dirfd`, confined by the
+ * kernel (see RESOLVE): the descriptor, or a negative errno. `undefined`
+ * where openat2 is missing (Linux before 5.6). A failure is never final:
+ * the caller resolves the path again one segment at a time, which says
+ * precisely what is wrong where.
+ */
+function openBeneath(dirfd, path, flags, mode = 0) {
+  if (!openat2Works) return undefined;
+  const c = loadLibc();
+  HOW.writeBigUInt64LE(BigInt(flags | O_CLOEXEC), 0);
+  HOW.writeBigUInt64LE(BigInt(mode), 8);
+  for (;;) {
+    const fd = Number(c.syscall(SYS_OPENAT2, 'int', dirfd, 'const char *', path, 'void *', HOW, 'size_t', 24));
+    if (fd >= 0) return fd;
+    const errno = c.errno();
+    if (errno === c.EINTR) continue;
+    if (errno === c.ENOSYS) {
+      openat2Works = false;
+      return undefined;
+    }
+    return -errno;
+  }
+}
+
 /** The system calls this module makes through koffi, called through this
  * object so a test can watch them (the flags of every open). */
-export const sys = { openAt };
+export const sys = { openAt, openBeneath };
 
 /** flock `fd`: true when granted, false when LOCK_NB found it held. */
 function flock(fd, operation, what) {
@@ -337,10 +384,14 @@ export class Root {
   }
 
   /** Open the file at `path` with `flags` (plus O_NOFOLLOW | O_NONBLOCK | O_NOCTTY),
-   * check it, and run `fn(fd, stats, dirfd, name)`; the file is closed
-   * after, unless `keep` and `fn` returned the descriptor itself. */
+   * check it, and run `fn(fd, stats)`; the file is closed after, unless
+   * `keep` and `fn` returned the descriptor itself. One openat2 when it
+   * succeeds; else the path is resolved one segment at a time, which
+   * names what failed. */
   #withFile(path, flags, fn, { keep = false, unlinked } = {}) {
     const { dir, name } = entry(path, 'not a file');
+    const fast = sys.openBeneath(this.#rootFd(), path, flags | FILE, FILE_MODE);
+    if (fast >= 0) return this.#useFile(fast, path, fn, keep, unlinked);
     return this.#inDir(dir, path, (dirfd) => {
       let fd;
       try {
@@ -351,13 +402,42 @@ export class Root {
         if (e.code === 'EISDIR' || e.code === 'ENXIO') throw failure(e, path, 'refused');
         throw failure(e, path);
       }
-      let result;
+      return this.#useFile(fd, path, fn, keep, unlinked);
+    });
+  }
+
+  /** Check the file open as `fd` and run `fn(fd, stats)` (see #withFile). */
+  #useFile(fd, path, fn, keep, unlinked) {
+    let result;
+    try {
+      const st = this.#checkFile(fd, path, unlinked);
+      result = fn(fd, st);
+      return result;
+    } finally {
+      if (!keep || result !== fd) closeQuiet(fd);
+    }
+  }
+
+  /** What is at `path` itself, never following a link (lstat): its
+   * stats, or `undefined` when nothing is (ENOENT). Resolved segment by
+   * segment when openat2 cannot say. */
+  #lstat(path) {
+    const fd = sys.openBeneath(this.#rootFd(), path, O_PATH | O_NOFOLLOW);
+    if (fd >= 0) {
       try {
-        const st = this.#checkFile(fd, path, unlinked);
-        result = fn(fd, st, dirfd, name);
-        return result;
+        return fs.fstatSync(fd, { bigint: true });
       } finally {
-        if (!keep || result !== fd) closeQuiet(fd);
+        closeQuiet(fd);
+      }
+    }
+    if (fd === -loadLibc().ENOENT) return undefined;
+    const { dir, name } = entry(path, 'not a file');
+    return this.#inDir(dir, path, (dirfd) => {
+      try {
+        return fs.lstatSync(at(dirfd, name), { bigint: true });
+      } catch (e) {
+        if (e.code === 'ENOENT') return undefined;
+        throw failure(e, path);
       }
     });
   }
@@ -381,24 +461,15 @@ export class Root {
         const st = fs.fstatSync(this.#rootFd(), { bigint: true });
         return { size: 0n, id: st.ino, directory: true };
       }
-      const dir = parts.slice(0, -1);
-      const name = parts[parts.length - 1];
       try {
-        return this.#inDir(dir, path, (dirfd) => {
-          let st;
-          try {
-            st = fs.lstatSync(at(dirfd, name), { bigint: true });
-          } catch (e) {
-            if (e.code === 'ENOENT') return undefined;
-            throw failure(e, path);
-          }
-          if (st.isDirectory()) return { size: 0n, id: st.ino, directory: true };
-          if (st.isSymbolicLink()) throw fail('refused', `${path} is a symbolic link; refusing it`);
-          if (!st.isFile()) throw fail('refused', `${path} is not a regular file; refusing it`);
-          if (st.nlink > 1n) throw fail('refused', `${path} has ${st.nlink} hard links; refusing it`);
-          this.#checkOwner(st, path);
-          return { size: st.size, id: st.ino, directory: false };
-        });
+        const st = this.#lstat(path);
+        if (st === undefined) return undefined;
+        if (st.isDirectory()) return { size: 0n, id: st.ino, directory: true };
+        if (st.isSymbolicLink()) throw fail('refused', `${path} is a symbolic link; refusing it`);
+        if (!st.isFile()) throw fail('refused', `${path} is not a regular file; refusing it`);
+        if (st.nlink > 1n) throw fail('refused', `${path} has ${st.nlink} hard links; refusing it`);
+        this.#checkOwner(st, path);
+        return { size: st.size, id: st.ino, directory: false };
       } catch (e) {
         // Nothing is at a path whose directory is missing.
         if (e instanceof RootError && e.code === 'not-found') return undefined;
@@ -642,7 +713,6 @@ export class Root {
   /** @returns {bigint | undefined} a handle, or none if not granted */
   lock(path, exclusive, wait) {
     return this.#call(`lock ${path}`, () => {
-      const { dir, name } = entry(path, 'not a file');
       const operation = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
       const fd = this.#withFile(
         path,
@@ -654,7 +724,7 @@ export class Root {
           const mine = fs.fstatSync(fd, { bigint: true });
           let there = null;
           try {
-            there = this.#inDir(dir, path, (dirfd) => fs.lstatSync(at(dirfd, name), { bigint: true }));
+            there = this.#lstat(path);
           } catch (e) {
             // Not there any more (ENOENT), or a directory on the way is
             // missing or now a link: gone. Anything else is a failure.
