@@ -59,11 +59,21 @@ struct Known {
     count: u64,
     /// Offsets of the last (at most [`KNOWN_OFFSETS`]) records.
     last: VecDeque<u64>,
+    /// The log's bytes from offset `bytes_from` to `end` (whole records,
+    /// at most [`KNOWN_BYTES`]): the records this store appended last, so
+    /// that reading them back (the events since a snapshot, the last ten)
+    /// costs a `stat` and no `read`.
+    bytes: Vec<u8>,
+    bytes_from: u64,
 }
 
 const KNOWN_OFFSETS: usize = 64;
 /// Logs remembered; beyond this the memory starts over.
 const KNOWN_LOGS: usize = 1024;
+/// The most of a log's last records kept in memory ...
+const KNOWN_BYTES: usize = 64 << 10;
+/// ... and of all logs' together; beyond this the kept bytes start over.
+const KNOWN_BYTES_TOTAL: usize = 4 << 20;
 
 /// What [`DirStore::check`] found (and, with repair, fixed).
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -398,20 +408,44 @@ impl<R: Root> DirStore<R> {
         })
     }
 
-    /// Remember the log's end after an append of records at `offsets`.
-    fn remember(&self, entry: &str, id: u64, end: u64, count: u64, offsets: &[u64], follows: bool) {
+    /// Remember the log's end after an append of records at `offsets`,
+    /// written as `appended` (the log's bytes from the first of them).
+    #[allow(clippy::too_many_arguments)]
+    fn remember(
+        &self,
+        entry: &str,
+        id: u64,
+        end: u64,
+        count: u64,
+        offsets: &[u64],
+        appended: &[u8],
+        follows: bool,
+    ) {
         let mut known = self.known();
         if known.len() >= KNOWN_LOGS && !known.contains_key(entry) {
             known.clear();
+        }
+        let kept: usize = known.values().map(|k| k.bytes.len()).sum();
+        if kept + appended.len() > KNOWN_BYTES_TOTAL {
+            for k in known.values_mut() {
+                k.bytes = Vec::new();
+                k.bytes_from = k.end;
+            }
         }
         let k = known.entry(entry.to_owned()).or_insert_with(|| Known {
             id,
             end,
             count,
             last: VecDeque::new(),
+            bytes: Vec::new(),
+            bytes_from: end,
         });
-        if !follows || k.id != id {
+        let start = end - appended.len() as u64;
+        if !follows || k.id != id || k.end != start || k.bytes_from + k.bytes.len() as u64 != start
+        {
             k.last.clear();
+            k.bytes.clear();
+            k.bytes_from = start;
         }
         k.id = id;
         k.end = end;
@@ -419,6 +453,20 @@ impl<R: Root> DirStore<R> {
         k.last.extend(offsets);
         while k.last.len() > KNOWN_OFFSETS {
             k.last.pop_front();
+        }
+        k.bytes.extend_from_slice(appended);
+        // Keep whole records only: cut at the first remembered record
+        // start within the bound (or keep nothing).
+        if k.bytes.len() > KNOWN_BYTES {
+            let keep_from = end - KNOWN_BYTES as u64;
+            let cut = k
+                .last
+                .iter()
+                .copied()
+                .find(|&o| o >= keep_from)
+                .unwrap_or(end);
+            k.bytes.drain(..(cut - k.bytes_from) as usize);
+            k.bytes_from = cut;
         }
     }
 
@@ -431,7 +479,9 @@ impl<R: Root> DirStore<R> {
         from: u64,
         limit: u32,
     ) -> Option<Result<Vec<Vec<u8>>, StoreError>> {
-        let (id, end, count, offsets) = {
+        // What to read, as this store left the log: the byte range of the
+        // records, and those bytes if it kept them.
+        let (id, end, range) = {
             let known = self.known();
             let k = known.get(entry)?;
             let first = k.count - k.last.len() as u64;
@@ -439,26 +489,32 @@ impl<R: Root> DirStore<R> {
                 return None;
             }
             let upto = from.saturating_add(u64::from(limit)).min(k.count);
-            let offsets: Vec<u64> = k
-                .last
-                .iter()
-                .copied()
-                .skip((from.min(k.count) - first) as usize)
-                .collect();
-            (k.id, k.end, k.count, (offsets, upto))
+            let range = if from >= k.count || upto <= from {
+                None
+            } else {
+                let mut offsets = k.last.iter().copied().skip((from - first) as usize);
+                let start = offsets.next()?;
+                let stop = offsets.nth((upto - from - 1) as usize).unwrap_or(k.end);
+                let kept = (start >= k.bytes_from).then(|| {
+                    k.bytes[(start - k.bytes_from) as usize..(stop - k.bytes_from) as usize]
+                        .to_vec()
+                });
+                Some((start, stop, kept))
+            };
+            (k.id, k.end, range)
         };
-        let (offsets, upto) = offsets;
         let log = self.root.stat(&format!("{entry}/{LOG}")).ok()??;
         if log.id != id || log.size != end {
             return None;
         }
-        if from >= count || upto <= from {
+        let Some((start, stop, kept)) = range else {
             return Some(Ok(Vec::new()));
-        }
-        let start = *offsets.first()?;
-        let stop = offsets.get((upto - from) as usize).copied().unwrap_or(end);
+        };
         Some((|| {
-            let bytes = self.read_log(entry, start, stop - start)?;
+            let bytes = match kept {
+                Some(bytes) => bytes,
+                None => self.read_log(entry, start, stop - start)?,
+            };
             let walk = frame::walk_committed(&bytes, start, from)
                 .map_err(|(at, why)| damaged(entry, at, why))?;
             if walk.end != stop {
@@ -656,6 +712,7 @@ impl<R: Root> Store for DirStore<R> {
                 size,
                 count + records.len() as u64,
                 &starts,
+                &bytes,
                 follows,
             );
         }

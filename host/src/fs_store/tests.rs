@@ -218,6 +218,20 @@ struct Crashy {
     /// Run once, just before the next try of an exclusive lock (a reader
     /// about to settle intents).
     before_settling: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// How many times a log was read.
+    log_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Crashy {
+    fn on(dir: &std::path::Path) -> Self {
+        Crashy {
+            inner: crate::root::DirRoot::open(dir).unwrap(),
+            summaries_fail: false.into(),
+            logs_fail: false.into(),
+            before_settling: Default::default(),
+            log_reads: 0.into(),
+        }
+    }
 }
 
 impl agent_session_dir_store::Root for Crashy {
@@ -225,6 +239,10 @@ impl agent_session_dir_store::Root for Crashy {
         self.inner.stat(p)
     }
     fn read(&self, p: &str, o: u64, n: u64) -> Result<Vec<u8>, RootError> {
+        if p.ends_with("events.log") {
+            self.log_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         self.inner.read(p, o, n)
     }
     fn append(&self, p: &str, b: &[u8], sync: bool) -> Result<u64, RootError> {
@@ -282,12 +300,7 @@ impl agent_session_dir_store::Root for Crashy {
 fn a_writer_killed_before_its_index_entry_is_listed_right_after() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
-    let crashy = Crashy {
-        inner: crate::root::DirRoot::open(dir.path()).unwrap(),
-        summaries_fail: false.into(),
-        logs_fail: false.into(),
-        before_settling: Default::default(),
-    };
+    let crashy = Crashy::on(dir.path());
     let writer = DirStore::open(crashy, true, "test").unwrap();
     writer.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
     writer.root().summaries_fail.store(true, SeqCst);
@@ -335,10 +348,8 @@ fn a_reader_never_settles_an_intent_over_a_newer_summary() {
     use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
     let crashy = |logs_fail: bool| Crashy {
-        inner: crate::root::DirRoot::open(dir.path()).unwrap(),
-        summaries_fail: false.into(),
         logs_fail: logs_fail.into(),
-        before_settling: Default::default(),
+        ..Crashy::on(dir.path())
     };
     let writer = DirStore::open(crashy(false), true, "test").unwrap();
     writer.append("c", "k", 0, &[rec("a")], b"s0").unwrap();
@@ -364,4 +375,54 @@ fn a_reader_never_settles_an_intent_over_a_newer_summary() {
     // Whatever the reader wrote, the newest summary stands.
     assert_eq!(listed(&FsStore::open(dir.path()).unwrap()), b"s2");
     assert_eq!(listed(&reader), b"s2");
+}
+
+#[test]
+fn the_last_records_appended_are_read_back_from_memory_while_the_log_is_unchanged() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let writer = DirStore::open(Crashy::on(dir.path()), true, "test").unwrap();
+    // Records of varying sizes, single and batched, well past what is kept
+    // (64 KiB), so the kept bytes are cut at record starts many times.
+    let record = |i: u64| format!("{i}:{}", "x".repeat((i as usize * 997) % 3000)).into_bytes();
+    let mut all = Vec::new();
+    let mut seq = 0;
+    while seq < 300 {
+        let batch: Vec<Vec<u8>> = (seq..seq + 1 + seq % 3).map(record).collect();
+        writer.append("c", "k", seq, &batch, b"s").unwrap();
+        seq += batch.len() as u64;
+        all.extend(batch);
+        let reads = writer.root().log_reads.load(SeqCst);
+        for (from, limit) in [
+            (seq.saturating_sub(10), 10),
+            (seq - 1, 5),
+            (seq.saturating_sub(3), 2),
+        ] {
+            assert_eq!(
+                writer.read("c", "k", from, limit).unwrap(),
+                all[from as usize..(from + u64::from(limit)).min(seq) as usize],
+                "at {seq}, from {from}"
+            );
+        }
+        // (Only what this store appended is known: a log's first append
+        // made the file, whose identity is learnt at the next.)
+        if seq > 20 {
+            assert_eq!(
+                writer.root().log_reads.load(SeqCst),
+                reads,
+                "at {seq}: read from memory"
+            );
+        }
+    }
+    // Older records than those kept are read from the log.
+    assert_eq!(writer.read("c", "k", 5, 3).unwrap(), all[5..8]);
+    // Another writer appends: the memory no longer holds, the log decides.
+    let other = FsStore::open(dir.path()).unwrap();
+    other.append("c", "k", seq, &[rec("theirs")], b"s").unwrap();
+    let reads = writer.root().log_reads.load(SeqCst);
+    assert_eq!(
+        writer.read("c", "k", seq - 1, 10).unwrap(),
+        [all[seq as usize - 1].clone(), rec("theirs")]
+    );
+    assert!(writer.root().log_reads.load(SeqCst) > reads);
 }
