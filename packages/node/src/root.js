@@ -226,7 +226,8 @@ function openBeneath(dirfd, path, flags, mode = 0) {
   const c = loadLibc();
   // Flags and mode fit in 32 bits; their high halves stay zero.
   HOW.writeUInt32LE(flags | O_CLOEXEC, 0);
-  HOW.writeUInt32LE(mode, 8);
+  // openat2 refuses (EINVAL) a mode without O_CREAT.
+  HOW.writeUInt32LE(flags & O_CREAT ? mode : 0, 8);
   for (;;) {
     const fd = Number(c.openat2(SYS_OPENAT2, dirfd, path, HOW, HOW.length));
     if (fd >= 0) return fd;
@@ -396,6 +397,9 @@ export class Root {
     const { dir, name } = entry(path, 'not a file');
     const fast = sys.openBeneath(this.#rootFd(), path, flags | FILE, FILE_MODE);
     if (fast >= 0) return this.#useFile(fast, path, fn, keep, unlinked);
+    // Missing, or a directory on the way is (no link was met: that is
+    // ELOOP): what the segments would say too, without resolving them.
+    if (fast === -loadLibc().ENOENT) throw fail('not-found', `${path}: no such file or directory (ENOENT)`);
     return this.#inDir(dir, path, (dirfd) => {
       let fd;
       try {

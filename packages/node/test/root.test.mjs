@@ -807,6 +807,34 @@ describe('root', () => {
     for (const [name, flags] of opened) assert.equal(flags & need, need, `${name} opened with ${flags.toString(8)}`);
   });
 
+  test('a file is opened with one openat2 call, found or not', (t) => {
+    // The segment-by-segment resolution is for failures that need naming
+    // (a link, a non-directory on the way), not for the common case.
+    const r = openRoot(t, tempRoot(t));
+    r.createDir('d', false);
+    r.append('d/f', new Uint8Array([1, 2, 3]), true);
+    const { openAt } = sys;
+    let bySegment = 0;
+    sys.openAt = (...args) => {
+      bySegment++;
+      return openAt(...args);
+    };
+    try {
+      r.append('d/f', new Uint8Array([4]), true);
+      r.writeAt('d/f', 1n, new Uint8Array([5]));
+      r.truncate('d/f', 2n, false);
+      assert.equal(r.read('d/f', 0n, 10n).length, 2);
+      assert.equal(r.stat('d/f').size, 2n);
+      assert.equal(r.stat('d/missing'), undefined);
+      assert.equal(errorOf(() => r.read('d/missing', 0n, 1n)).code, 'not-found');
+      assert.equal(errorOf(() => r.read('nodir/missing', 0n, 1n)).code, 'not-found');
+      r.unlock(r.lock('d/l', true, false));
+    } finally {
+      sys.openAt = openAt;
+    }
+    assert.equal(bySegment, 0);
+  });
+
   test('a path is resolved again from the root each call: a directory moved away is not followed', (t) => {
     const dir = tempRoot(t);
     const r = openRoot(t, dir);
