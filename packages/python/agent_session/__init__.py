@@ -15,7 +15,8 @@ Webhook notifications are queued in the directory's outbox; the Rust sender
 (``agent-session deliver``) delivers them.
 """
 
-from .sessions import Sessions, component_path, open_sessions
+from ._cache import CacheWarning, cache_dir
+from .sessions import Sessions, component_origin, component_path, open_sessions
 from .types import (
     ERROR_CODES,
     CleanupReport,
@@ -32,6 +33,7 @@ from .types import (
 
 __all__ = [
     "ERROR_CODES",
+    "CacheWarning",
     "CleanupReport",
     "Event",
     "EventPage",
@@ -43,6 +45,8 @@ __all__ = [
     "SessionStats",
     "Sessions",
     "WebhookConfig",
+    "cache_dir",
+    "component_origin",
     "component_path",
     "open_sessions",
 ]

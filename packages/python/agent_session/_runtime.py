@@ -1,6 +1,7 @@
-"""The session-on-root component in wasmtime-py: compile (cached per
-process), grant it the directory as the ``root`` capability, call the
-exported ``sessions`` functions.
+"""The session-on-root component in wasmtime-py: load it (once per
+process, through the compiled-component cache of ``_cache.py``), grant it
+the directory as the ``root`` capability, call the exported ``sessions``
+functions.
 
 The component is the session component with the directory store linked in
 (the one implementation of the on-disk format, the same code the Rust host
@@ -23,6 +24,7 @@ from typing import Any, Dict, Optional, Tuple
 from wasmtime import Engine, Store, WasiConfig
 from wasmtime.component import Component, Func, Instance, Linker, Record
 
+from ._cache import Origin, load
 from ._root import ROOT, Root, root_imports
 
 PACKAGE = "agent:session"
@@ -30,9 +32,10 @@ VERSION = "0.3.0"
 SESSIONS = f"{PACKAGE}/sessions@{VERSION}"
 
 _engine = Engine()
-# Compiled components by (path, mtime, size): compiling takes ~0.5 s, and a
-# rebuilt file is compiled again.
-_compiled: Dict[Tuple[str, int, int], Component] = {}
+# Components by (path, mtime, size), with where each came from: loaded once
+# per process (from the on-disk cache, see _cache.py, or compiled), again if
+# the file changed.
+_compiled: Dict[Tuple[str, int, int], Tuple[Component, Origin]] = {}
 _compile_lock = threading.Lock()
 # wasmtime-py's value conversion keeps module-level state (the set of classes
 # a variant case accepts, the exception of a failed host call): two threads
@@ -42,16 +45,26 @@ _compile_lock = threading.Lock()
 _calls = threading.Lock()
 
 
-def compiled(path: str) -> Component:
-    """The component at ``path``, compiled once per process."""
+def _key(path: str) -> Tuple[str, int, int]:
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    return os.path.realpath(path), st.st_mtime_ns, st.st_size
+
+
+def compiled(path: str) -> Component:
+    """The component at ``path``, loaded once per process."""
+    key = _key(path)
     with _compile_lock:
-        component = _compiled.get(key)
-        if component is None:
-            component = Component.from_file(_engine, path)
-            _compiled[key] = component
-        return component
+        loaded = _compiled.get(key)
+        if loaded is None:
+            loaded = _compiled[key] = load(_engine, path)
+        return loaded[0]
+
+
+def origin(path: str) -> Optional[Origin]:
+    """Where this process got the component at ``path`` from, if it has it."""
+    with _compile_lock:
+        loaded = _compiled.get(_key(path))
+    return None if loaded is None else loaded[1]
 
 
 def record(**fields: Any) -> Record:

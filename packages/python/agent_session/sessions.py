@@ -12,7 +12,8 @@ from wasmtime.component import Record, Variant
 from . import _args as a
 from ._args import MISSING
 from ._root import Root, RootError
-from ._runtime import Runtime, compiled, record
+from ._cache import Origin
+from ._runtime import Runtime, compiled, origin, record
 from .types import (
     CleanupReport,
     Event,
@@ -53,6 +54,13 @@ def component_path(component: Optional[PathLike] = None) -> Path:
     return path
 
 
+def component_origin(component: Optional[PathLike] = None) -> Optional[Origin]:
+    """Where this process got the component (as :func:`component_path`
+    finds it) from: ``"cache"`` (deserialized from the compiled-component
+    cache), ``"compiled"``, or None if no session has loaded it yet."""
+    return origin(str(component_path(component)))
+
+
 def open_sessions(
     directory: PathLike,
     *,
@@ -67,7 +75,8 @@ def open_sessions(
     a crash of the process, not of the machine): for tests and throwaway
     sessions. ``webhook_allow``: exceptions to the webhook address policy
     that ``set_webhook`` applies (addresses, ranges, host names; as the
-    CLI's ``--webhook-allow``). The component is compiled once per process.
+    CLI's ``--webhook-allow``). The component is loaded once per process,
+    from the compiled-component cache when it holds it.
     """
     allow = a.strings(webhook_allow, "open_sessions: webhook_allow")
     path = component_path(component)

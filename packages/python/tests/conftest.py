@@ -1,11 +1,19 @@
-"""Test setup: the package from this checkout (no install needed), the
-conformance count and transcript at the end of the run."""
+"""Test setup: the package from this checkout (no install needed), a
+compiled-component cache of the run's own, the conformance count and
+transcript at the end of the run."""
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Not the user's cache; set before anything loads the component, and
+# inherited by every process the tests start.
+_CACHE = tempfile.mkdtemp(prefix="agent-session-test-cache-")
+os.environ["AGENT_SESSION_CACHE_DIR"] = _CACHE
 
 import conformance_runner  # noqa: E402  (needs the path above)
 
@@ -13,7 +21,9 @@ _SCENARIO_TEST = "test_conformance.py::test_scenario["
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
-    """Write the transcript (README "Transcripts") of the scenarios that ran."""
+    """Write the transcript (README "Transcripts") of the scenarios that
+    ran; remove the run's cache."""
+    shutil.rmtree(_CACHE, ignore_errors=True)
     if conformance_runner.TRANSCRIPTS:
         out = os.environ.get("AGENT_SESSION_CONFORMANCE_OUT")
         conformance_runner.write_transcript(
