@@ -28,12 +28,10 @@ from .types import (
 )
 
 COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
-# Where `cargo build --release -p agent-session-host` leaves the
-# session-on-root component (session + directory store), relative to the repository this
-# package lives in.
-DEFAULT_COMPONENT = (
-    Path(__file__).resolve().parents[3] / "target/wasm-guest/wasm32-wasip2/release/agent_session_on_root.wasm"
-)
+# The component ships inside the package (scripts/python-host.sh puts it
+# there in this repository; the wheel carries it), so an installed package
+# needs nothing from the repository.
+PACKAGED_COMPONENT = Path(__file__).resolve().parent / "component" / "agent_session_on_root.wasm"
 # Present while the index must be rebuilt (after a migration or a lost index
 # file); the directory store writes it, the host that opens the root runs
 # the rebuild, as the Rust host does.
@@ -44,13 +42,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def component_path(component: Optional[PathLike] = None) -> Path:
     """The component to run: ``component``, else ``$AGENT_SESSION_COMPONENT``,
-    else the repository's release build. Raises FileNotFoundError if absent."""
-    path = Path(component or os.environ.get(COMPONENT_ENV) or DEFAULT_COMPONENT)
+    else the one in this package. Raises FileNotFoundError if absent."""
+    given = component or os.environ.get(COMPONENT_ENV)
+    path = Path(given) if given else PACKAGED_COMPONENT
     if not path.is_file():
-        raise FileNotFoundError(
-            f"the session component {path} does not exist; build it with "
-            f"cargo build --release -p agent-session-host (or set {COMPONENT_ENV})"
+        how = (
+            f"pass component= or set {COMPONENT_ENV} to an existing file"
+            if given
+            else "build it with `cargo build --release -p agent-session-host`, then "
+            "`./scripts/python-host.sh` (which copies it into the package)"
         )
+        raise FileNotFoundError(f"the session component {path} does not exist; {how}")
     return path
 
 
