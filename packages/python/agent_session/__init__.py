@@ -11,9 +11,14 @@ CLI and this package can work on the same sessions::
     sessions.iterate(s.id, {"step": 1})
     sessions.complete(s.id, {"pr": 7})
 
+With asyncio, ``await open_sessions_async(...)`` gives the same methods as
+coroutines (:class:`AsyncSessions`).
+
 Webhook notifications are queued in the directory's outbox; the Rust sender
 (``agent-session deliver``) delivers them.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._cache import CacheWarning, cache_dir
 from .sessions import Sessions, component_origin, component_path, open_sessions
@@ -31,8 +36,23 @@ from .types import (
     WebhookConfig,
 )
 
+if TYPE_CHECKING:
+    from ._async import AsyncSessions, open_sessions_async
+
+
+def __getattr__(name: str) -> Any:
+    # asyncio takes 30-60 ms to import, as long as the rest of a warm start:
+    # only those who use the async API pay for it.
+    if name in ("AsyncSessions", "open_sessions_async"):
+        from . import _async
+
+        return getattr(_async, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ERROR_CODES",
+    "AsyncSessions",
     "CacheWarning",
     "CleanupReport",
     "Event",
@@ -49,4 +69,5 @@ __all__ = [
     "component_origin",
     "component_path",
     "open_sessions",
+    "open_sessions_async",
 ]
