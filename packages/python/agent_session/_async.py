@@ -30,7 +30,7 @@ def _off_loop(
     """``method`` as a coroutine method with its signature and docstring."""
 
     @functools.wraps(method)
-    async def call(self: AsyncSessions, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def call(self: AsyncSessions, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return await self._run(functools.partial(method, self._sessions, *args, **kwargs))
 
     return call
