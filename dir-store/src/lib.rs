@@ -49,6 +49,8 @@ pub enum ErrorCode {
     Refused,
     /// `lock`: the locked file is no longer at its path.
     Gone,
+    /// `lock` with `wait`: the host gave up waiting (it bounds its waits).
+    Busy,
     /// Out of space or quota.
     Full,
     /// The file system is read-only.

@@ -546,6 +546,9 @@ impl<R: Root> DirStore<R> {
             Err(e) if e.code == ErrorCode::Gone => Err(StoreError::Conflict(format!(
                 "{entry} was removed by another writer"
             ))),
+            Err(e) if e.code == ErrorCode::Busy => Err(StoreError::Conflict(format!(
+                "another writer holds its lock: {e}"
+            ))),
             Err(e) => Err(store_error(&format!("locking {entry}"), e)),
         }
     }

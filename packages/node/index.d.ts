@@ -1,6 +1,10 @@
 // Types of the agent-session Node API (src/index.js). Hand-written from
 // wit/session.wit (agent:session@0.3.0): keep in sync with it.
 //
+// `openSessions` runs the component in a worker thread: the methods of
+// `Sessions` return Promises of what those of `SyncSessions` (from
+// `openSessionsSync`, on the calling thread) return.
+//
 // WIT -> JS: records are objects with camelCase fields; `option` none is
 // null; u64 is number (an integer argument may be a bigint too); JSON-text
 // values are JS values (`Json`); `session-stats` counts are objects from
@@ -197,10 +201,23 @@ export interface OpenOptions {
    * (addresses, ranges like `10.0.0.0/8`, host names), as the CLI's
    * `--webhook-allow`. Default: none. */
   webhookAllow?: string[];
+  /** How long a call waits for a session another process is writing
+   * before failing with `SessionError('conflict')`, in milliseconds.
+   * Default: `DEFAULT_LOCK_TIMEOUT_MS` (5000); `Infinity`: no bound. */
+  lockTimeoutMs?: number;
 }
 
-/** The session API over one directory; every method is synchronous. */
-export interface Sessions {
+/** The kinds of the events the engine writes itself (`recordEvent` refuses
+ * them). Their data's own field names are camelCase in this API (as
+ * `durationMs`); stored, exported and sent in webhooks they are snake_case. */
+export const BUILT_IN_KINDS: ReadonlySet<string>;
+
+/** The default of `OpenOptions.lockTimeoutMs`. */
+export const DEFAULT_LOCK_TIMEOUT_MS: number;
+
+/** The session API over one directory, on the calling thread: every
+ * method is synchronous (and blocks the thread while it works). */
+export interface SyncSessions {
   start(options: StartOptions): Session;
   get(id: string): Session;
   pause(id: string, reason?: string | null): Session;
@@ -250,5 +267,22 @@ export interface Sessions {
   close(): void;
 }
 
-/** Open the sessions stored in `dir`. */
+/** The session API over one directory, in a worker thread: the methods of
+ * `SyncSessions`, each returning a Promise. Calls run one at a time, in the
+ * order they were made; none blocks the application's event loop. */
+export type Sessions = {
+  [K in Exclude<keyof SyncSessions, 'close'>]: (
+    ...args: Parameters<SyncSessions[K]>
+  ) => Promise<ReturnType<SyncSessions[K]>>;
+} & {
+  /** Release this process's outbox segment and end the worker (after the
+   * calls made before); later calls reject. */
+  close(): Promise<void>;
+};
+
+/** Open the sessions stored in `dir` (created if needed), in a worker thread. */
 export function openSessions(options: OpenOptions): Promise<Sessions>;
+
+/** Open the sessions stored in `dir` (created if needed), to be called
+ * synchronously on this thread. */
+export function openSessionsSync(options: OpenOptions): Promise<SyncSessions>;

@@ -17,6 +17,7 @@ fn code(e: &RootError) -> &'static str {
         ErrorCode::Exists => "exists",
         ErrorCode::Refused => "refused",
         ErrorCode::Gone => "gone",
+        ErrorCode::Busy => "busy",
         ErrorCode::Full => "full",
         ErrorCode::ReadOnly => "read-only",
         ErrorCode::Io => "io",

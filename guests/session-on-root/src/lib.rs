@@ -39,6 +39,7 @@ fn from_wit(e: wit_root::Failure) -> RootError {
         C::Exists => ErrorCode::Exists,
         C::Refused => ErrorCode::Refused,
         C::Gone => ErrorCode::Gone,
+        C::Busy => ErrorCode::Busy,
         C::Full => ErrorCode::Full,
         C::ReadOnly => ErrorCode::ReadOnly,
         C::Io => ErrorCode::Io,

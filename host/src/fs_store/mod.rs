@@ -149,6 +149,7 @@ pub(crate) fn to_io(e: RootError) -> io::Error {
         ErrorCode::Exists => ErrorKind::AlreadyExists,
         ErrorCode::Refused => ErrorKind::InvalidData,
         ErrorCode::Gone => ErrorKind::NotFound,
+        ErrorCode::Busy => ErrorKind::WouldBlock,
         ErrorCode::Full => ErrorKind::StorageFull,
         ErrorCode::ReadOnly => ErrorKind::ReadOnlyFilesystem,
         ErrorCode::Io => ErrorKind::Other,

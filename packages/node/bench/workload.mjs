@@ -117,7 +117,7 @@ async function main() {
 
   // The package's public entry point, by its name (a self-reference).
   let t0 = process.hrtime.bigint();
-  const { openSessions } = await import('agent-session');
+  const { openSessionsSync: openSessions } = await import('agent-session');
   const importMs = hrUs(t0, process.hrtime.bigint()) / 1000;
 
   // BENCH_COMPONENT: another build to measure (openSessions' `component`:

@@ -15,12 +15,14 @@ if (!dir || !id || !['pause', 'complete'].includes(end)) {
 }
 
 try {
+  // The component runs in a worker thread; every call returns a Promise.
   const sessions = await openSessions({ dir });
-  if (sessions.get(id).status === 'paused') sessions.resume(id);
-  sessions.iterate(id, { host: 'node' });
-  sessions.recordLearning(id, { insight: 'continued from Node through jco' });
+  if ((await sessions.get(id)).status === 'paused') await sessions.resume(id);
+  await sessions.iterate(id, { host: 'node' });
+  await sessions.recordLearning(id, { insight: 'continued from Node through jco' });
   const final =
-    end === 'pause' ? sessions.pause(id, 'handed on by node') : sessions.complete(id, { by: 'node' });
+    end === 'pause' ? await sessions.pause(id, 'handed on by node') : await sessions.complete(id, { by: 'node' });
+  await sessions.close();
   console.log(JSON.stringify(final, null, 2));
 } catch (e) {
   console.error(e instanceof SessionError ? `${e.code}: ${e.message}` : e);

@@ -5,7 +5,15 @@
 //
 //   node examples/dump.mjs <dir>
 
-import { openSessions, SessionError } from '../src/index.js';
+import { BUILT_IN_KINDS, openSessionsSync, SessionError } from '../src/index.js';
+
+// The API gives the engine's own event fields in camelCase; every host's
+// dump prints them as stored.
+const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const stored = (e) =>
+  BUILT_IN_KINDS.has(e.kind) && e.data && typeof e.data === 'object' && !Array.isArray(e.data)
+    ? Object.fromEntries(Object.entries(e.data).map(([k, v]) => [snake(k), v]))
+    : e.data;
 
 const [dir] = process.argv.slice(2);
 if (!dir) {
@@ -14,11 +22,11 @@ if (!dir) {
 }
 
 try {
-  const sessions = await openSessions({ dir });
+  const sessions = await openSessionsSync({ dir });
   const page = sessions.list({}, null, 1000);
   const events = {};
   for (const s of page.sessions) {
-    events[s.id] = sessions.events(s.id, 0, 1000).events.map((e) => [e.seq, e.kind, e.data]);
+    events[s.id] = sessions.events(s.id, 0, 1000).events.map((e) => [e.seq, e.kind, stored(e)]);
   }
   const st = sessions.stats();
   console.log(

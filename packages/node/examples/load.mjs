@@ -42,7 +42,7 @@
 // Python) write the same sessions -- is real.
 
 import fs from 'node:fs';
-import { openSessions, SessionError } from '../src/index.js';
+import { openSessionsSync, SessionError } from '../src/index.js';
 
 const FLAGS = '--dir, --sessions, --threads, --ops, --tag';
 
@@ -122,7 +122,7 @@ const args = parse(process.argv.slice(2));
 let host;
 let ids;
 try {
-  host = await openSessions({ dir: args.dir });
+  host = await openSessionsSync({ dir: args.dir });
   // The sessions to work on: the newest active or paused ones, topped up
   // with new ones.
   ids = host

@@ -1,516 +1,176 @@
 // The session API on Node: the agent-session component (the same .wasm the
-// Rust host runs) through jco, over a directory in the Rust store's format.
+// Rust host runs) over a directory in the Rust store's format.
 //
+//   import { openSessions } from 'agent-session';
 //   const s = await openSessions({ dir: './sessions' });
-//   const session = s.start({ task: 'write the parser' });
-//   s.iterate(session.id, { step: 1 });
+//   const session = await s.start({ task: 'write the parser' });
+//   await s.iterate(session.id, { step: 1 });
 //
-// Methods mirror the WIT `sessions` interface in camelCase. Values are
-// plain objects with camelCase fields; JSON-text values are JS values;
-// u64s are Numbers; `option` none is null. Failures throw `SessionError`:
-// the component judges every argument; one its WIT type cannot hold (a
-// number for a string, -1 for a count, NaN in a JSON value) is refused
-// before the call, as `invalid-input` too (src/args.js).
+// `openSessions` runs the component in a worker thread: every method
+// returns a Promise and nothing blocks the application's event loop, not
+// even a wait for a session another process is writing (bounded by
+// `lockTimeoutMs`). Calls run one at a time, in the order they were made.
+// `openSessionsSync` (sync.js) gives the same methods on the calling
+// thread, synchronous. Both take and return the same values (see sync.js).
 
-import { Root, RootError, rootImports } from './root.js';
-import { loadComponent } from './component.js';
-import { ERROR_CODES, SessionError } from './error.js';
-import * as a from './args.js';
+import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { BUILT_IN_KINDS, SyncSessions, openSessionsSync } from './sync.js';
+import { SessionError } from './error.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from './root.js';
 
-export { SessionError };
+export { BUILT_IN_KINDS, SessionError, SyncSessions, openSessionsSync, DEFAULT_LOCK_TIMEOUT_MS };
 
-// Present while the index must be rebuilt (after a migration or a lost
-// index file); the directory store writes it, the host that opens the root
-// runs the rebuild, as the Rust host does.
-const REINDEX = 'REINDEX';
+/** The API's methods: those of the synchronous API. */
+const METHODS = Object.getOwnPropertyNames(SyncSessions.prototype).filter(
+  (m) => m !== 'constructor' && m !== 'close',
+);
+
+/** The method that sends a call to the worker (a symbol: not part of the
+ * API, reachable from the methods made below). */
+const CALL = Symbol('call');
+
+/** A failure from the worker, as the synchronous API would have thrown it. */
+function rethrown(f) {
+  if (f.kind === 'session') return new SessionError(f.code, f.message);
+  if (f.kind === 'type') return new TypeError(f.message);
+  return Object.assign(new Error(f.message), { name: f.name });
+}
 
 /**
- * Open the sessions stored in `dir` (created if needed). A root whose
- * index must be rebuilt (after a lost index file) is reindexed first, as
- * the Rust host does.
- * @param {{ dir: string, component?: string, webhookAllow?: string[] }} options
- *   `webhookAllow`: exceptions to the webhook address policy that
- *   `setWebhook` applies (addresses, ranges, host names; as the CLI's
- *   `--webhook-allow`). `component`: the
- *   module jco generated (file or directory) or a component `.wasm`, instead
- *   of the package's build.
+ * Open the sessions stored in `dir` (created if needed) in a worker thread.
+ * @param {import('../index.d.ts').OpenOptions} options
  * @returns {Promise<Sessions>}
  */
-export async function openSessions({ dir, component, webhookAllow = [] } = {}) {
-  if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
-  const allow = a.strings(webhookAllow, 'openSessions: webhookAllow');
-  let root;
-  try {
-    root = new Root(dir);
-  } catch (e) {
-    throw new SessionError('storage', `opening the session store at ${dir}: ${e.message}`);
+export async function openSessions(options = {}) {
+  // Checked here, so a bad option fails where it was given.
+  if (typeof options?.dir !== 'string' || options.dir === '') {
+    throw new TypeError('openSessions: `dir` (a directory) is required');
   }
-  const sessions = new Sessions(await loadComponent(component), root, allow);
-  // The first call opens the store (a new root is made one; an old format
-  // is migrated). After a lost index file (or a migration) the index is
-  // rebuilt in place before anything else runs, as the Rust host does.
-  try {
-    sessions.list({}, null, 1);
-    // Root.stat answers undefined when nothing is there.
-    if (root.stat(REINDEX) != null) {
-      sessions.rebuildIndex(false);
-      root.removeFile(REINDEX);
-      // Make the removal durable (else a crash brings REINDEX back, and
-      // with it another full rebuild on the next open).
-      root.syncDir('.');
-    }
-  } catch (e) {
-    root.close();
-    if (e instanceof RootError) {
-      throw new SessionError('storage', `rebuilding the index of ${dir}: ${e.message}`);
-    }
-    throw e;
+  const { port1, port2 } = new MessageChannel();
+  const wake = new SharedArrayBuffer(4);
+  const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    workerData: { options, syncPort: port2, wake },
+    transferList: [port2],
+  });
+  const ready = await new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  if (!ready.ready) {
+    await worker.terminate();
+    throw rethrown(ready.error);
   }
-  return sessions;
-}
-
-// --- conversions of the jco values to the API's ---
-
-const num = (v) => (v === undefined || v === null ? null : Number(v));
-const opt = (v) => (v === undefined ? null : v);
-const parse = (text) => (text === undefined || text === null ? null : JSON.parse(text));
-
-const session = (s) => ({
-  id: s.id,
-  task: s.task,
-  mode: s.mode,
-  userId: opt(s.userId),
-  channelId: opt(s.channelId),
-  status: s.status,
-  iteration: s.iteration,
-  maxIterations: s.maxIterations,
-  context: parse(s.context),
-  pauseReason: opt(s.pauseReason),
-  result: parse(s.result),
-  error: opt(s.error),
-  createdAt: num(s.createdAt),
-  updatedAt: num(s.updatedAt),
-  endedAt: num(s.endedAt),
-  eventCount: num(s.eventCount),
-  version: num(s.version),
-});
-
-const event = (e) => ({ seq: num(e.seq), kind: e.kind, timestamp: num(e.timestamp), data: parse(e.data) });
-
-const webhook = (w) => ({ url: w.url, secret: w.secret, eventKinds: [...w.eventKinds], enabled: w.enabled });
-
-function filter(f, where) {
-  a.record(f, where);
-  return {
-    userId: a.optStr(f.userId, `${where}.user-id`),
-    channelId: a.optStr(f.channelId, `${where}.channel-id`),
-    mode: a.optStr(f.mode, `${where}.mode`),
-    status: a.optStatus(f.status, `${where}.status`),
-    createdAfter: a.optU64(f.createdAfter, `${where}.created-after`),
-    createdBefore: a.optU64(f.createdBefore, `${where}.created-before`),
-    updatedAfter: a.optU64(f.updatedAfter, `${where}.updated-after`),
-    updatedBefore: a.optU64(f.updatedBefore, `${where}.updated-before`),
-  };
+  return new Sessions(worker, port1, new Int32Array(wake), options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
 }
 
 /**
- * The session API over one directory. Synchronous: every call runs the
- * component on the calling thread (storage I/O included).
+ * The session API over one directory, in a worker thread: the methods of
+ * `SyncSessions`, each returning a Promise of what it returns.
  */
 export class Sessions {
-  #component;
-  #imports;
-  /** The instance, reused across calls (the component keeps nothing
-   * between calls); dropped after a trap. */
-  #exports = null;
-  #root;
-  #webhookAllow;
+  #worker;
+  #syncPort;
+  #wake;
+  #syncBoundMs;
+  #next = 1;
+  /** @type {Map<number, { resolve: Function, reject: Function }>} */
+  #pending = new Map();
+  /** @type {Error | null} why no more calls can be made */
+  #ended = null;
 
   /** @internal use `openSessions` */
-  constructor(component, root, webhookAllow = []) {
-    this.#component = component;
-    this.#imports = { root: rootImports(root) };
-    this.#root = root;
-    this.#webhookAllow = webhookAllow;
+  constructor(worker, syncPort, wake, lockTimeoutMs) {
+    this.#worker = worker;
+    this.#syncPort = syncPort;
+    this.#wake = wake;
+    // A synchronous call waits for the calls before it and its own; each
+    // may wait for a lock. Past this, the worker is taken for stuck.
+    this.#syncBoundMs = Number.isFinite(lockTimeoutMs) ? 4 * lockTimeoutMs + 60_000 : Infinity;
+    worker.on('message', ({ id, ok, error }) => {
+      const call = this.#pending.get(id);
+      if (!call) return;
+      this.#pending.delete(id);
+      if (this.#pending.size === 0) worker.unref();
+      if (error) call.reject(rethrown(error));
+      else call.resolve(ok);
+    });
+    const end = (why) => {
+      this.#ended ??= why;
+      for (const call of this.#pending.values()) call.reject(this.#ended);
+      this.#pending.clear();
+    };
+    worker.on('error', (e) => end(e));
+    worker.on('exit', () => end(new Error('agent-session: the sessions were closed')));
+    // An idle worker does not keep the process alive: a program that
+    // forgets `close()` still exits.
+    worker.unref();
+    syncPort.unref();
   }
 
-  #call(name, ...args) {
-    this.#exports ??= this.#component.instantiate(this.#imports);
+  /** Call `method` in the worker. */
+  [CALL](method, args) {
+    if (this.#ended) return Promise.reject(this.#ended);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      try {
+        this.#worker.postMessage({ id, method, args });
+      } catch (e) {
+        // An argument no thread can receive (a function, a symbol): as
+        // the synchronous API refuses a value its WIT type cannot hold.
+        reject(new SessionError('invalid-input', `${method}: an argument cannot be passed: ${e.message}`));
+        return;
+      }
+      this.#pending.set(id, { resolve, reject });
+      if (this.#pending.size === 1) this.#worker.ref();
+    });
+  }
+
+  /**
+   * Call `method` in the worker and wait for it on this thread (after the
+   * calls made before it): for the few functions whose callers expect a
+   * value at once (the seed-names module's `getSessionContext`).
+   * @internal
+   */
+  callSync(method, args) {
+    if (this.#ended) throw this.#ended;
+    const id = this.#next++;
+    Atomics.store(this.#wake, 0, 0);
     try {
-      return this.#exports[name](...args);
+      this.#syncPort.postMessage({ id, method, args });
     } catch (e) {
-      const p = e?.payload;
-      if (p && ERROR_CODES.has(p.tag)) throw new SessionError(p.tag, p.val);
-      // A trap, or an exception that unwound the component: its state can
-      // no longer be trusted; the next call gets a fresh instance, and the
-      // locks this one held are released.
-      this.#exports = null;
-      this.#root.releaseLocks();
-      throw e;
+      throw new SessionError('invalid-input', `${method}: an argument cannot be passed: ${e.message}`);
+    }
+    if (Atomics.wait(this.#wake, 0, 0, this.#syncBoundMs) === 'timed-out') {
+      throw new Error(`agent-session: ${method} got no answer in ${this.#syncBoundMs} ms`);
+    }
+    const reply = receiveMessageOnPort(this.#syncPort)?.message;
+    if (!reply || reply.id !== id) throw new Error(`agent-session: ${method}: the worker's answer was lost`);
+    if (reply.error) throw rethrown(reply.error);
+    return reply.ok;
+  }
+
+  /** Release this process's outbox segment and end the worker (after the
+   * calls made before). Later calls fail. */
+  async close() {
+    if (this.#ended) return;
+    try {
+      await this[CALL]('close', []);
+    } finally {
+      this.#ended ??= new Error('agent-session: the sessions were closed');
+      this.#syncPort.close();
+      await this.#worker.terminate();
     }
   }
+}
 
-  // --- lifecycle ---
-
-  /**
-   * Start a new active session.
-   * @param {import('../index.d.ts').StartOptions} options
-   * @returns {import('../index.d.ts').Session}
-   */
-  start(options) {
-    const o = a.record(options, 'start: options');
-    return session(
-      this.#call('start', {
-        task: a.str(o.task, 'start: options.task'),
-        mode: a.optStr(o.mode, 'start: options.mode'),
-        userId: a.optStr(o.userId, 'start: options.user-id'),
-        channelId: a.optStr(o.channelId, 'start: options.channel-id'),
-        maxIterations: a.optU32(o.maxIterations, 'start: options.max-iterations'),
-        context: a.optJson(o.context, 'start: options.context'),
-      }),
-    );
-  }
-
-  /**
-   * Read a session.
-   * @param {string} id
-   * @returns {import('../index.d.ts').Session}
-   */
-  get(id) {
-    return session(this.#call('get', a.str(id, 'get: id')));
-  }
-
-  /**
-   * Pause an active session.
-   * @param {string} id
-   * @param {string | null} [reason]
-   * @returns {import('../index.d.ts').Session}
-   */
-  pause(id, reason = null) {
-    return session(this.#call('pause', a.str(id, 'pause: id'), a.optStr(reason, 'pause: reason')));
-  }
-
-  /**
-   * Resume a paused session.
-   * @param {string} id
-   * @returns {import('../index.d.ts').Session}
-   */
-  resume(id) {
-    return session(this.#call('resume', a.str(id, 'resume: id')));
-  }
-
-  /**
-   * Complete an active or paused session.
-   * @param {string} id
-   * @param {unknown} [result] a JSON value; null: none
-   * @returns {import('../index.d.ts').Session}
-   */
-  complete(id, result = null) {
-    return session(this.#call('complete', a.str(id, 'complete: id'), a.optJson(result, 'complete: result')));
-  }
-
-  /**
-   * Fail an active or paused session.
-   * @param {string} id
-   * @param {string} error
-   * @returns {import('../index.d.ts').Session}
-   */
-  fail(id, error) {
-    return session(this.#call('fail', a.str(id, 'fail: id'), a.str(error, 'fail: error')));
-  }
-
-  // --- iterations and events ---
-
-  /**
-   * Count one iteration of an active session; reaching its max-iterations
-   * moves it to `timeout`.
-   * @param {string} id
-   * @param {unknown} [data] a JSON value; null: none
-   * @returns {import('../index.d.ts').Session}
-   */
-  iterate(id, data = null) {
-    return session(this.#call('iterate', a.str(id, 'iterate: id'), a.optJson(data, 'iterate: data')));
-  }
-
-  /**
-   * Record a tool call in an active session's history.
-   * @param {string} id
-   * @param {import('../index.d.ts').ToolCall} call
-   * @returns {import('../index.d.ts').Event}
-   */
-  recordToolCall(id, call) {
-    const c = a.record(call, 'record-tool-call: call');
-    return event(
-      this.#call('recordToolCall', a.str(id, 'record-tool-call: id'), {
-        name: a.str(c.name, 'record-tool-call: call.name'),
-        input: a.json(c.input, 'record-tool-call: call.input'),
-        output: a.json(c.output, 'record-tool-call: call.output'),
-        durationMs: a.u64(c.durationMs, 'record-tool-call: call.duration-ms'),
-      }),
-    );
-  }
-
-  /**
-   * Record a learning in an active or paused session's history.
-   * @param {string} id
-   * @param {import('../index.d.ts').Learning} learning
-   * @returns {import('../index.d.ts').Event}
-   */
-  recordLearning(id, learning) {
-    const l = a.record(learning, 'record-learning: learning');
-    return event(
-      this.#call('recordLearning', a.str(id, 'record-learning: id'), {
-        insight: a.str(l.insight, 'record-learning: learning.insight'),
-        expertiseFile: a.optStr(l.expertiseFile, 'record-learning: learning.expertise-file'),
-      }),
-    );
-  }
-
-  /**
-   * Record a custom event (its kind not one of the built-in ones).
-   * @param {string} id
-   * @param {string} kind
-   * @param {unknown} data a JSON value
-   * @returns {import('../index.d.ts').Event}
-   */
-  recordEvent(id, kind, data) {
-    return event(
-      this.#call(
-        'recordEvent',
-        a.str(id, 'record-event: id'),
-        a.str(kind, 'record-event: kind'),
-        a.json(data, 'record-event: data'),
-      ),
-    );
-  }
-
-  /**
-   * Read the history from position `from`, at most `limit` events (max 1000).
-   * @param {string} id
-   * @param {number} [from]
-   * @param {number} [limit]
-   * @returns {import('../index.d.ts').EventPage}
-   */
-  events(id, from = 0, limit = 100) {
-    const page = this.#call('events', a.str(id, 'events: id'), a.u64(from, 'events: from'), a.u32(limit, 'events: limit'));
-    return { events: page.events.map(event), nextSeq: num(page.nextSeq) };
-  }
-
-  /**
-   * The last 10 events, oldest first.
-   * @param {string} id
-   * @returns {import('../index.d.ts').Event[]}
-   */
-  recentEvents(id) {
-    return this.#call('recentEvents', a.str(id, 'recent-events: id')).map(event);
-  }
-
-  // --- context ---
-
-  /**
-   * Merge a JSON object into the session's context: top-level keys are
-   * replaced, a null value removes the key.
-   * @param {string} id
-   * @param {Record<string, unknown>} patch
-   * @returns {import('../index.d.ts').Session}
-   */
-  updateContext(id, patch) {
-    return session(this.#call('updateContext', a.str(id, 'update-context: id'), a.json(patch, 'update-context: patch')));
-  }
-
-  /**
-   * The session, its recent history and whether it can be resumed.
-   * @param {string} id
-   * @returns {import('../index.d.ts').Resumption}
-   */
-  resumptionContext(id) {
-    const r = this.#call('resumptionContext', a.str(id, 'resumption-context: id'));
-    return { session: session(r.session), recentEvents: r.recentEvents.map(event), resumable: r.resumable };
-  }
-
-  // --- queries ---
-
-  /**
-   * Sessions matching `filter`, newest first, at most `limit` (max 1000).
-   * @param {import('../index.d.ts').SessionFilter} [f]
-   * @param {string | null} [cursor] the previous page's `nextCursor`
-   * @param {number} [limit]
-   * @returns {import('../index.d.ts').SessionPage}
-   */
-  list(f = {}, cursor = null, limit = 100) {
-    const page = this.#call(
-      'list',
-      filter(f, 'list: filter'),
-      a.optStr(cursor, 'list: cursor'),
-      a.u32(limit, 'list: limit'),
-    );
-    return {
-      sessions: page.sessions.map(session),
-      nextCursor: opt(page.nextCursor),
-      unreadable: [...page.unreadable],
-    };
-  }
-
-  /**
-   * Aggregates over the sessions matching `filter`.
-   * @param {import('../index.d.ts').SessionFilter} [f]
-   * @returns {import('../index.d.ts').SessionStats}
-   */
-  stats(f = {}) {
-    const s = this.#call('stats', filter(f, 'stats: filter'));
-    return {
-      total: num(s.total),
-      byStatus: Object.fromEntries(s.byStatus.map((c) => [c.status, num(c.count)])),
-      byMode: Object.fromEntries(s.byMode.map((c) => [c.mode, num(c.count)])),
-      averageIterations: s.averageIterations,
-      successRate: s.successRate,
-    };
-  }
-
-  // --- maintenance ---
-
-  /**
-   * Remove completed, failed and timed-out sessions that ended more than
-   * `olderThanDays` days ago (30 when null); active and paused ones never.
-   * @param {number | null} [olderThanDays]
-   * @param {boolean} [dryRun] only report what would be removed
-   * @returns {import('../index.d.ts').CleanupReport}
-   */
-  cleanup(olderThanDays = null, dryRun = false) {
-    const r = this.#call(
-      'cleanup',
-      a.optU32(olderThanDays, 'cleanup: older-than-days'),
-      a.bool(dryRun, 'cleanup: dry-run'),
-    );
-    return { dryRun: r.dryRun, removed: [...r.removed] };
-  }
-
-  /**
-   * Remove one session and its history.
-   * @param {string} id
-   */
-  delete(id) {
-    this.#call('delete', a.str(id, 'delete: id'));
-  }
-
-  /**
-   * Compare the index with the histories and, unless `dryRun`, refresh
-   * every entry that differs.
-   * @param {boolean} [dryRun]
-   * @returns {import('../index.d.ts').IndexReport}
-   */
-  rebuildIndex(dryRun = false) {
-    const r = this.#call('rebuildIndex', a.bool(dryRun, 'rebuild-index: dry-run'));
-    return { sessions: num(r.sessions), stale: [...r.stale], unreadable: [...r.unreadable] };
-  }
-
-  /**
-   * The session and its whole history as a portable JSON document.
-   * @param {string} id
-   * @returns {import('../index.d.ts').ExportDocument}
-   */
-  export(id) {
-    return JSON.parse(this.#call('export', a.str(id, 'export: id')));
-  }
-
-  /**
-   * Recreate a session from an exported document (the id is kept; it
-   * must not exist yet).
-   * @param {import('../index.d.ts').ExportDocument} document
-   * @returns {import('../index.d.ts').Session}
-   */
-  import(document) {
-    return session(this.#call('import', a.json(document, 'import: document')));
-  }
-
-  // --- webhooks ---
-
-  /**
-   * Set (or replace) the webhook endpoint. Notifications are queued in the
-   * directory's outbox; the Rust CLI's `agent-session deliver` sends them.
-   * @param {import('../index.d.ts').WebhookInput} config
-   * @returns {import('../index.d.ts').WebhookConfig}
-   */
-  setWebhook(config) {
-    const c = a.record(config, 'set-webhook: config');
-    const wit = {
-      url: a.str(c.url, 'set-webhook: config.url'),
-      secret: a.str(c.secret, 'set-webhook: config.secret'),
-      eventKinds: a.strings(c.eventKinds ?? [], 'set-webhook: config.event-kinds'),
-      enabled: a.bool(c.enabled ?? true, 'set-webhook: config.enabled'),
-    };
-    // The address policy, with this host's exceptions (`webhookAllow`),
-    // as every host applies it when an endpoint is set.
-    if (wit.enabled) this.checkWebhookUrl(wit.url, this.#webhookAllow);
-    return webhook(this.#call('setWebhook', wit));
-  }
-
-  /**
-   * Whether webhooks may be sent to `url` under the address policy, with
-   * the exceptions `allow` (addresses, ranges like `10.0.0.0/8`, host
-   * names): http(s), and an IP-address host (any form) that is not
-   * loopback, private, link-local or another special-purpose address
-   * unless allowed. Host names pass (checked where they are dialled).
-   * Throws `SessionError('invalid-input')` saying why not.
-   * @param {string} url
-   * @param {string[]} [allow]
-   */
-  checkWebhookUrl(url, allow = []) {
-    this.#call(
-      'checkWebhookUrl',
-      a.str(url, 'check-webhook-url: url'),
-      a.strings(allow, 'check-webhook-url: allow'),
-    );
-  }
-
-  /**
-   * The webhook endpoint, or null if none is set.
-   * @returns {import('../index.d.ts').WebhookConfig | null}
-   */
-  getWebhook() {
-    const w = this.#call('getWebhook');
-    return w === undefined || w === null ? null : webhook(w);
-  }
-
-  /** Remove the webhook endpoint. */
-  clearWebhook() {
-    this.#call('clearWebhook');
-  }
-
-  // --- utilities ---
-
-  /**
-   * Whether the session can be resumed (active or paused).
-   * @param {string} id
-   * @returns {boolean}
-   */
-  isResumable(id) {
-    return this.#call('isResumable', a.str(id, 'is-resumable: id'));
-  }
-
-  /**
-   * Milliseconds from creation to end (or to now, if not ended).
-   * @param {string} id
-   * @returns {number}
-   */
-  duration(id) {
-    return num(this.#call('duration', a.str(id, 'duration: id')));
-  }
-
-  /**
-   * Iteration / max-iterations as a percentage from 0 to 100.
-   * @param {string} id
-   * @returns {number}
-   */
-  progress(id) {
-    return this.#call('progress', a.str(id, 'progress: id'));
-  }
-
-  /** Release this process's outbox segment (the process's end does too):
-   * the instance is dropped with the locks it held; a later call starts a
-   * new one. */
-  close() {
-    this.#exports = null;
-    this.#root.releaseLocks();
-  }
+for (const method of METHODS) {
+  Object.defineProperty(Sessions.prototype, method, {
+    value: {
+      [method](...args) {
+        return this[CALL](method, args);
+      },
+    }[method],
+    writable: true,
+    configurable: true,
+  });
 }

@@ -80,7 +80,7 @@ const CODES = {
  */
 export class RootError extends Error {
   /**
-   * @param {'not-found'|'exists'|'refused'|'gone'|'full'|'read-only'|'io'} code
+   * @param {'not-found'|'exists'|'refused'|'gone'|'busy'|'full'|'read-only'|'io'} code
    * @param {string} message names the path
    */
   constructor(code, message) {
@@ -110,9 +110,25 @@ function failure(e, what, code) {
 /** The name of `name` beneath the directory open as `fd`. */
 const at = (fd, name) => `/proc/self/fd/${fd}/${name}`;
 
+/**
+ * Close a descriptor `sys.openAt` or `sys.openBeneath` opened (through libc,
+ * as it was opened: in a worker thread, Node warns about a descriptor its
+ * `fs` closes but did not open).
+ */
+function closeFd(fd) {
+  const c = loadLibc();
+  if (c.close(fd) !== 0) {
+    const errno = c.errno();
+    // EINTR: the descriptor is closed all the same on Linux.
+    if (errno === c.EINTR) return;
+    const code = c.names[errno] ?? `errno ${errno}`;
+    throw Object.assign(new Error(`${code}: close failed`), { code, errno });
+  }
+}
+
 function closeQuiet(fd) {
   try {
-    fs.closeSync(fd);
+    closeFd(fd);
   } catch {
     // Nothing to do: the descriptor is gone either way.
   }
@@ -173,6 +189,7 @@ function loadLibc() {
       // faster.
       openat2: lib.func('long syscall(long number, int dirfd, const char *path, void *how, size_t size)'),
       flock: lib.func('int flock(int fd, int operation)'),
+      close: lib.func('int close(int fd)'),
       errno: () => koffi.errno(),
       setErrno: (v) => koffi.errno(v),
       EINTR: koffi.os.errno.EINTR,
@@ -241,6 +258,12 @@ function openBeneath(dirfd, path, flags, mode = 0) {
   }
 }
 
+/** How long a waiting `lock` waits by default before failing with `busy`:
+ * far longer than any one operation holds a session's lock, short enough
+ * that a stuck holder (a process stopped in a debugger, say) surfaces as an
+ * error instead of a hang. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+
 /** The system calls this module makes through koffi, called through this
  * object so a test can watch them (the flags of every open). */
 export const sys = { openAt, openBeneath };
@@ -256,6 +279,26 @@ function flock(fd, operation, what) {
     if (errno === c.EWOULDBLOCK && (operation & LOCK_NB) !== 0) return false;
     const name = c.names[errno] ?? `errno ${errno}`;
     throw fail(CODES[name] ?? 'io', `${what}: flock failed (${name})`);
+  }
+}
+
+/** Sleep the calling thread (a worker's, or the main thread of the
+ * synchronous API, which blocks on every call anyway). */
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
+
+/**
+ * flock `fd` waiting at most `timeoutMs`: true when granted, false when
+ * the time passed. A blocking flock(2) cannot be given up on, so the lock
+ * is tried without blocking, with pauses growing from 1 to 50 ms.
+ */
+function flockWithin(fd, operation, timeoutMs, what) {
+  const deadline = performance.now() + timeoutMs;
+  for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+    if (flock(fd, operation | LOCK_NB, what)) return true;
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    sleep(Math.min(pause, left));
   }
 }
 
@@ -279,14 +322,27 @@ export class Root {
    * the one ambient open; everything else is beneath it.
    * @param {string} dir
    */
-  constructor(dir) {
+  #lockTimeoutMs;
+
+  /**
+   * @param {string} dir
+   * @param {{ lockTimeoutMs?: number }} [options] how long a waiting
+   *   `lock` waits before failing with `busy` (default: 5000 ms; Infinity:
+   *   no bound)
+   */
+  constructor(dir, { lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS } = {}) {
+    if (!(typeof lockTimeoutMs === 'number' && lockTimeoutMs >= 0)) {
+      throw new TypeError(`lockTimeoutMs must be a number of milliseconds (0 or more), not ${lockTimeoutMs}`);
+    }
+    this.#lockTimeoutMs = lockTimeoutMs;
     fs.mkdirSync(dir, { recursive: true });
     loadLibc();
+    // Opened through `fs`, closed through `fs` (see closeFd).
     this.#fd = fs.openSync(dir, O_RDONLY | O_DIRECTORY);
     try {
       this.#owner = fs.fstatSync(this.#fd, { bigint: true }).uid;
     } catch (e) {
-      closeQuiet(this.#fd);
+      fs.closeSync(this.#fd);
       throw e;
     }
     this.#path = dir;
@@ -308,7 +364,13 @@ export class Root {
   close() {
     for (const fd of this.#locks.values()) closeQuiet(fd);
     this.#locks.clear();
-    if (this.#fd !== undefined) closeQuiet(this.#fd);
+    if (this.#fd !== undefined) {
+      try {
+        fs.closeSync(this.#fd);
+      } catch {
+        // Gone either way.
+      }
+    }
     this.#fd = undefined;
   }
 
@@ -356,7 +418,7 @@ export class Root {
         const prefix = parts.slice(0, i + 1).join('/');
         const shown = prefix === path ? path : `${prefix} (on the way to ${path})`;
         const next = this.#openDirAt(fd, parts[i], shown, lastIsPath && i === parts.length - 1);
-        if (fd !== root) fs.closeSync(fd);
+        if (fd !== root) closeFd(fd);
         fd = next;
       }
       return fn(fd);
@@ -566,7 +628,7 @@ export class Root {
         try {
           writeAll(fd, bytes, null);
           if (sync) fs.fsyncSync(fd);
-          fs.closeSync(fd);
+          closeFd(fd);
           fd = undefined;
           fs.renameSync(at(dirfd, tmp), at(dirfd, name));
           renamed = true;
@@ -629,7 +691,7 @@ export class Root {
               throw failure(e, shown);
             }
           }
-          if (fd !== root) fs.closeSync(fd);
+          if (fd !== root) closeFd(fd);
           fd = next;
         }
         return made;
@@ -726,7 +788,14 @@ export class Root {
         path,
         O_RDONLY | O_CREAT,
         (fd) => {
-          if (!flock(fd, operation, `lock ${path}`)) return undefined;
+          const granted =
+            wait && Number.isFinite(this.#lockTimeoutMs)
+              ? flockWithin(fd, operation, this.#lockTimeoutMs, `lock ${path}`)
+              : flock(fd, operation, `lock ${path}`);
+          if (!granted && wait) {
+            throw fail('busy', `${path}: another process held the lock for more than ${this.#lockTimeoutMs} ms`);
+          }
+          if (!granted) return undefined;
           // Granted: the file locked must still be the one at the path
           // (resolved again from the root: its directory may have moved).
           const mine = fs.fstatSync(fd, { bigint: true });
@@ -819,7 +888,12 @@ function removeDirAt(dirfd, name, shown, top = false) {
       }
     }
   } finally {
-    closeQuiet(fd);
+    // Opened through `fs` (a name of any bytes), closed through it.
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Gone either way.
+    }
   }
   try {
     fs.rmdirSync(child(dirfd, name));

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { openSessions, SessionError } from '../src/index.js';
+import { BUILT_IN_KINDS, openSessionsSync, SessionError } from '../src/index.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SCENARIOS = path.resolve(HERE, '../../../tests/conformance');
@@ -39,12 +39,17 @@ function toApi(record) {
   return Object.fromEntries(Object.entries(record).map(([k, v]) => [camel(k), v]));
 }
 
-/** An API value in canonical form. */
+/** An API value in canonical form. The data of the engine's own events
+ * has camelCase top-level names in the Node API; canonical is as stored. */
 function canonical(v) {
   if (v === undefined || v === null) return null;
   if (Array.isArray(v)) return v.map(canonical);
   if (typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), RAW_OUT.has(k) ? x : canonical(x)]));
+  const out = Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), RAW_OUT.has(k) ? x : canonical(x)]));
+  if (BUILT_IN_KINDS.has(v.kind) && 'seq' in v && out.data && typeof out.data === 'object' && !Array.isArray(out.data)) {
+    out.data = Object.fromEntries(Object.entries(out.data).map(([k, x]) => [snake(k), x]));
+  }
+  return out;
 }
 
 /** Which arguments of an operation are records (the rest are strings,
@@ -203,7 +208,7 @@ async function runScenario(dir, file, transcript, wrapper = false) {
   const scenario = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
   if (!Array.isArray(scenario.steps)) throw new Error(`${file}: no "steps" array`);
   const store = fs.mkdtempSync(path.join(os.tmpdir(), 'agent-session-conformance-'));
-  const sessions = await openSessions({ dir: store });
+  const sessions = await openSessionsSync({ dir: store });
   try {
     const names = {};
     scenario.steps.forEach((step, i) => {

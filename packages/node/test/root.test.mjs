@@ -280,8 +280,9 @@ async function child(role, args) {
       return;
     }
     case 'wait-lock': {
-      // Wait for a lock; say what came of it.
-      const imports = rootImports(new Root(args[0]));
+      // Wait for a lock (blocked in flock: no bound on the wait); say what
+      // came of it.
+      const imports = rootImports(new Root(args[0], { lockTimeoutMs: Infinity }));
       say('ready');
       let out;
       try {
@@ -527,6 +528,27 @@ describe('root', () => {
     }
     root.close();
     assert.equal(openFds(), before);
+  });
+
+  test('busy: a waiting lock gives up once lockTimeoutMs has passed', (t) => {
+    const dir = tempRoot(t);
+    const holder = openRoot(t, dir);
+    holder.createDir('d', false);
+    const h = holder.lock('d/l', true, false);
+    const waiter = new Root(dir, { lockTimeoutMs: 300 });
+    t.after(() => waiter.close());
+    const started = performance.now();
+    const e = errorOf(() => waiter.lock('d/l', false, true));
+    const waited = performance.now() - started;
+    assert.equal(e.code, 'busy');
+    assert.match(e.message, /d\/l.*300 ms/);
+    assert.ok(waited >= 300 && waited < 3000, `waited ${waited} ms`);
+    // Granted once free, within the bound.
+    holder.unlock(h);
+    const again = waiter.lock('d/l', false, true);
+    assert.equal(typeof again, 'bigint');
+    waiter.unlock(again);
+    assert.throws(() => new Root(dir, { lockTimeoutMs: -1 }), TypeError);
   });
 
   test('gone: the file locked was moved, removed or replaced while the lock was awaited', async (t) => {

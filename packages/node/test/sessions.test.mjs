@@ -10,7 +10,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { openSessions, SessionError, Sessions } from '../src/index.js';
+import { openSessionsSync as openSessions, SessionError, SyncSessions as Sessions } from '../src/index.js';
 import { Root } from '../src/root.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -187,7 +187,7 @@ test('integers: Numbers and BigInts in the WIT range pass, the component judges 
     refused('tool duration must be at most 9007199254740991 ms, got 9007199254740992'),
   );
   const call = s.recordToolCall(a.id, { name: 'ls', input: {}, output: {}, durationMs: 2n ** 53n - 1n });
-  assert.equal(call.data.duration_ms, 2 ** 53 - 1);
+  assert.equal(call.data.durationMs, 2 ** 53 - 1);
   assert.deepEqual(s.events(a.id, 2n ** 64n - 1n, 1), { events: [], nextSeq: null });
   assert.throws(
     () => s.events(a.id, 2n ** 64n, 1),
@@ -281,7 +281,7 @@ test('the component can be given as a transpiled module or as a .wasm', async (t
  * to how many it made and how many were refused as conflicts. */
 function iterateInAnotherProcess(dir, id, iterations) {
   const script = `
-    import { openSessions } from ${JSON.stringify(path.join(PKG, 'src/index.js'))};
+    import { openSessionsSync as openSessions } from ${JSON.stringify(path.join(PKG, 'src/index.js'))};
     const s = await openSessions({ dir: process.argv[1] });
     let made = 0, conflicts = 0;
     for (let i = 0; i < ${iterations}; i++) {

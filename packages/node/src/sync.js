@@ -1,0 +1,555 @@
+// The session API on the calling thread: the agent-session component (the
+// same .wasm the Rust host runs) through jco, over a directory in the Rust
+// store's format. Every call blocks its thread until the component is done
+// (storage I/O and lock waits included); `openSessions` (index.js) runs this
+// in a worker instead.
+//
+//   const s = await openSessionsSync({ dir: './sessions' });
+//   const session = s.start({ task: 'write the parser' });
+//   s.iterate(session.id, { step: 1 });
+//
+// Methods mirror the WIT `sessions` interface in camelCase. Values are
+// plain objects with camelCase fields; JSON-text values are JS values;
+// u64s are Numbers; `option` none is null. Failures throw `SessionError`:
+// the component judges every argument; one its WIT type cannot hold (a
+// number for a string, -1 for a count, NaN in a JSON value) is refused
+// before the call, as `invalid-input` too (src/args.js).
+
+import { Root, RootError, rootImports } from './root.js';
+import { loadComponent } from './component.js';
+import { ERROR_CODES, SessionError } from './error.js';
+import * as a from './args.js';
+
+export { SessionError };
+
+// Present while the index must be rebuilt (after a migration or a lost
+// index file); the directory store writes it, the host that opens the root
+// runs the rebuild, as the Rust host does.
+const REINDEX = 'REINDEX';
+
+/**
+ * Open the sessions stored in `dir` (created if needed), to be called on
+ * this thread. A root whose index must be rebuilt (after a lost index
+ * file) is reindexed first, as the Rust host does.
+ * @param {import('../index.d.ts').OpenOptions} options
+ *   `webhookAllow`: exceptions to the webhook address policy that
+ *   `setWebhook` applies (addresses, ranges, host names; as the CLI's
+ *   `--webhook-allow`). `component`: the module jco generated (file or
+ *   directory) or a component `.wasm`, instead of the package's build.
+ *   `lockTimeoutMs`: how long a call waits for a session another process
+ *   is writing (default 5000; then `SessionError('conflict')`).
+ * @returns {Promise<SyncSessions>}
+ */
+export async function openSessionsSync({ dir, component, webhookAllow = [], lockTimeoutMs } = {}) {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
+  const allow = a.strings(webhookAllow, 'openSessions: webhookAllow');
+  let root;
+  try {
+    root = new Root(dir, { lockTimeoutMs });
+  } catch (e) {
+    if (e instanceof TypeError) throw e;
+    throw new SessionError('storage', `opening the session store at ${dir}: ${e.message}`);
+  }
+  const sessions = new SyncSessions(await loadComponent(component), root, allow);
+  // The first call opens the store (a new root is made one; an old format
+  // is migrated). After a lost index file (or a migration) the index is
+  // rebuilt in place before anything else runs, as the Rust host does.
+  try {
+    sessions.list({}, null, 1);
+    // Root.stat answers undefined when nothing is there.
+    if (root.stat(REINDEX) != null) {
+      sessions.rebuildIndex(false);
+      root.removeFile(REINDEX);
+      // Make the removal durable (else a crash brings REINDEX back, and
+      // with it another full rebuild on the next open).
+      root.syncDir('.');
+    }
+  } catch (e) {
+    root.close();
+    if (e instanceof RootError) {
+      throw new SessionError('storage', `rebuilding the index of ${dir}: ${e.message}`);
+    }
+    throw e;
+  }
+  return sessions;
+}
+
+// --- conversions of the jco values to the API's ---
+
+const num = (v) => (v === undefined || v === null ? null : Number(v));
+const opt = (v) => (v === undefined ? null : v);
+const parse = (text) => (text === undefined || text === null ? null : JSON.parse(text));
+
+const session = (s) => ({
+  id: s.id,
+  task: s.task,
+  mode: s.mode,
+  userId: opt(s.userId),
+  channelId: opt(s.channelId),
+  status: s.status,
+  iteration: s.iteration,
+  maxIterations: s.maxIterations,
+  context: parse(s.context),
+  pauseReason: opt(s.pauseReason),
+  result: parse(s.result),
+  error: opt(s.error),
+  createdAt: num(s.createdAt),
+  updatedAt: num(s.updatedAt),
+  endedAt: num(s.endedAt),
+  eventCount: num(s.eventCount),
+  version: num(s.version),
+});
+
+/** The kinds of the events the engine itself writes (core's
+ * `event_kind::BUILT_IN`; `recordEvent` refuses them). */
+export const BUILT_IN_KINDS = new Set([
+  'start',
+  'iteration',
+  'tool_call',
+  'learning',
+  'pause',
+  'resume',
+  'complete',
+  'error',
+  'timeout',
+  'context',
+]);
+
+const camel = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+
+/**
+ * An event's data as the API gives it: the fields the engine defines in
+ * the data of its own events are camelCase here, as in every record
+ * (`duration_ms` is `durationMs`). Only those top-level names change: what
+ * they hold (a tool's input, a context, an iteration's data) and the data
+ * of custom events are the user's JSON, as stored.
+ */
+function eventData(kind, data) {
+  if (!BUILT_IN_KINDS.has(kind) || data === null || typeof data !== 'object' || Array.isArray(data)) return data;
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [camel(k), v]));
+}
+
+const event = (e) => ({
+  seq: num(e.seq),
+  kind: e.kind,
+  timestamp: num(e.timestamp),
+  data: eventData(e.kind, parse(e.data)),
+});
+
+const webhook = (w) => ({ url: w.url, secret: w.secret, eventKinds: [...w.eventKinds], enabled: w.enabled });
+
+function filter(f, where) {
+  a.record(f, where);
+  return {
+    userId: a.optStr(f.userId, `${where}.user-id`),
+    channelId: a.optStr(f.channelId, `${where}.channel-id`),
+    mode: a.optStr(f.mode, `${where}.mode`),
+    status: a.optStatus(f.status, `${where}.status`),
+    createdAfter: a.optU64(f.createdAfter, `${where}.created-after`),
+    createdBefore: a.optU64(f.createdBefore, `${where}.created-before`),
+    updatedAfter: a.optU64(f.updatedAfter, `${where}.updated-after`),
+    updatedBefore: a.optU64(f.updatedBefore, `${where}.updated-before`),
+  };
+}
+
+/**
+ * The session API over one directory. Synchronous: every call runs the
+ * component on the calling thread (storage I/O included).
+ */
+export class SyncSessions {
+  #component;
+  #imports;
+  /** The instance, reused across calls (the component keeps nothing
+   * between calls); dropped after a trap. */
+  #exports = null;
+  #root;
+  #webhookAllow;
+
+  /** @internal use `openSessionsSync` */
+  constructor(component, root, webhookAllow = []) {
+    this.#component = component;
+    this.#imports = { root: rootImports(root) };
+    this.#root = root;
+    this.#webhookAllow = webhookAllow;
+  }
+
+  #call(name, ...args) {
+    this.#exports ??= this.#component.instantiate(this.#imports);
+    try {
+      return this.#exports[name](...args);
+    } catch (e) {
+      const p = e?.payload;
+      if (p && ERROR_CODES.has(p.tag)) throw new SessionError(p.tag, p.val);
+      // A trap, or an exception that unwound the component: its state can
+      // no longer be trusted; the next call gets a fresh instance, and the
+      // locks this one held are released.
+      this.#exports = null;
+      this.#root.releaseLocks();
+      throw e;
+    }
+  }
+
+  // --- lifecycle ---
+
+  /**
+   * Start a new active session.
+   * @param {import('../index.d.ts').StartOptions} options
+   * @returns {import('../index.d.ts').Session}
+   */
+  start(options) {
+    const o = a.record(options, 'start: options');
+    return session(
+      this.#call('start', {
+        task: a.str(o.task, 'start: options.task'),
+        mode: a.optStr(o.mode, 'start: options.mode'),
+        userId: a.optStr(o.userId, 'start: options.user-id'),
+        channelId: a.optStr(o.channelId, 'start: options.channel-id'),
+        maxIterations: a.optU32(o.maxIterations, 'start: options.max-iterations'),
+        context: a.optJson(o.context, 'start: options.context'),
+      }),
+    );
+  }
+
+  /**
+   * Read a session.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Session}
+   */
+  get(id) {
+    return session(this.#call('get', a.str(id, 'get: id')));
+  }
+
+  /**
+   * Pause an active session.
+   * @param {string} id
+   * @param {string | null} [reason]
+   * @returns {import('../index.d.ts').Session}
+   */
+  pause(id, reason = null) {
+    return session(this.#call('pause', a.str(id, 'pause: id'), a.optStr(reason, 'pause: reason')));
+  }
+
+  /**
+   * Resume a paused session.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Session}
+   */
+  resume(id) {
+    return session(this.#call('resume', a.str(id, 'resume: id')));
+  }
+
+  /**
+   * Complete an active or paused session.
+   * @param {string} id
+   * @param {unknown} [result] a JSON value; null: none
+   * @returns {import('../index.d.ts').Session}
+   */
+  complete(id, result = null) {
+    return session(this.#call('complete', a.str(id, 'complete: id'), a.optJson(result, 'complete: result')));
+  }
+
+  /**
+   * Fail an active or paused session.
+   * @param {string} id
+   * @param {string} error
+   * @returns {import('../index.d.ts').Session}
+   */
+  fail(id, error) {
+    return session(this.#call('fail', a.str(id, 'fail: id'), a.str(error, 'fail: error')));
+  }
+
+  // --- iterations and events ---
+
+  /**
+   * Count one iteration of an active session; reaching its max-iterations
+   * moves it to `timeout`.
+   * @param {string} id
+   * @param {unknown} [data] a JSON value; null: none
+   * @returns {import('../index.d.ts').Session}
+   */
+  iterate(id, data = null) {
+    return session(this.#call('iterate', a.str(id, 'iterate: id'), a.optJson(data, 'iterate: data')));
+  }
+
+  /**
+   * Record a tool call in an active session's history.
+   * @param {string} id
+   * @param {import('../index.d.ts').ToolCall} call
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordToolCall(id, call) {
+    const c = a.record(call, 'record-tool-call: call');
+    return event(
+      this.#call('recordToolCall', a.str(id, 'record-tool-call: id'), {
+        name: a.str(c.name, 'record-tool-call: call.name'),
+        input: a.json(c.input, 'record-tool-call: call.input'),
+        output: a.json(c.output, 'record-tool-call: call.output'),
+        durationMs: a.u64(c.durationMs, 'record-tool-call: call.duration-ms'),
+      }),
+    );
+  }
+
+  /**
+   * Record a learning in an active or paused session's history.
+   * @param {string} id
+   * @param {import('../index.d.ts').Learning} learning
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordLearning(id, learning) {
+    const l = a.record(learning, 'record-learning: learning');
+    return event(
+      this.#call('recordLearning', a.str(id, 'record-learning: id'), {
+        insight: a.str(l.insight, 'record-learning: learning.insight'),
+        expertiseFile: a.optStr(l.expertiseFile, 'record-learning: learning.expertise-file'),
+      }),
+    );
+  }
+
+  /**
+   * Record a custom event (its kind not one of the built-in ones).
+   * @param {string} id
+   * @param {string} kind
+   * @param {unknown} data a JSON value
+   * @returns {import('../index.d.ts').Event}
+   */
+  recordEvent(id, kind, data) {
+    return event(
+      this.#call(
+        'recordEvent',
+        a.str(id, 'record-event: id'),
+        a.str(kind, 'record-event: kind'),
+        a.json(data, 'record-event: data'),
+      ),
+    );
+  }
+
+  /**
+   * Read the history from position `from`, at most `limit` events (max 1000).
+   * @param {string} id
+   * @param {number} [from]
+   * @param {number} [limit]
+   * @returns {import('../index.d.ts').EventPage}
+   */
+  events(id, from = 0, limit = 100) {
+    const page = this.#call('events', a.str(id, 'events: id'), a.u64(from, 'events: from'), a.u32(limit, 'events: limit'));
+    return { events: page.events.map(event), nextSeq: num(page.nextSeq) };
+  }
+
+  /**
+   * The last 10 events, oldest first.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Event[]}
+   */
+  recentEvents(id) {
+    return this.#call('recentEvents', a.str(id, 'recent-events: id')).map(event);
+  }
+
+  // --- context ---
+
+  /**
+   * Merge a JSON object into the session's context: top-level keys are
+   * replaced, a null value removes the key.
+   * @param {string} id
+   * @param {Record<string, unknown>} patch
+   * @returns {import('../index.d.ts').Session}
+   */
+  updateContext(id, patch) {
+    return session(this.#call('updateContext', a.str(id, 'update-context: id'), a.json(patch, 'update-context: patch')));
+  }
+
+  /**
+   * The session, its recent history and whether it can be resumed.
+   * @param {string} id
+   * @returns {import('../index.d.ts').Resumption}
+   */
+  resumptionContext(id) {
+    const r = this.#call('resumptionContext', a.str(id, 'resumption-context: id'));
+    return { session: session(r.session), recentEvents: r.recentEvents.map(event), resumable: r.resumable };
+  }
+
+  // --- queries ---
+
+  /**
+   * Sessions matching `filter`, newest first, at most `limit` (max 1000).
+   * @param {import('../index.d.ts').SessionFilter} [f]
+   * @param {string | null} [cursor] the previous page's `nextCursor`
+   * @param {number} [limit]
+   * @returns {import('../index.d.ts').SessionPage}
+   */
+  list(f = {}, cursor = null, limit = 100) {
+    const page = this.#call(
+      'list',
+      filter(f, 'list: filter'),
+      a.optStr(cursor, 'list: cursor'),
+      a.u32(limit, 'list: limit'),
+    );
+    return {
+      sessions: page.sessions.map(session),
+      nextCursor: opt(page.nextCursor),
+      unreadable: [...page.unreadable],
+    };
+  }
+
+  /**
+   * Aggregates over the sessions matching `filter`.
+   * @param {import('../index.d.ts').SessionFilter} [f]
+   * @returns {import('../index.d.ts').SessionStats}
+   */
+  stats(f = {}) {
+    const s = this.#call('stats', filter(f, 'stats: filter'));
+    return {
+      total: num(s.total),
+      byStatus: Object.fromEntries(s.byStatus.map((c) => [c.status, num(c.count)])),
+      byMode: Object.fromEntries(s.byMode.map((c) => [c.mode, num(c.count)])),
+      averageIterations: s.averageIterations,
+      successRate: s.successRate,
+    };
+  }
+
+  // --- maintenance ---
+
+  /**
+   * Remove completed, failed and timed-out sessions that ended more than
+   * `olderThanDays` days ago (30 when null); active and paused ones never.
+   * @param {number | null} [olderThanDays]
+   * @param {boolean} [dryRun] only report what would be removed
+   * @returns {import('../index.d.ts').CleanupReport}
+   */
+  cleanup(olderThanDays = null, dryRun = false) {
+    const r = this.#call(
+      'cleanup',
+      a.optU32(olderThanDays, 'cleanup: older-than-days'),
+      a.bool(dryRun, 'cleanup: dry-run'),
+    );
+    return { dryRun: r.dryRun, removed: [...r.removed] };
+  }
+
+  /**
+   * Remove one session and its history.
+   * @param {string} id
+   */
+  delete(id) {
+    this.#call('delete', a.str(id, 'delete: id'));
+  }
+
+  /**
+   * Compare the index with the histories and, unless `dryRun`, refresh
+   * every entry that differs.
+   * @param {boolean} [dryRun]
+   * @returns {import('../index.d.ts').IndexReport}
+   */
+  rebuildIndex(dryRun = false) {
+    const r = this.#call('rebuildIndex', a.bool(dryRun, 'rebuild-index: dry-run'));
+    return { sessions: num(r.sessions), stale: [...r.stale], unreadable: [...r.unreadable] };
+  }
+
+  /**
+   * The session and its whole history as a portable JSON document.
+   * @param {string} id
+   * @returns {import('../index.d.ts').ExportDocument}
+   */
+  export(id) {
+    return JSON.parse(this.#call('export', a.str(id, 'export: id')));
+  }
+
+  /**
+   * Recreate a session from an exported document (the id is kept; it
+   * must not exist yet).
+   * @param {import('../index.d.ts').ExportDocument} document
+   * @returns {import('../index.d.ts').Session}
+   */
+  import(document) {
+    return session(this.#call('import', a.json(document, 'import: document')));
+  }
+
+  // --- webhooks ---
+
+  /**
+   * Set (or replace) the webhook endpoint. Notifications are queued in the
+   * directory's outbox; the Rust CLI's `agent-session deliver` sends them.
+   * @param {import('../index.d.ts').WebhookInput} config
+   * @returns {import('../index.d.ts').WebhookConfig}
+   */
+  setWebhook(config) {
+    const c = a.record(config, 'set-webhook: config');
+    const wit = {
+      url: a.str(c.url, 'set-webhook: config.url'),
+      secret: a.str(c.secret, 'set-webhook: config.secret'),
+      eventKinds: a.strings(c.eventKinds ?? [], 'set-webhook: config.event-kinds'),
+      enabled: a.bool(c.enabled ?? true, 'set-webhook: config.enabled'),
+    };
+    // The address policy, with this host's exceptions (`webhookAllow`),
+    // as every host applies it when an endpoint is set.
+    if (wit.enabled) this.checkWebhookUrl(wit.url, this.#webhookAllow);
+    return webhook(this.#call('setWebhook', wit));
+  }
+
+  /**
+   * Whether webhooks may be sent to `url` under the address policy, with
+   * the exceptions `allow` (addresses, ranges like `10.0.0.0/8`, host
+   * names): http(s), and an IP-address host (any form) that is not
+   * loopback, private, link-local or another special-purpose address
+   * unless allowed. Host names pass (checked where they are dialled).
+   * Throws `SessionError('invalid-input')` saying why not.
+   * @param {string} url
+   * @param {string[]} [allow]
+   */
+  checkWebhookUrl(url, allow = []) {
+    this.#call(
+      'checkWebhookUrl',
+      a.str(url, 'check-webhook-url: url'),
+      a.strings(allow, 'check-webhook-url: allow'),
+    );
+  }
+
+  /**
+   * The webhook endpoint, or null if none is set.
+   * @returns {import('../index.d.ts').WebhookConfig | null}
+   */
+  getWebhook() {
+    const w = this.#call('getWebhook');
+    return w === undefined || w === null ? null : webhook(w);
+  }
+
+  /** Remove the webhook endpoint. */
+  clearWebhook() {
+    this.#call('clearWebhook');
+  }
+
+  // --- utilities ---
+
+  /**
+   * Whether the session can be resumed (active or paused).
+   * @param {string} id
+   * @returns {boolean}
+   */
+  isResumable(id) {
+    return this.#call('isResumable', a.str(id, 'is-resumable: id'));
+  }
+
+  /**
+   * Milliseconds from creation to end (or to now, if not ended).
+   * @param {string} id
+   * @returns {number}
+   */
+  duration(id) {
+    return num(this.#call('duration', a.str(id, 'duration: id')));
+  }
+
+  /**
+   * Iteration / max-iterations as a percentage from 0 to 100.
+   * @param {string} id
+   * @returns {number}
+   */
+  progress(id) {
+    return this.#call('progress', a.str(id, 'progress: id'));
+  }
+
+  /** Release this process's outbox segment (the process's end does too):
+   * the instance is dropped with the locks it held; a later call starts a
+   * new one. */
+  close() {
+    this.#exports = null;
+    this.#root.releaseLocks();
+  }
+}
