@@ -42,9 +42,32 @@ function rethrown(f) {
  * @returns {Promise<Sessions>}
  */
 export async function openSessions(options = {}) {
+  const sessions = startSessions(options);
+  try {
+    await sessions[READY];
+  } catch (e) {
+    await sessions.close().catch(() => {});
+    throw e;
+  }
+  return sessions;
+}
+
+/**
+ * Start the worker that opens the sessions in `dir`, and return at once:
+ * calls made meanwhile wait for the opening (and fail as it failed). For
+ * the seed-names module, whose functions are plain calls.
+ * @internal
+ * @param {import('../index.d.ts').OpenOptions} options
+ * @returns {Sessions}
+ */
+export function startSessions(options = {}) {
   // Checked here, so a bad option fails where it was given.
   if (typeof options?.dir !== 'string' || options.dir === '') {
     throw new TypeError('openSessions: `dir` (a directory) is required');
+  }
+  const { lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS } = options;
+  if (!(typeof lockTimeoutMs === 'number' && lockTimeoutMs >= 0)) {
+    throw new TypeError(`openSessions: lockTimeoutMs must be a number of milliseconds (0 or more), not ${lockTimeoutMs}`);
   }
   const { port1, port2 } = new MessageChannel();
   const wake = new SharedArrayBuffer(4);
@@ -52,16 +75,11 @@ export async function openSessions(options = {}) {
     workerData: { options, syncPort: port2, wake },
     transferList: [port2],
   });
-  const ready = await new Promise((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
-  if (!ready.ready) {
-    await worker.terminate();
-    throw rethrown(ready.error);
-  }
-  return new Sessions(worker, port1, new Int32Array(wake), options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  return new Sessions(worker, port1, new Int32Array(wake), lockTimeoutMs);
 }
+
+/** The opening of a `Sessions`' directory (a symbol: not part of the API). */
+const READY = Symbol('ready');
 
 /**
  * The session API over one directory, in a worker thread: the methods of
@@ -77,20 +95,36 @@ export class Sessions {
   #pending = new Map();
   /** @type {Error | null} why no more calls can be made */
   #ended = null;
+  /** The worker is opening the directory (and must keep the process
+   * alive until it has). */
+  #opening = true;
 
   /** @internal use `openSessions` */
   constructor(worker, syncPort, wake, lockTimeoutMs) {
     this.#worker = worker;
     this.#syncPort = syncPort;
     this.#wake = wake;
+    let opened;
+    this[READY] = new Promise((resolve, reject) => {
+      opened = { resolve, reject };
+    });
+    // Not awaited by everyone (the seed-names module never does).
+    this[READY].catch(() => {});
     // A synchronous call waits for the calls before it and its own; each
     // may wait for a lock. Past this, the worker is taken for stuck.
     this.#syncBoundMs = Number.isFinite(lockTimeoutMs) ? 4 * lockTimeoutMs + 60_000 : Infinity;
-    worker.on('message', ({ id, ok, error }) => {
+    worker.on('message', ({ id, ok, error, ready }) => {
+      if (id === undefined) {
+        this.#opening = false;
+        if (this.#pending.size === 0) worker.unref();
+        if (ready) opened.resolve();
+        else opened.reject(rethrown(error));
+        return;
+      }
       const call = this.#pending.get(id);
       if (!call) return;
       this.#pending.delete(id);
-      if (this.#pending.size === 0) worker.unref();
+      if (this.#pending.size === 0 && !this.#opening) worker.unref();
       if (error) call.reject(rethrown(error));
       else call.resolve(ok);
     });
@@ -99,11 +133,16 @@ export class Sessions {
       for (const call of this.#pending.values()) call.reject(this.#ended);
       this.#pending.clear();
     };
-    worker.on('error', (e) => end(e));
-    worker.on('exit', () => end(new Error('agent-session: the sessions were closed')));
-    // An idle worker does not keep the process alive: a program that
-    // forgets `close()` still exits.
-    worker.unref();
+    worker.on('error', (e) => {
+      opened.reject(e);
+      end(e);
+    });
+    worker.on('exit', () => {
+      opened.reject(new Error('agent-session: the worker ended before the sessions were opened'));
+      end(new Error('agent-session: the sessions were closed'));
+    });
+    // An idle worker does not keep the process alive (a program that
+    // forgets `close()` still exits); one opening or answering does.
     syncPort.unref();
   }
 
@@ -121,7 +160,7 @@ export class Sessions {
         return;
       }
       this.#pending.set(id, { resolve, reject });
-      if (this.#pending.size === 1) this.#worker.ref();
+      this.#worker.ref();
     });
   }
 

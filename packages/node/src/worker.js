@@ -3,6 +3,8 @@
 // one at a time, in the order they were made. Calls come on the worker's
 // port (answered with a message) and, for the few synchronous ones, on a
 // second port, answered by a message plus a wake-up of the waiting thread.
+// Calls made while the directory is being opened wait for it; if it could
+// not be opened, each is answered with that failure.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSessionsSync } from './sync.js';
@@ -18,35 +20,37 @@ function failure(e) {
 const { options, syncPort, wake } = workerData;
 const flag = new Int32Array(wake);
 let sessions;
+let openFailure;
 
-function run(method, args) {
-  if (method === 'close') {
-    sessions.close();
-    return undefined;
-  }
-  return sessions[method](...args);
-}
+const opened = openSessionsSync(options).then(
+  (s) => {
+    sessions = s;
+    parentPort.postMessage({ ready: true });
+  },
+  (e) => {
+    openFailure = failure(e);
+    parentPort.postMessage({ ready: false, error: openFailure });
+  },
+);
 
 function answer(id, method, args) {
+  if (openFailure) return { id, error: openFailure };
   try {
-    return { id, ok: run(method, args) };
+    return { id, ok: method === 'close' ? sessions.close() : sessions[method](...args) };
   } catch (e) {
     return { id, error: failure(e) };
   }
 }
 
-try {
-  sessions = await openSessionsSync(options);
-  parentPort.postMessage({ ready: true });
-} catch (e) {
-  parentPort.postMessage({ ready: false, error: failure(e) });
-}
-
-if (sessions) {
-  parentPort.on('message', ({ id, method, args }) => parentPort.postMessage(answer(id, method, args)));
-  syncPort.on('message', ({ id, method, args }) => {
-    syncPort.postMessage(answer(id, method, args));
-    Atomics.store(flag, 0, 1);
-    Atomics.notify(flag, 0);
-  });
-}
+// Every call waits for the same opening, so they still run in the order
+// they came.
+parentPort.on('message', async ({ id, method, args }) => {
+  await opened;
+  parentPort.postMessage(answer(id, method, args));
+});
+syncPort.on('message', async ({ id, method, args }) => {
+  await opened;
+  syncPort.postMessage(answer(id, method, args));
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+});
