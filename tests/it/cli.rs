@@ -231,3 +231,39 @@ fn a_reader_that_goes_away_ends_the_cli_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// One version for the whole project (README "Versions"): the CLI, the
+/// crates, the npm package, the Python package and the WIT package say the
+/// same.
+#[test]
+fn every_artifact_tells_the_same_version() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let version = env!("CARGO_PKG_VERSION");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent-session"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("agent-session {version}")
+    );
+    let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
+    let npm: serde_json::Value = serde_json::from_str(&read("packages/node/package.json")).unwrap();
+    assert_eq!(npm["version"], version, "packages/node/package.json");
+    assert!(
+        read("packages/python/pyproject.toml").contains(&format!("\nversion = \"{version}\"\n")),
+        "packages/python/pyproject.toml"
+    );
+    for wit in ["wit/session.wit", "wit/plugin.wit"] {
+        assert!(
+            read(wit).starts_with(&format!("package agent:session@{version};")),
+            "{wit}"
+        );
+    }
+    // The hosts name the WIT package with that version too.
+    assert!(
+        read("packages/python/agent_session/_runtime.py")
+            .contains(&format!("VERSION = \"{version}\"")),
+        "packages/python/agent_session/_runtime.py"
+    );
+}
