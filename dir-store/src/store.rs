@@ -425,8 +425,13 @@ impl<R: Root> DirStore<R> {
         if known.len() >= KNOWN_LOGS && !known.contains_key(entry) {
             known.clear();
         }
-        let kept: usize = known.values().map(|k| k.bytes.len()).sum();
-        if kept + appended.len() > KNOWN_BYTES_TOTAL {
+        // What this log will keep (at most KNOWN_BYTES) on top of the others.
+        let others: usize = known
+            .iter()
+            .filter(|(e, _)| e.as_str() != entry)
+            .map(|(_, k)| k.bytes.len())
+            .sum();
+        if others + appended.len().min(KNOWN_BYTES) > KNOWN_BYTES_TOTAL {
             for k in known.values_mut() {
                 k.bytes = Vec::new();
                 k.bytes_from = k.end;
@@ -545,9 +550,6 @@ impl<R: Root> DirStore<R> {
             }
             Err(e) if e.code == ErrorCode::Gone => Err(StoreError::Conflict(format!(
                 "{entry} was removed by another writer"
-            ))),
-            Err(e) if e.code == ErrorCode::Busy => Err(StoreError::Conflict(format!(
-                "another writer holds its lock: {e}"
             ))),
             Err(e) => Err(store_error(&format!("locking {entry}"), e)),
         }
@@ -1026,6 +1028,12 @@ fn refused(e: StoreError) -> RootError {
 pub(crate) fn store_error(what: &str, e: RootError) -> StoreError {
     match e.code {
         ErrorCode::Full => StoreError::Full(format!("{what}: {}", e.message)),
+        // A lock another writer held past the host's bound: nothing was
+        // done, the call may be tried again.
+        ErrorCode::Busy => StoreError::Conflict(format!(
+            "{what}: another writer holds its lock: {}",
+            e.message
+        )),
         _ => StoreError::Io(format!("{what}: {}", e.message)),
     }
 }

@@ -98,6 +98,8 @@ export class Sessions {
   /** The worker is opening the directory (and must keep the process
    * alive until it has). */
   #opening = true;
+  /** @type {Promise<void> | null} */
+  #closing = null;
 
   /** @internal use `openSessions` */
   constructor(worker, syncPort, wake, lockTimeoutMs) {
@@ -149,8 +151,10 @@ export class Sessions {
   /** Call `method` in the worker. */
   [CALL](method, args) {
     if (this.#ended) return Promise.reject(this.#ended);
-    const id = this.#next++;
     return new Promise((resolve, reject) => {
+      // Calls are numbered across both ports and run in that order; a
+      // number is used only once its call was sent.
+      const id = this.#next;
       try {
         this.#worker.postMessage({ id, method, args });
       } catch (e) {
@@ -159,6 +163,7 @@ export class Sessions {
         reject(new SessionError('invalid-input', `${method}: an argument cannot be passed: ${e.message}`));
         return;
       }
+      this.#next++;
       this.#pending.set(id, { resolve, reject });
       this.#worker.ref();
     });
@@ -172,33 +177,48 @@ export class Sessions {
    */
   callSync(method, args) {
     if (this.#ended) throw this.#ended;
-    const id = this.#next++;
-    Atomics.store(this.#wake, 0, 0);
+    const id = this.#next;
     try {
       this.#syncPort.postMessage({ id, method, args });
     } catch (e) {
       throw new SessionError('invalid-input', `${method}: an argument cannot be passed: ${e.message}`);
     }
-    if (Atomics.wait(this.#wake, 0, 0, this.#syncBoundMs) === 'timed-out') {
-      throw new Error(`agent-session: ${method} got no answer in ${this.#syncBoundMs} ms`);
+    this.#next++;
+    const deadline = performance.now() + this.#syncBoundMs;
+    for (;;) {
+      // Cleared before looking: an answer posted after the look sets it
+      // again, and the wait below returns at once.
+      Atomics.store(this.#wake, 0, 0);
+      const reply = receiveMessageOnPort(this.#syncPort)?.message;
+      // Answers to earlier synchronous calls that gave up waiting come
+      // first; they are dropped.
+      if (reply && reply.id < id) continue;
+      if (reply?.id === id) {
+        if (reply.error) throw rethrown(reply.error);
+        return reply.ok;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`agent-session: ${method} got no answer in ${this.#syncBoundMs} ms`);
+      Atomics.wait(this.#wake, 0, 0, left);
     }
-    const reply = receiveMessageOnPort(this.#syncPort)?.message;
-    if (!reply || reply.id !== id) throw new Error(`agent-session: ${method}: the worker's answer was lost`);
-    if (reply.error) throw rethrown(reply.error);
-    return reply.ok;
   }
 
-  /** Release this process's outbox segment and end the worker (after the
-   * calls made before). Later calls fail. */
-  async close() {
-    if (this.#ended) return;
-    try {
-      await this[CALL]('close', []);
-    } finally {
+  /** Release this process's outbox segment and end the worker, after the
+   * calls made before; calls made after reject. */
+  close() {
+    this.#closing ??= (async () => {
+      const closed = this[CALL]('close', []);
       this.#ended ??= new Error('agent-session: the sessions were closed');
-      this.#syncPort.close();
-      await this.#worker.terminate();
-    }
+      try {
+        await closed;
+      } catch {
+        // Closed either way: the worker ends below.
+      } finally {
+        this.#syncPort.close();
+        await this.#worker.terminate();
+      }
+    })();
+    return this.#closing;
   }
 }
 

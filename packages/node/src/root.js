@@ -159,7 +159,8 @@ function entry(path, what) {
   return { dir: parts.slice(0, -1), name: parts[parts.length - 1] };
 }
 
-/** This process's effective user (it does not change while Node runs). */
+/** This process's effective user, read once (a process that changes it
+ * with `process.seteuid` after loading this module is not supported). */
 const EUID = BigInt(process.geteuid());
 
 const toBigInt = (v) => (typeof v === 'bigint' ? v : BigInt(v));
@@ -196,6 +197,7 @@ function loadLibc() {
       EAGAIN: koffi.os.errno.EAGAIN,
       ENOENT: koffi.os.errno.ENOENT,
       ENOSYS: koffi.os.errno.ENOSYS,
+      EPERM: koffi.os.errno.EPERM,
       EWOULDBLOCK: koffi.os.errno.EWOULDBLOCK ?? koffi.os.errno.EAGAIN,
       names: Object.fromEntries(Object.entries(koffi.os.errno).map(([k, v]) => [v, k])),
     };
@@ -228,7 +230,7 @@ const O_PATH = 0o10000000;
 /** openat2's `struct open_how` (flags, mode, resolve: three u64s), reused. */
 const HOW = Buffer.alloc(24);
 HOW.writeBigUInt64LE(RESOLVE, 16);
-/** False once the kernel (or a seccomp filter) says it has no openat2. */
+/** False once the kernel (or a seccomp filter) refuses openat2. */
 let openat2Works = true;
 
 /**
@@ -250,7 +252,9 @@ function openBeneath(dirfd, path, flags, mode = 0) {
     if (fd >= 0) return fd;
     const errno = c.errno();
     if (errno === c.EINTR) continue;
-    if (errno === c.ENOSYS) {
+    // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter refusing the
+    // call (older container runtimes). Either way, segments from now on.
+    if (errno === c.ENOSYS || errno === c.EPERM) {
       openat2Works = false;
       return undefined;
     }
@@ -290,11 +294,13 @@ const sleep = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 /**
  * flock `fd` waiting at most `timeoutMs`: true when granted, false when
  * the time passed. A blocking flock(2) cannot be given up on, so the lock
- * is tried without blocking, with pauses growing from 1 to 50 ms.
+ * is tried without blocking, with pauses growing from 1 to 10 ms (a waiter
+ * blocked in flock, as the Rust and Python hosts wait, gets a released
+ * lock first; short pauses keep this one from losing every time).
  */
 function flockWithin(fd, operation, timeoutMs, what) {
   const deadline = performance.now() + timeoutMs;
-  for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+  for (let pause = 1; ; pause = Math.min(pause * 2, 10)) {
     if (flock(fd, operation | LOCK_NB, what)) return true;
     const left = deadline - performance.now();
     if (left <= 0) return false;
@@ -418,8 +424,10 @@ export class Root {
         const prefix = parts.slice(0, i + 1).join('/');
         const shown = prefix === path ? path : `${prefix} (on the way to ${path})`;
         const next = this.#openDirAt(fd, parts[i], shown, lastIsPath && i === parts.length - 1);
-        if (fd !== root) closeFd(fd);
+        // The descriptor is released even if close reports an error.
+        const done = fd;
         fd = next;
+        if (done !== root) closeFd(done);
       }
       return fn(fd);
     } finally {
@@ -628,8 +636,10 @@ export class Root {
         try {
           writeAll(fd, bytes, null);
           if (sync) fs.fsyncSync(fd);
-          closeFd(fd);
+          // Released even if close reports an error (never closed twice).
+          const written = fd;
           fd = undefined;
+          closeFd(written);
           fs.renameSync(at(dirfd, tmp), at(dirfd, name));
           renamed = true;
         } catch (e) {
@@ -691,8 +701,9 @@ export class Root {
               throw failure(e, shown);
             }
           }
-          if (fd !== root) closeFd(fd);
+          const done = fd;
           fd = next;
+          if (done !== root) closeFd(done);
         }
         return made;
       } finally {

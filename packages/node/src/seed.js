@@ -18,7 +18,9 @@
 // reshapes arguments and results (see index.d.ts for each shape).
 
 import path from 'node:path';
-import { startSessions } from './index.js';
+import { SessionError, startSessions } from './index.js';
+
+export { SessionError };
 
 /** The directory of the original module, relative to the working directory. */
 const DEFAULT_DIR = '.agent-sessions';
@@ -44,8 +46,8 @@ export function configure(config = {}) {
 /** The sessions of this process, opened on first use. */
 function sessions() {
   if (!current) {
-    // An empty AGENT_SESSION_DIR is no choice (not the working directory).
-    const dir = options?.dir ?? (process.env.AGENT_SESSION_DIR || DEFAULT_DIR);
+    // An empty one is no choice (not the working directory).
+    const dir = options?.dir || process.env.AGENT_SESSION_DIR || DEFAULT_DIR;
     current = startSessions({ ...options, dir: path.resolve(dir) });
   }
   return current;
@@ -120,6 +122,7 @@ export async function listSessions(filter = {}) {
   const { limit, offset = 0, ...where } = filter ?? {};
   const s = sessions();
   const out = [];
+  if (limit !== undefined && limit <= 0) return out;
   let skip = offset;
   let cursor = null;
   do {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { BUILT_IN_KINDS, openSessions, openSessionsSync, SessionError, SyncSessions } from '../src/index.js';
+import { BUILT_IN_KINDS, openSessions, openSessionsSync, SessionError, SyncSessions, startSessions } from '../src/index.js';
 import { Root } from '../src/root.js';
 
 const PKG = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -156,4 +156,40 @@ test("the engine's event fields are camelCase; the user's JSON and custom events
   for (const kind of BUILT_IN_KINDS) {
     await assert.rejects(s.recordEvent(a.id, kind, {}), { code: 'invalid-input' }, kind);
   }
+});
+
+test('calls run in the order made: during the opening, across the synchronous port, around close', async (t) => {
+  const dir = tempRoot(t);
+  const setup = await openSessionsSync({ dir });
+  const id = setup.start({ task: 't' }).id;
+  setup.close();
+
+  // Made at once, while the worker is still opening the directory.
+  const s = startSessions({ dir });
+  t.after(() => s.close());
+  const first = s.iterate(id);
+  const done = s.complete(id, { ok: true });
+  await first;
+  // Made after the first answer, while the completion may not be answered
+  // yet: it comes after the completion, so it finds the session ended.
+  await assert.rejects(s.iterate(id), { code: 'invalid-transition' });
+  assert.equal((await done).status, 'completed');
+
+  // A synchronous call waits for the calls made before it.
+  const other = (await s.start({ task: 'u' })).id;
+  const pending = [s.iterate(other), s.iterate(other), s.pause(other)];
+  const seen = s.callSync('get', [other]);
+  assert.deepEqual([seen.iteration, seen.status], [2, 'paused']);
+  await Promise.all(pending);
+
+  // Calls made before close are answered; calls made after reject at once.
+  const before = s.resume(other);
+  const closing = s.close();
+  await assert.rejects(s.iterate(other), /closed/);
+  assert.equal((await before).status, 'active');
+  await closing;
+  assert.throws(() => s.callSync('get', [other]), /closed/);
+  const after = await openSessionsSync({ dir });
+  t.after(() => after.close());
+  assert.equal(after.get(other).iteration, 2, 'nothing ran after close');
 });

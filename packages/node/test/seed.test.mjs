@@ -137,7 +137,8 @@ test('the queries, maintenance and utilities, through configure({ dir })', async
   const context = seed.getSessionContext(a.id);
   assert.equal(context.recentHistory.at(-1).kind, 'note');
   assert.equal(context.recentHistory.at(-2).data.expertiseFile, 'EXPERTISE.md');
-  assert.throws(() => seed.getSessionContext('0190-missing'), { name: 'SessionError', code: 'not-found' });
+  assert.throws(() => seed.getSessionContext('0190-missing'), (e) => e instanceof seed.SessionError && e.code === 'not-found');
+  assert.deepEqual(await seed.listSessions({ limit: 0 }), []);
   await assert.rejects(seed.resumeSession(c.id), { name: 'SessionError', code: 'invalid-transition' });
   await assert.rejects(
     seed.configureWebhook({ url: 'http://127.0.0.1:9/hook', secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' }),
