@@ -1,0 +1,26 @@
+// Type-check a TypeScript file as `tsc --strict --noEmit` would, through
+// the compiler's API: the diagnostics (file:line message) and the
+// declaration files the check read.
+
+import path from 'node:path';
+import ts from 'typescript';
+
+/** @param {string} file */
+export function typeCheck(file) {
+  const program = ts.createProgram([file], {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2022.d.ts'],
+    types: [],
+  });
+  const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = d.file
+      ? `${path.basename(d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}`
+      : '';
+    return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+  });
+  return { diagnostics, files: program.getSourceFiles().map((f) => f.fileName) };
+}
