@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Awaitable, Callable, Concatenate, Optional, ParamSpec, Sequence, TypeVar
 
+from ._root import DEFAULT_LOCK_TIMEOUT_MS
 from .sessions import PathLike, Sessions, open_sessions
 
 P = ParamSpec("P")
@@ -42,16 +43,30 @@ async def open_sessions_async(
     component: Optional[PathLike] = None,
     durable: bool = True,
     webhook_allow: Sequence[str] = (),
+    lock_timeout_ms: Optional[float] = DEFAULT_LOCK_TIMEOUT_MS,
 ) -> "AsyncSessions":
     """:func:`open_sessions` for asyncio; the opening (loading the component,
     the first call, an index rebuild) runs off the event loop too."""
     executor = _worker()
     opening = functools.partial(
-        open_sessions, directory, component=component, durable=durable, webhook_allow=webhook_allow
+        open_sessions,
+        directory,
+        component=component,
+        durable=durable,
+        webhook_allow=webhook_allow,
+        lock_timeout_ms=lock_timeout_ms,
     )
+    started = executor.submit(opening)
     try:
-        sessions = await asyncio.get_running_loop().run_in_executor(executor, opening)
+        sessions = await asyncio.wrap_future(started)
     except BaseException:
+        # Cancelled while the worker opens: the opening runs to its end
+        # there, and what it opened is closed then (its locks released).
+        def close_opened(done: "Future[Sessions]") -> None:
+            if not done.cancelled() and done.exception() is None:
+                done.result().close()
+
+        started.add_done_callback(close_opened)
         executor.shutdown(wait=False)
         raise
     return AsyncSessions(sessions, executor)

@@ -44,6 +44,7 @@ import re
 import secrets
 import stat as st_mode
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from wasmtime.component import Record, Variant
@@ -126,12 +127,54 @@ def _segments(path: Any) -> List[str]:
     return parts
 
 
+#: How long a waiting ``lock`` waits by default before failing with
+#: ``busy``, in milliseconds: far longer than any one operation holds a
+#: session's lock, short enough that a stuck holder (a process stopped in a
+#: debugger, say) surfaces as an error instead of a hang.
+DEFAULT_LOCK_TIMEOUT_MS = 5000
+
+
+def _flock_within(fd: int, op: int, timeout_ms: float) -> bool:
+    """``flock`` ``fd`` waiting at most ``timeout_ms``: whether it was
+    granted. A blocking flock cannot be given up on, so the lock is tried
+    without blocking, with pauses growing from 1 to 10 ms (short, so that a
+    waiter blocked in flock, as the Rust host waits, does not win every
+    release)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.01)
+
+
 class Root:
     """The ``root`` capability over the directory ``path`` (made, with its
     parents, if missing). Methods are the WIT functions; failures raise
-    :class:`RootError`. Thread-safe."""
+    :class:`RootError`. Thread-safe. A waiting ``lock`` gives up with
+    ``busy`` after ``lock_timeout_ms`` (``None``: no bound)."""
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        lock_timeout_ms: Optional[float] = DEFAULT_LOCK_TIMEOUT_MS,
+    ) -> None:
+        if lock_timeout_ms is not None and not (
+            isinstance(lock_timeout_ms, (int, float))
+            and not isinstance(lock_timeout_ms, bool)
+            and lock_timeout_ms >= 0
+        ):
+            raise TypeError(
+                f"lock_timeout_ms must be a number of milliseconds (0 or more) or None, not {lock_timeout_ms!r}"
+            )
+        self._lock_timeout_ms = lock_timeout_ms
         self.path = os.fspath(path)
         os.makedirs(self.path, exist_ok=True)
         # The one ambient open: the directory the user chose.
@@ -555,12 +598,19 @@ class Root:
         finally:
             os.close(parent)
         try:
-            op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
-            try:
+            op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            if wait and self._lock_timeout_ms is None:
                 fcntl.flock(fd, op)
-            except BlockingIOError:
-                os.close(fd)
-                return None
+            elif not _flock_within(fd, op, self._lock_timeout_ms if wait else 0):
+                if not wait:
+                    os.close(fd)
+                    return None
+                # Closed by the handler below, as for `gone`.
+                raise RootError(
+                    "busy",
+                    f"lock {path} in {self.path}: another process held the lock for more than "
+                    f"{self._lock_timeout_ms:g} ms",
+                )
             if not self._still_at(path, os.fstat(fd)):
                 raise RootError(
                     "gone",

@@ -11,7 +11,7 @@ from wasmtime.component import Record, Variant
 
 from . import _args as a
 from ._args import MISSING
-from ._root import Root, RootError
+from ._root import DEFAULT_LOCK_TIMEOUT_MS, Root, RootError
 from ._cache import Origin
 from ._runtime import Runtime, compiled, origin, record
 from .types import (
@@ -69,6 +69,7 @@ def open_sessions(
     component: Optional[PathLike] = None,
     durable: bool = True,
     webhook_allow: Sequence[str] = (),
+    lock_timeout_ms: Optional[float] = DEFAULT_LOCK_TIMEOUT_MS,
 ) -> "Sessions":
     """The sessions stored in ``directory`` (created if needed), in the same
     format as the Rust host, which may use the directory at the same time.
@@ -77,13 +78,16 @@ def open_sessions(
     a crash of the process, not of the machine): for tests and throwaway
     sessions. ``webhook_allow``: exceptions to the webhook address policy
     that ``set_webhook`` applies (addresses, ranges, host names; as the
-    CLI's ``--webhook-allow``). The component is loaded once per process,
-    from the compiled-component cache when it holds it.
+    CLI's ``--webhook-allow``). ``lock_timeout_ms``: how long a call waits
+    for a session another process is writing before it fails with
+    ``SessionError`` ``conflict`` (``None``: as long as it takes). The
+    component is loaded once per process, from the compiled-component cache
+    when it holds it.
     """
     allow = a.strings(webhook_allow, "open_sessions: webhook_allow")
     path = component_path(component)
     try:
-        root = Root(os.fspath(directory))
+        root = Root(os.fspath(directory), lock_timeout_ms)
     except OSError as e:
         raise SessionError("storage", f"opening the session store at {directory}: {e}") from None
     runtime = Runtime(compiled(str(path)), root, durable)

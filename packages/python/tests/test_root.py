@@ -183,7 +183,9 @@ def test_cases_cover_every_function() -> None:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Iterator[Root]:
-    r = Root(tmp_path / "root")
+    # Waiting locks block in flock (no bound): the tests below catch a
+    # waiter there.
+    r = Root(tmp_path / "root", lock_timeout_ms=None)
     yield r
     r.close()
 
@@ -749,3 +751,29 @@ def test_root_imports_through_a_component(tmp_path: Path) -> None:
         assert call("remove-tree", "a") is False
     finally:
         root.close()
+
+
+def test_busy_after_lock_timeout(tmp_path: Path) -> None:
+    holder = Root(tmp_path / "root", lock_timeout_ms=None)
+    waiter = Root(tmp_path / "root", lock_timeout_ms=300)
+    try:
+        holder.create_dir("d", False)
+        held = holder.lock("d/l", True, False)
+        assert held is not None
+        began = time.monotonic()
+        with pytest.raises(RootError) as e:
+            waiter.lock("d/l", False, True)
+        waited = time.monotonic() - began
+        assert e.value.code == "busy"
+        assert "d/l" in e.value.message and "300 ms" in e.value.message
+        assert 0.3 <= waited < 3, waited
+        # Granted once free, within the bound.
+        holder.unlock(held)
+        again = waiter.lock("d/l", False, True)
+        assert isinstance(again, int)
+        waiter.unlock(again)
+    finally:
+        holder.close()
+        waiter.close()
+    with pytest.raises(TypeError):
+        Root(tmp_path / "root", lock_timeout_ms=-1)

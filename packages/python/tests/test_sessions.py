@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,28 @@ def test_set_webhook_applies_the_address_policy_with_the_hosts_exceptions(tmp_pa
     assert allowed.set_webhook(url="http://127.0.0.1:9/hook", secret=secret).url == "http://127.0.0.1:9/hook"
     with pytest.raises(SessionError):
         open_sessions(tmp_path / "c", webhook_allow="127.0.0.1")
+
+
+def test_a_session_another_process_holds_is_a_conflict_after_lock_timeout_ms(tmp_path: Path) -> None:
+    from agent_session._root import Root
+
+    sessions = open_sessions(tmp_path, lock_timeout_ms=300)
+    try:
+        s = sessions.start("t")
+        # Hold the session's writer lock, as another process writing it would.
+        other = Root(tmp_path, lock_timeout_ms=None)
+        held = other.lock(f"sessions/{s.id}/lock", True, False)
+        assert held is not None
+        began = time.monotonic()
+        with pytest.raises(SessionError) as e:
+            sessions.iterate(s.id)
+        assert e.value.code == "conflict"
+        assert "lock" in e.value.message
+        assert 0.3 <= time.monotonic() - began < 3
+        other.unlock(held)
+        other.close()
+        assert sessions.iterate(s.id).iteration == 1
+    finally:
+        sessions.close()
+    with pytest.raises(TypeError):
+        open_sessions(tmp_path, lock_timeout_ms="soon")  # type: ignore[arg-type]
