@@ -161,3 +161,34 @@ def test_the_async_api_is_imported_only_when_used() -> None:
         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )  # fmt: skip
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_an_opening_cancelled_midway_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_session import sessions as sessions_module
+
+    closed = threading.Event()
+    real_close = sessions_module.Sessions.close
+    real_open = sessions_module.open_sessions
+
+    def close(self: Sessions) -> None:
+        closed.set()
+        real_close(self)
+
+    def slow_open(*args: object, **kwargs: object) -> Sessions:
+        time.sleep(0.3)  # still opening when the task is cancelled
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessions_module.Sessions, "close", close)
+    monkeypatch.setattr("agent_session._async.open_sessions", slow_open)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(open_sessions_async(tmp_path))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert closed.wait(10), "the sessions opened for a cancelled task were not closed"
