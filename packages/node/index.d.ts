@@ -280,6 +280,11 @@ export type Sessions = {
   close(): Promise<void>;
 };
 
+/** The classes of the objects `openSessions` and `openSessionsSync`
+ * resolve to, for `instanceof` (only those functions make them). */
+export const Sessions: { readonly prototype: Sessions; new (...args: never[]): Sessions };
+export const SyncSessions: { readonly prototype: SyncSessions; new (...args: never[]): SyncSessions };
+
 /** Open the sessions stored in `dir` (created if needed), in a worker thread. */
 export function openSessions(options: OpenOptions): Promise<Sessions>;
 
