@@ -115,7 +115,18 @@ export const BUILT_IN_KINDS = new Set([
   'context',
 ]);
 
-const camel = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+/** camelCase names, by the snake_case ones met (the engine's few). */
+const camelNames = new Map();
+
+function camel(k) {
+  let c = camelNames.get(k);
+  if (c === undefined) {
+    c = k.replace(/_([a-z0-9])/g, (_, ch) => ch.toUpperCase());
+    // Bounded: a custom kind never gets here, but a bound costs nothing.
+    if (camelNames.size < 1024) camelNames.set(k, c);
+  }
+  return c;
+}
 
 /**
  * An event's data as the API gives it: the fields the engine defines in
@@ -126,7 +137,17 @@ const camel = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
  */
 function eventData(kind, data) {
   if (!BUILT_IN_KINDS.has(kind) || data === null || typeof data !== 'object' || Array.isArray(data)) return data;
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [camel(k), v]));
+  let snake = false;
+  for (const k in data) {
+    if (k.includes('_')) {
+      snake = true;
+      break;
+    }
+  }
+  if (!snake) return data;
+  const out = {};
+  for (const k in data) out[camel(k)] = data[k];
+  return out;
 }
 
 const event = (e) => ({
