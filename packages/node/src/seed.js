@@ -147,9 +147,10 @@ export const getSessionStats = (filter = {}) => sessions().stats(filter);
 // --- maintenance ---
 
 /** Remove completed, failed and timed-out sessions that ended more than
- * `days` days ago (30 by default); resolves to the ids removed. */
-export async function cleanupOldSessions(days = 30) {
-  return (await sessions().cleanup(days, false)).removed;
+ * `days` days ago (the engine's retention, 30 days, when left out);
+ * resolves to the ids removed. */
+export async function cleanupOldSessions(days) {
+  return (await sessions().cleanup(days ?? null, false)).removed;
 }
 
 export const cleanupSessions = cleanupOldSessions;
