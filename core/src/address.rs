@@ -114,6 +114,13 @@ impl AddressPolicy {
             .try_fold(Self::new(), |p, s| Ok(p.allow(s.parse()?)))
     }
 
+    /// A policy from rules given one by one.
+    pub fn from_rules(rules: &[String]) -> Result<Self, String> {
+        rules
+            .iter()
+            .try_fold(Self::new(), |p, s| Ok(p.allow(s.trim().parse()?)))
+    }
+
     /// Whether a host name is allowed whatever it resolves to.
     pub fn allows_host(&self, host: &str) -> bool {
         self.allow

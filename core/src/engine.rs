@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use crate::address::AddressPolicy;
 use crate::codec;
+use crate::delivery::{self, Answer, Delivery, DeliveryState, Effect, Found, Prepared, Ready};
 use crate::error::{SessionError, StoreError};
 use crate::model::{
     CleanupReport, Event, EventPage, IndexReport, Learning, Resumption, Session, SessionFilter,
@@ -842,11 +844,130 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             .transpose()
     }
 
+    /// Disable the endpoint if it still points at `url` and is enabled
+    /// (it answered 410 Gone): a compare-and-set on the configuration, so
+    /// an endpoint set again meanwhile (even to the same url) stays as set.
+    /// Says whether it was disabled.
+    pub fn disable_webhook(&self, url: &str) -> Result<bool, SessionError> {
+        let Some(v) = self.store.get(CONFIG, WEBHOOK_KEY)? else {
+            return Ok(false);
+        };
+        let mut config: WebhookConfig = codec::decode("the webhook configuration", &v.data)?;
+        if config.url != url || !config.enabled {
+            return Ok(false);
+        }
+        config.enabled = false;
+        match self.store.put(
+            CONFIG,
+            WEBHOOK_KEY,
+            &codec::encode(&config)?,
+            v.version,
+            true,
+        ) {
+            Ok(_) => Ok(true),
+            // Set (or cleared) since it was read: what was set stands.
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Remove the webhook endpoint (no error if none is set).
     pub fn clear_webhook(&self) -> Result<(), SessionError> {
         self.store
             .remove(CONFIG, WEBHOOK_KEY, 0)
             .map_err(|e| conflict_for("the webhook configuration", e))
+    }
+
+    // ----- webhook delivery -----
+
+    /// What a pending delivery claimed by a sender needs now, decided with
+    /// this engine's history and endpoint (see [`crate::delivery`]): sent,
+    /// aimed at the endpoint with the signed request to make, or settled
+    /// without a request, to be recorded: discarded
+    /// (its event never committed), failed (the endpoint removed or
+    /// disabled), refused by `policy` (pending, for a sender allowed to
+    /// dial it), or waiting for its event. `writer_alive` says whether the
+    /// writer that queued a delivery may still append its event.
+    pub fn prepare_delivery(
+        &self,
+        mut d: Delivery,
+        policy: &AddressPolicy,
+        schedule_ms: &[u64],
+        writer_alive: &dyn Fn(&str) -> bool,
+    ) -> Prepared {
+        let now = self.env.now_ms();
+        if !delivery::is_checked(&d) {
+            let mut alive = None;
+            loop {
+                let n = &d.notification;
+                let read = self.events(&n.session_id, n.seq, 1);
+                let found = match &read {
+                    Ok(page) => page.events.first().map_or(Found::Nothing, Found::Event),
+                    Err(SessionError::NotFound(_)) => Found::NoSession,
+                    Err(_) => Found::Unreadable,
+                };
+                match delivery::check(&d, found, alive, now) {
+                    Ready::Send => break,
+                    Ready::Wait(at) => {
+                        d.next_attempt_at = at;
+                        return Prepared::Settled(d);
+                    }
+                    Ready::Discard(why) => {
+                        let d = delivery::finish(d, DeliveryState::Discarded, Some(why));
+                        return Prepared::Settled(d);
+                    }
+                    Ready::AskWriter => {
+                        alive = Some(d.writer.as_deref().is_some_and(writer_alive));
+                    }
+                }
+            }
+        }
+        // Not knowing the endpoint is no reason to give up: sent as queued.
+        let config = self.get_webhook().ok();
+        if let Err(why) = delivery::aim(&mut d.notification, config.as_ref().map(Option::as_ref)) {
+            return Prepared::Settled(delivery::finish(d, DeliveryState::Failed, Some(why)));
+        }
+        if let Err(refused) = policy.check_url(&d.notification.url) {
+            let answer = Answer::Refused {
+                reason: refused.to_string(),
+            };
+            return Prepared::Settled(self.record_answer(d, now, 0, &answer, schedule_ms));
+        }
+        match delivery::request(&d.notification, now) {
+            Ok(request) => Prepared::Send(d, request),
+            Err(why) => Prepared::Settled(delivery::finish(d, DeliveryState::Failed, Some(why))),
+        }
+    }
+
+    /// Record the answer to a delivery's request, made at `at` and taking
+    /// `duration_ms`, and decide what next ([`delivery::record`]); after a
+    /// 410 the endpoint is disabled if it still points where the 410 came
+    /// from. The delivery as it now stands, to be saved by the sender.
+    pub fn record_answer(
+        &self,
+        d: Delivery,
+        at: u64,
+        duration_ms: u64,
+        answer: &Answer,
+        schedule_ms: &[u64],
+    ) -> Delivery {
+        let mut random = [0u8; 8];
+        self.env.fill_random(&mut random);
+        let now = self.env.now_ms();
+        let (d, effect) = delivery::record(
+            d,
+            at,
+            duration_ms,
+            answer,
+            schedule_ms,
+            now,
+            u64::from_le_bytes(random),
+        );
+        if let Effect::DisableEndpoint(url) = effect {
+            // Given up either way; if this fails the endpoint stays as is.
+            let _ = self.disable_webhook(&url);
+        }
+        d
     }
 
     // ----- utilities -----

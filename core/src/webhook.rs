@@ -97,14 +97,8 @@ pub fn validate_config(c: &WebhookConfig) -> Result<(), SessionError> {
 pub fn check_url(url: &str, allow: &[String]) -> Result<(), SessionError> {
     // Its form first, judged as `set-webhook` judges it.
     validate_url(url)?;
-    let mut policy = crate::address::AddressPolicy::new();
-    for rule in allow {
-        let rule = rule
-            .parse()
-            .map_err(|e: String| SessionError::InvalidInput(format!("webhook allow rule: {e}")))?;
-        policy = policy.allow(rule);
-    }
-    policy
+    crate::address::AddressPolicy::from_rules(allow)
+        .map_err(|e| SessionError::InvalidInput(format!("webhook allow rule: {e}")))?
         .check_url(url)
         .map_err(|r| SessionError::InvalidInput(r.to_string()))
 }

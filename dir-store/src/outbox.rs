@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use agent_session_core::delivery::{self, HoldBack};
 use agent_session_core::{Claimed, Delivery, DeliveryState, Notification, Notifier};
 
 use crate::intake::{DONE_DIR, FRESH_SUFFIX, INTAKE_DIR, INTAKE_MARK, OUTBOX_DIR, SEGMENT_SUFFIX};
@@ -448,6 +449,7 @@ impl<R: Root> Sender<R> {
     /// logged and tried again at the next look; what is in memory is still
     /// handed out.
     pub fn claim_due(&self, now: u64, limit: usize) -> Claimed {
+        let mut claimed = Claimed::default();
         let mut state = self.state();
         let q = &mut *state;
         let due_in_memory = q
@@ -472,7 +474,10 @@ impl<R: Root> Sender<R> {
                     continue;
                 }
                 match self.outbox.load_pending(&name) {
-                    Ok(Some(d)) => {
+                    Ok(Some(mut d)) => {
+                        // New to this sender: another one may have been
+                        // refused by its own address policy.
+                        delivery::take_over(&mut d, now);
                         q.pending.insert(name, d);
                     }
                     Ok(None) => {}
@@ -483,13 +488,16 @@ impl<R: Root> Sender<R> {
             }
             q.scanned = Some(Instant::now());
         }
+        // A session's notifications go out in order: one waits while an
+        // earlier one of its session is pending here, in flight or not.
+        let hold = HoldBack::new(q.pending.values(), now);
         let mut free: Vec<(&String, &Delivery)> = q
             .pending
             .iter()
-            .filter(|(n, _)| !q.in_flight.contains(*n))
+            .filter(|(n, d)| !q.in_flight.contains(*n) && !hold.holds(d))
             .collect();
+        claimed.waiting = q.pending.len() - q.in_flight.len() - free.len();
         free.sort_by_key(|(n, d)| (d.next_attempt_at, *n));
-        let mut claimed = Claimed::default();
         let mut due = Vec::new();
         for (name, d) in free {
             if d.next_attempt_at <= now && due.len() < limit {

@@ -386,7 +386,7 @@ struct DeliveryArgs {
     /// Delays before retries; after the last, a delivery is given up.
     #[arg(
         long,
-        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        default_value_t = Schedule::core_default(),
         value_parser = parse_schedule,
         value_name = "DELAYS"
     )]
@@ -400,6 +400,35 @@ struct DeliveryArgs {
 /// A parsed `--retry-schedule`.
 #[derive(Clone)]
 struct Schedule(Vec<std::time::Duration>);
+
+impl Schedule {
+    /// The core's default schedule.
+    fn core_default() -> Self {
+        let ms = agent_session_core::delivery::DEFAULT_SCHEDULE_MS;
+        Self(
+            ms.iter()
+                .map(|&m| std::time::Duration::from_millis(m))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    /// As `parse_schedule` reads it: `5s,5m,30m,2h`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let one = |d: &std::time::Duration| {
+            let ms = d.as_millis();
+            match ms {
+                _ if ms % 3_600_000 == 0 && ms > 0 => format!("{}h", ms / 3_600_000),
+                _ if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
+                _ if ms % 1000 == 0 && ms > 0 => format!("{}s", ms / 1000),
+                _ => format!("{ms}ms"),
+            }
+        };
+        let parts: Vec<String> = self.0.iter().map(one).collect();
+        f.write_str(&parts.join(","))
+    }
+}
 
 fn parse_schedule(text: &str) -> Result<Schedule, String> {
     webhook::parse_schedule(text).map(Schedule)
@@ -938,10 +967,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     Some(_) => "the database's outbox".to_owned(),
                     None => cli.dir.join("outbox").display().to_string(),
                 };
-                eprintln!("delivering webhooks from {from} (Ctrl-C to stop)");
-                rt.block_on(s.run(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                }))?;
+                rt.block_on(async {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    // Listening before saying so: a SIGINT or SIGTERM from
+                    // then on stops it after the attempts in flight.
+                    let mut int = signal(SignalKind::interrupt())?;
+                    let mut term = signal(SignalKind::terminate())?;
+                    eprintln!("delivering webhooks from {from} (Ctrl-C to stop)");
+                    s.run(async {
+                        tokio::select! {
+                            _ = int.recv() => {}
+                            _ = term.recv() => {}
+                        }
+                    })
+                    .await
+                })?;
             }
         }
         Command::Deliveries { id, state, limit } => match id {

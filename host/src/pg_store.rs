@@ -86,11 +86,11 @@ pub(crate) fn drop_off_runtime<T: Send + 'static>(value: T) {
 }
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// What each schema version adds, in order; `MIGRATIONS[i]` brings a
 /// database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
     CREATE TABLE agent_session_keys (
         collection text COLLATE "C" NOT NULL,
@@ -127,6 +127,17 @@ const MIGRATIONS: [&str; 2] = [
     CREATE INDEX agent_session_outbox_due
         ON agent_session_outbox (next_attempt_at) WHERE state = 'pending';
     CREATE INDEX agent_session_outbox_raised ON agent_session_outbox (raised, id);
+"#,
+    // A session's notifications are claimed in the order of its events.
+    r#"
+    ALTER TABLE agent_session_outbox
+        ADD COLUMN session_id text COLLATE "C" NOT NULL DEFAULT '',
+        ADD COLUMN seq bigint NOT NULL DEFAULT 0;
+    UPDATE agent_session_outbox
+        SET session_id = coalesce(record::jsonb #>> '{notification,session_id}', ''),
+            seq = coalesce((record::jsonb #>> '{notification,seq}')::bigint, 0);
+    CREATE INDEX agent_session_outbox_order
+        ON agent_session_outbox (session_id, seq) WHERE state = 'pending';
 "#,
 ];
 

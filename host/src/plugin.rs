@@ -670,6 +670,9 @@ impl sessions::Host for PluginState {
     fn clear_webhook(&mut self) -> Result<(), wit::SessionError> {
         not_granted("clear-webhook")
     }
+    fn disable_webhook(&mut self, _: String) -> Result<bool, wit::SessionError> {
+        not_granted("disable-webhook")
+    }
     fn is_resumable(&mut self, id: String) -> Result<bool, wit::SessionError> {
         self.pass(|g, s| g.call_is_resumable(s, &id))
     }

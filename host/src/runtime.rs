@@ -703,6 +703,12 @@ impl SessionHost {
         self.call(|g, s| g.call_clear_webhook(s))
     }
 
+    /// Disable the endpoint if it still points at `url` (it answered 410
+    /// Gone); whether it was disabled (see the engine's `disable_webhook`).
+    pub fn disable_webhook(&self, url: &str) -> Result<bool, Error> {
+        self.call(|g, s| g.call_disable_webhook(s, url))
+    }
+
     // ----- utilities -----
 
     /// Whether the session can be resumed.

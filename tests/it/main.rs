@@ -16,5 +16,6 @@ mod pg_store;
 mod plugins;
 mod receiver;
 mod root_cases;
+mod senders;
 mod storage;
 mod webhooks;

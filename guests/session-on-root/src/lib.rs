@@ -19,6 +19,7 @@ wit_bindgen::generate!({
 
 #[path = "../../session/src/api.rs"]
 mod api;
+mod delivery;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +28,8 @@ use agent_session_core::{
     Engine, IndexEntry, Notification, Notifier, Store, StoreError, Versioned,
 };
 use agent_session_dir_store::{DirStore, ErrorCode, Intake, Root, RootError, Stat};
-use api::{Component, WasiEnvironment};
+pub(crate) use api::Component;
+use api::WasiEnvironment;
 
 /// The root the host granted.
 struct HostRoot;

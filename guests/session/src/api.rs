@@ -309,6 +309,10 @@ impl Guest for Component {
         engine().clear_webhook().map_err(err)
     }
 
+    fn disable_webhook(url: String) -> R<bool> {
+        engine().disable_webhook(&url).map_err(err)
+    }
+
     fn is_resumable(id: String) -> R<bool> {
         engine().is_resumable(&id).map_err(err)
     }

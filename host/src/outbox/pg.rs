@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use super::{Claimed, Claims, Delivery, DeliveryState, Outbox, check_id};
 use crate::pg_store::{Pool, Tls, drop_off_runtime};
+use agent_session_core::delivery::HOLD_BACK_MS;
 use agent_session_core::{Notification, Notifier};
 
 /// Removed per statement by [`Outbox::prune`], so a large cleanup does not
@@ -79,8 +80,9 @@ impl PgOutbox {
         };
         let insert = db
             .prepare(
-                "INSERT INTO agent_session_outbox (id, raised, state, next_attempt_at, record)
-                 VALUES ($1, $2, 'pending', $2, $3) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO agent_session_outbox
+                     (id, raised, state, next_attempt_at, record, session_id, seq)
+                 VALUES ($1, $2, 'pending', $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             )
             .map_err(err)?;
         Ok(Writer {
@@ -137,7 +139,10 @@ impl Notifier for PgOutbox {
             };
             let record = serde_json::to_string(&Delivery::queued_by(n.clone(), &w.name))
                 .map_err(|e| e.to_string())?;
-            let inserted = w.db.execute(&w.insert, &[&n.id, &raised, &record]);
+            let inserted = w.db.execute(
+                &w.insert,
+                &[&n.id, &raised, &record, &n.session_id, &signed(n.seq)],
+            );
             match inserted {
                 // Its connection is gone: dropped, and a new writer made.
                 Err(e) if e.is_closed() && attempt == 0 => drop_off_runtime(w),
@@ -162,6 +167,17 @@ impl Outbox for PgOutbox {
             std::process::id(),
             getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?
         );
+        // A delivery another sender's address policy refused is due at
+        // once for this one, which may be allowed to dial it (the core's
+        // `delivery::take_over`, in SQL).
+        self.db()?
+            .execute(
+                "UPDATE agent_session_outbox SET next_attempt_at = LEAST(next_attempt_at, $1)
+                 WHERE state = 'pending' AND next_attempt_at > $1
+                   AND (record::jsonb #>> '{attempts,-1,refused}') = 'true'",
+                &[&signed(crate::outbox::now_ms())],
+            )
+            .map_err(err)?;
         Ok(Some(Arc::new(PgClaims {
             outbox: self,
             me,
@@ -349,16 +365,32 @@ impl Claims for PgClaims {
             let rows = match db.query(
                     "UPDATE agent_session_outbox o
                      SET claimed_by = $3, claimed_until = clock_timestamp() + make_interval(secs => $4)
-                     FROM (SELECT id FROM agent_session_outbox
+                     FROM (SELECT id FROM agent_session_outbox c
                            WHERE state = 'pending' AND next_attempt_at <= $1
                              AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
                              AND id <> ALL($5)
+                             -- In the order of the session's events: not
+                             -- while an earlier one of it is pending, and
+                             -- raised less than the hold-back ago
+                             -- (the core's `delivery::HoldBack`).
+                             AND NOT EXISTS (
+                                 SELECT 1 FROM agent_session_outbox e
+                                 WHERE e.state = 'pending' AND c.session_id <> ''
+                                   AND e.session_id = c.session_id AND e.seq < c.seq
+                                   AND e.raised > $1 - $6)
                            ORDER BY next_attempt_at, id
                            LIMIT $2
-                           FOR UPDATE SKIP LOCKED) due
+                           FOR UPDATE OF c SKIP LOCKED) due
                      WHERE o.id = due.id
                      RETURNING o.record",
-                    &[&signed(now), &room, &self.me, &self.lease_secs, &mine],
+                    &[
+                        &signed(now),
+                        &room,
+                        &self.me,
+                        &self.lease_secs,
+                        &mine,
+                        &signed(HOLD_BACK_MS),
+                    ],
                 ) {
                 Ok(rows) => rows,
                 Err(e) => {

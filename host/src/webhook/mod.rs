@@ -1,37 +1,29 @@
 //! Webhook delivery: the sender that drains the outbox over HTTP.
 //!
 //! The core decides *what* to notify and queues it in the [`Outbox`]
-//! before the operation that raised it is recorded; this module decides
-//! *how* it reaches the endpoint: Standard Webhooks signatures, retries with
-//! exponential backoff and jitter, `Retry-After`, 410 disabling the
-//! endpoint, no redirects, timeouts, an address policy against SSRF, and a
-//! record of every attempt.
+//! before the operation that raised it is recorded, and decides what each
+//! delivery needs (`agent_session_core::delivery`: is its event committed,
+//! the signed request, what an answer means, retry when, give up, disable
+//! the endpoint). This module is the loop around those decisions: it
+//! claims, makes the requests (no redirects, timeouts, the address policy
+//! applied to every address dialled against SSRF) and records.
 
 mod policy;
-mod sign;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agent_session_core::delivery::{self, Answer, Effect, Found, Ready, Request};
 use agent_session_core::{Notification, SessionError, webhook};
 use anyhow::Context as _;
-use reqwest::StatusCode;
 use tokio::task::JoinSet;
 
+pub use agent_session_core::delivery::signature;
 pub use policy::{AddressPolicy, Allow, Refused};
-pub use sign::signature;
 
 use crate::outbox::{Attempt, Claims, Delivery, DeliveryState, Outbox, now_ms};
 use crate::runtime::{Error, SessionHost};
-
-/// How old a notification whose event is missing must be, its writer gone,
-/// before it is discarded (far longer than an operation takes between
-/// queueing and appending).
-const WRITER_GRACE_MS: u64 = 10_000;
-
-/// The longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// How the sender delivers.
 #[derive(Debug, Clone)]
@@ -58,19 +50,13 @@ pub struct DeliveryConfig {
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        let m = |mins: u64| Duration::from_secs(mins * 60);
         Self {
             policy: AddressPolicy::new(),
             timeout: Duration::from_secs(15),
-            schedule: vec![
-                Duration::from_secs(5),
-                m(5),
-                m(30),
-                m(120),
-                m(300),
-                m(600),
-                m(600),
-            ],
+            schedule: delivery::DEFAULT_SCHEDULE_MS
+                .iter()
+                .map(|&ms| Duration::from_millis(ms))
+                .collect(),
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
             lease: Duration::from_secs(120),
@@ -117,28 +103,6 @@ pub enum EndpointError {
     Unresolved(String),
 }
 
-/// What one request came to.
-enum Outcome {
-    Delivered,
-    /// 410: the endpoint asks never to be called again.
-    Gone,
-    /// Retrying cannot help: the address policy refused the endpoint, or
-    /// the secret cannot sign.
-    Permanent(String),
-    /// Try again, at the time the endpoint asked for if it did.
-    Retry(Option<Duration>),
-}
-
-/// Whether a queued notification's event is in the history.
-enum Committed {
-    Yes,
-    No(String),
-    /// Not (yet) at its position.
-    NotYet,
-    /// The history could not be read now.
-    Unknown,
-}
-
 /// What a pass over the outbox did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -165,6 +129,8 @@ struct Inner {
     outbox: Arc<dyn Outbox>,
     client: reqwest::Client,
     config: DeliveryConfig,
+    /// `config.schedule` in the core's unit.
+    schedule_ms: Vec<u64>,
 }
 
 impl Sender {
@@ -187,12 +153,18 @@ impl Sender {
             .dns_resolver(Arc::new(policy::PolicyResolver(config.policy.clone())))
             .build()
             .context("building the webhook HTTP client")?;
+        let schedule_ms = config
+            .schedule
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 host,
                 outbox,
                 client,
                 config,
+                schedule_ms,
             }),
         })
     }
@@ -245,7 +217,12 @@ impl Sender {
         let now = now_ms();
         let id = format!("msg_test_{now}_{:016x}", getrandom::u64().unwrap_or(now));
         let n = webhook::test_notification(&config, id, now);
-        Ok(self.send(&n).await.0)
+        let request = delivery::request(&n, now).map_err(anyhow::Error::msg)?;
+        let (at, duration_ms, answer) = self.send(request).await;
+        // The attempt as a delivery would record it (no retries).
+        let (mut d, _) =
+            delivery::record(Delivery::new(n), at, duration_ms, &answer, &[], now_ms(), 0);
+        d.attempts.pop().context("an attempt was recorded")
     }
 
     /// Put a finished delivery back in the queue and, unless another
@@ -311,13 +288,12 @@ impl Sender {
         let mut unrecorded = None;
         let mut tasks = JoinSet::new();
         // Claimed as there is room, not all at once: a claim's lease runs
-        // from when it is taken, and must outlast its attempt.
-        let mut more = true;
+        // from when it is taken, and must outlast its attempt. Looked at
+        // again whenever an attempt ends, for the next of its session.
         loop {
             let room = self.inner.config.concurrency.saturating_sub(tasks.len());
-            if more && room > 0 {
+            if room > 0 {
                 let claimed = look(room).await?;
-                more = claimed.due.len() == room;
                 for d in claimed.due {
                     tasks.spawn(self.clone().attempt_and_save(claims.clone(), d));
                 }
@@ -410,6 +386,8 @@ impl Sender {
                     // A failure to record is logged by the task; the claims
                     // hand the delivery out again.
                     let _recorded = done.context("a delivery task failed")?;
+                    // The next of its session may go now.
+                    more = true;
                 }
                 () = tokio::time::sleep(until_due) => {}
             }
@@ -467,233 +445,146 @@ impl Sender {
     }
 
     /// One step of a delivery: check that its event was committed (before
-    /// the first attempt), then send it and decide what comes next.
+    /// the first attempt), then send it; what comes next is the core's
+    /// decision (`agent_session_core::delivery`).
     async fn attempt(&self, mut d: Delivery) -> Delivery {
         let now = now_ms();
-        // Looked at again soon while its writer may still append, less
-        // often once that has taken long.
-        let wait = |ms_queued: u64| match ms_queued {
-            0..60_000 => 1000,
-            _ => 30_000,
-        };
-        if d.attempts.is_empty() && !d.notification.session_id.is_empty() {
-            // A writer can append and end between two looks, and a database
-            // writer whose connection broke looks gone while its process
-            // goes on: so a notification is given up only once it is old,
-            // and its event is still missing on a look made after its
-            // writer was seen gone.
-            let mut writer_gone = false;
+        if !delivery::is_checked(&d) {
+            let mut writer_alive = None;
             loop {
-                match self.committed(&d.notification).await {
-                    Committed::Yes => break,
-                    Committed::No(why) => return finish(d, DeliveryState::Discarded, why),
-                    Committed::Unknown => {
-                        d.next_attempt_at = now.saturating_add(5000);
+                let found = self.found(&d.notification).await;
+                match delivery::check(&d, found.as_found(), writer_alive, now) {
+                    Ready::Send => break,
+                    Ready::Wait(at) => {
+                        d.next_attempt_at = at;
                         return d;
                     }
-                    Committed::NotYet if writer_gone => {
-                        let why = format!(
-                            "session {} never recorded event {}: the process that queued \
-                             this notification ended before its operation completed (or \
-                             the session was deleted before it could be checked)",
-                            d.notification.session_id, d.notification.seq
-                        );
-                        return finish(d, DeliveryState::Discarded, why);
+                    Ready::Discard(why) => {
+                        return delivery::finish(d, DeliveryState::Discarded, Some(why));
                     }
-                    Committed::NotYet => {
-                        let alive = match &d.writer {
-                            Some(writer) => {
-                                let (outbox, writer) = (self.inner.outbox.clone(), writer.clone());
-                                tokio::task::spawn_blocking(move || outbox.writer_alive(&writer))
-                                    .await
-                                    .unwrap_or(Ok(true))
-                                    .unwrap_or(true)
-                            }
-                            None => false,
-                        };
-                        let queued = now.saturating_sub(d.notification.timestamp);
-                        if alive || queued < WRITER_GRACE_MS {
-                            d.next_attempt_at = now.saturating_add(wait(queued));
-                            return d;
-                        }
-                        writer_gone = true;
-                    }
+                    Ready::AskWriter => writer_alive = Some(self.writer_alive(&d).await),
                 }
             }
         }
-        if let Err(why) = self.aim(&mut d.notification).await {
-            return finish(d, DeliveryState::Failed, why);
-        }
-        let (attempt, outcome) = self.send(&d.notification).await;
-        d.attempts.push(attempt);
-        match outcome {
-            Outcome::Delivered => finish(d, DeliveryState::Delivered, String::new()),
-            Outcome::Gone => {
-                self.disable_endpoint(&d.notification.url).await;
-                finish(
-                    d,
-                    DeliveryState::Failed,
-                    "the endpoint answered 410 Gone and was disabled".into(),
-                )
-            }
-            Outcome::Permanent(why) => finish(d, DeliveryState::Failed, why),
-            Outcome::Retry(asked) => {
-                let n = d.attempts.len();
-                match self.inner.config.schedule.get(n - 1) {
-                    None => {
-                        let why = match n {
-                            1 => "gave up after 1 attempt".to_owned(),
-                            n => format!("gave up after {n} attempts"),
-                        };
-                        finish(d, DeliveryState::Failed, why)
-                    }
-                    Some(&step) => {
-                        // Retry-After asks for at least that long.
-                        let wait = asked.map_or(jitter(step), |a| a.max(jitter(step)));
-                        d.next_attempt_at = now_ms().saturating_add(wait.as_millis() as u64);
-                        d
-                    }
-                }
-            }
-        }
-    }
-
-    async fn committed(&self, n: &Notification) -> Committed {
-        let (id, seq) = (n.session_id.clone(), n.seq);
-        match self.inner.host.run(move |h| h.events(&id, seq, 1)).await {
-            Ok(page) => match page.events.first() {
-                Some(e) if webhook::describes(n, e) => Committed::Yes,
-                Some(e) => Committed::No(format!(
-                    "event {seq} of session {} is another {} event: the operation that \
-                     queued this notification lost a race and was not recorded",
-                    n.session_id, e.kind
-                )),
-                None => Committed::NotYet,
-            },
-            // No such session: a start whose append never happened (or
-            // not yet) looks the same as a session deleted since, so a
-            // start is treated as not there yet. Any later event was raised
-            // on a session that existed: deleted since, so sent, as
-            // dropping a committed event's notification is the worse
-            // mistake.
-            Err(Error::Session(SessionError::NotFound(_))) if n.seq == 0 => Committed::NotYet,
-            Err(Error::Session(SessionError::NotFound(_))) => Committed::Yes,
-            Err(e) => {
-                tracing::warn!(session = %n.session_id, "checking a notification's event: {e}");
-                Committed::Unknown
-            }
-        }
-    }
-
-    /// Point `n` at the endpoint as configured now (its URL or secret may
-    /// have changed since it was queued), or say why it must not be sent.
-    async fn aim(&self, n: &mut Notification) -> Result<(), String> {
         let config = match self.inner.host.run(|h| h.get_webhook()).await {
-            Ok(c) => c,
-            // Not knowing is no reason to give up: send as queued.
+            Ok(c) => Some(c),
+            // Not knowing is no reason to give up: sent as queued.
             Err(e) => {
                 tracing::warn!("reading the webhook endpoint: {e}");
-                return Ok(());
+                None
             }
         };
-        match config {
-            None => Err("the webhook endpoint was removed".into()),
-            Some(c) if !c.enabled => Err("the webhook endpoint is disabled".into()),
-            Some(c) if !webhook::accepts(&c, &n.kind) => Err(format!(
-                "the webhook endpoint no longer subscribes to {}",
-                n.kind
-            )),
-            Some(c) => {
-                n.url = c.url;
-                n.secret = c.secret;
-                Ok(())
-            }
+        if let Err(why) = delivery::aim(&mut d.notification, config.as_ref().map(Option::as_ref)) {
+            return delivery::finish(d, DeliveryState::Failed, Some(why));
         }
-    }
-
-    async fn disable_endpoint(&self, url: &str) {
-        let url = url.to_owned();
-        let result = self
-            .inner
-            .host
-            .run(move |h| match h.get_webhook()? {
-                // Only if it still points where the 410 came from.
-                Some(mut c) if c.url == url && c.enabled => {
-                    c.enabled = false;
-                    h.set_webhook(&c).map(drop)
-                }
-                _ => Ok(()),
-            })
-            .await;
-        match result {
-            Ok(()) => tracing::warn!("webhook endpoint answered 410 Gone; it is now disabled"),
-            Err(e) => tracing::warn!("disabling the webhook endpoint after a 410: {e}"),
-        }
-    }
-
-    /// One signed POST, no retry, no record.
-    async fn send(&self, n: &Notification) -> (Attempt, Outcome) {
-        let started = Instant::now();
-        let at = now_ms();
-        let result = self.post(n).await;
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let attempt = |status: Option<StatusCode>, error: Option<String>| Attempt {
+        let (at, duration_ms, answer) = match delivery::request(&d.notification, now_ms()) {
+            Ok(request) => self.send(request).await,
+            Err(why) => return delivery::finish(d, DeliveryState::Failed, Some(why)),
+        };
+        let random = getrandom::u64().unwrap_or(0);
+        let (d, effect) = delivery::record(
+            d,
             at,
             duration_ms,
-            status: status.map(|s| s.as_u16()),
-            error,
-        };
-        match result {
-            Ok(resp) => {
-                let status = resp.status();
-                let outcome = match status.as_u16() {
-                    200..=299 => Outcome::Delivered,
-                    410 => Outcome::Gone,
-                    429 | 503 => Outcome::Retry(retry_after(resp.headers())),
-                    _ => Outcome::Retry(None),
-                };
-                let error = match &outcome {
-                    Outcome::Delivered => None,
-                    _ if status.is_redirection() => Some(format!(
-                        "the endpoint answered {status} (redirects are not followed)"
-                    )),
-                    _ => Some(format!("the endpoint answered {status}")),
-                };
-                (attempt(Some(status), error), outcome)
+            &answer,
+            &self.inner.schedule_ms,
+            now_ms(),
+            random,
+        );
+        if let Effect::DisableEndpoint(url) = effect {
+            match self.inner.host.run(move |h| h.disable_webhook(&url)).await {
+                Ok(true) => {
+                    tracing::warn!("webhook endpoint answered 410 Gone; it is now disabled")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("disabling the webhook endpoint after a 410: {e}"),
             }
-            Err(SendError::Refused(r)) => {
-                let why = r.to_string();
-                (attempt(None, Some(why.clone())), Outcome::Permanent(why))
+        }
+        d
+    }
+
+    /// What the history holds at a notification's position.
+    async fn found(&self, n: &Notification) -> FoundEvent {
+        let (id, seq) = (n.session_id.clone(), n.seq);
+        match self.inner.host.run(move |h| h.events(&id, seq, 1)).await {
+            Ok(page) => match page.events.into_iter().next() {
+                Some(e) => FoundEvent::Event(Box::new(e)),
+                None => FoundEvent::Nothing,
+            },
+            Err(Error::Session(SessionError::NotFound(_))) => FoundEvent::NoSession,
+            Err(e) => {
+                tracing::warn!(session = %n.session_id, "checking a notification's event: {e}");
+                FoundEvent::Unreadable
             }
-            Err(SendError::Permanent(why)) => {
-                (attempt(None, Some(why.clone())), Outcome::Permanent(why))
-            }
-            Err(SendError::Other(e)) => (attempt(None, Some(e)), Outcome::Retry(None)),
         }
     }
 
-    async fn post(&self, n: &Notification) -> Result<reqwest::Response, SendError> {
-        let url = reqwest::Url::parse(&n.url).map_err(|e| SendError::Other(e.to_string()))?;
-        policy::check_url(&self.inner.config.policy, &url).map_err(SendError::Refused)?;
-        let ts = now_ms() / 1000;
-        let sig = signature(&n.secret, &n.id, ts, &n.body).map_err(SendError::Permanent)?;
-        self.inner
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &n.id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sig)
-            .body(n.body.clone())
-            .send()
+    /// Whether the writer that queued `d` may still append its event (when
+    /// that cannot be told, it may).
+    async fn writer_alive(&self, d: &Delivery) -> bool {
+        let Some(writer) = d.writer.clone() else {
+            return false;
+        };
+        let outbox = self.inner.outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.writer_alive(&writer))
             .await
-            .map_err(SendError::from_reqwest)
+            .unwrap_or(Ok(true))
+            .unwrap_or(true)
+    }
+
+    /// Make one request: when it started, how long it took, what came.
+    async fn send(&self, request: Request) -> (u64, u64, Answer) {
+        let started = Instant::now();
+        let at = now_ms();
+        let answer = match self.post(request).await {
+            Ok(resp) => Answer::Status {
+                status: resp.status().as_u16(),
+                retry_after: resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            },
+            Err(SendError::Refused(r)) => Answer::Refused {
+                reason: r.to_string(),
+            },
+            Err(SendError::Other(error)) => Answer::Failed { error },
+        };
+        (at, started.elapsed().as_millis() as u64, answer)
+    }
+
+    async fn post(&self, request: Request) -> Result<reqwest::Response, SendError> {
+        let url = reqwest::Url::parse(&request.url).map_err(|e| SendError::Other(e.to_string()))?;
+        policy::check_url(&self.inner.config.policy, &url).map_err(SendError::Refused)?;
+        let mut post = self.inner.client.post(url).body(request.body);
+        for (name, value) in &request.headers {
+            post = post.header(name, value);
+        }
+        post.send().await.map_err(SendError::from_reqwest)
+    }
+}
+
+/// What the history held at a notification's position (owned).
+enum FoundEvent {
+    Event(Box<agent_session_core::Event>),
+    Nothing,
+    NoSession,
+    Unreadable,
+}
+
+impl FoundEvent {
+    fn as_found(&self) -> Found<'_> {
+        match self {
+            Self::Event(e) => Found::Event(e),
+            Self::Nothing => Found::Nothing,
+            Self::NoSession => Found::NoSession,
+            Self::Unreadable => Found::Unreadable,
+        }
     }
 }
 
 enum SendError {
     Refused(Refused),
-    Permanent(String),
     Other(String),
 }
 
@@ -762,34 +653,4 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .context("a blocking task failed")?
-}
-
-fn finish(mut d: Delivery, state: DeliveryState, reason: String) -> Delivery {
-    d.state = state;
-    d.reason = (!reason.is_empty()).then_some(reason);
-    d
-}
-
-/// `Retry-After` as seconds or an HTTP date, capped.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            let ms = at.timestamp_millis().max(0) as u64;
-            Duration::from_millis(ms.saturating_sub(now_ms()))
-        }
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// `d` ± up to 20 %.
-fn jitter(d: Duration) -> Duration {
-    let r = getrandom::u64().unwrap_or(0) % 4001;
-    d.mul_f64(0.8 + r as f64 / 10_000.0)
 }

@@ -16,6 +16,7 @@
 // before the call, as `invalid-input` too (src/args.js).
 
 import { Root, RootError, rootImports } from './root.js';
+import { Deliverer } from './deliver.js';
 import { loadComponent } from './component.js';
 import { ERROR_CODES, SessionError } from './error.js';
 import * as a from './args.js';
@@ -40,9 +41,10 @@ const REINDEX = 'REINDEX';
  *   is writing (default 5000; then `SessionError('conflict')`).
  * @returns {Promise<SyncSessions>}
  */
-export async function openSessionsSync({ dir, component, webhookAllow = [], lockTimeoutMs } = {}) {
+export async function openSessionsSync({ dir, component, webhookAllow = [], lockTimeoutMs, webhooks } = {}) {
   if (typeof dir !== 'string' || dir === '') throw new TypeError('openSessions: `dir` (a directory) is required');
   const allow = a.strings(webhookAllow, 'openSessions: webhookAllow');
+  const sending = senderOptions(webhooks, allow);
   let root;
   try {
     root = new Root(dir, { lockTimeoutMs });
@@ -71,8 +73,33 @@ export async function openSessionsSync({ dir, component, webhookAllow = [], lock
     }
     throw e;
   }
+  if (sending) sessions[DELIVERER] = new Deliverer(sessions[SENDING], sending);
+  sessions[DELIVERER]?.run();
   return sessions;
 }
+
+/** The sender's options from `OpenOptions.webhooks`, or null for none. */
+function senderOptions(webhooks, webhookAllow) {
+  if (webhooks === undefined || webhooks === null) return null;
+  const w = a.record(webhooks, 'openSessions: webhooks');
+  if (!a.bool(w.deliver ?? false, 'openSessions: webhooks.deliver')) return null;
+  const ms = (v, where) => (v === undefined ? undefined : Number(a.u32(v, where)));
+  return {
+    allow: w.allow === undefined ? webhookAllow : a.strings(w.allow, 'openSessions: webhooks.allow'),
+    retryScheduleMs: w.retryScheduleMs?.map((v, i) => ms(v, `openSessions: webhooks.retryScheduleMs[${i}]`)),
+    timeoutMs: ms(w.timeoutMs, 'openSessions: webhooks.timeoutMs'),
+    concurrency: ms(w.concurrency, 'openSessions: webhooks.concurrency') || undefined,
+    pollMs: ms(w.pollMs, 'openSessions: webhooks.pollMs'),
+  };
+}
+
+/** The component's `delivery` functions, for the sender (deliver.js); a
+ * symbol, not part of the API. */
+export const SENDING = Symbol('sending');
+/** The sender this process runs, if `webhooks.deliver` asked for one. */
+const DELIVERER = Symbol('deliverer');
+/** Operations that may queue a notification: the sender looks soon after. */
+const NOTIFYING = new Set(['start', 'pause', 'resume', 'complete', 'fail', 'iterate', 'import']);
 
 // --- conversions of the jco values to the API's ---
 
@@ -158,6 +185,24 @@ const event = (e) => ({
 });
 
 const webhook = (w) => ({ url: w.url, secret: w.secret, eventKinds: [...w.eventKinds], enabled: w.enabled });
+const delivery = (d) => ({
+  id: d.id,
+  sessionId: d.sessionId,
+  seq: num(d.seq),
+  kind: d.kind,
+  url: d.url,
+  timestamp: num(d.timestamp),
+  state: d.state,
+  nextAttemptAt: num(d.nextAttemptAt),
+  attempts: d.attempts.map((t) => ({
+    at: num(t.at),
+    durationMs: num(t.durationMs),
+    status: opt(t.status),
+    error: opt(t.error),
+    refused: t.refused,
+  })),
+  reason: opt(d.reason),
+});
 
 function filter(f, where) {
   a.record(f, where);
@@ -197,7 +242,9 @@ export class SyncSessions {
   #call(name, ...args) {
     this.#exports ??= this.#component.instantiate(this.#imports);
     try {
-      return this.#exports[name](...args);
+      const out = this.#exports[name](...args);
+      if (NOTIFYING.has(name)) this[DELIVERER]?.kick();
+      return out;
     } catch (e) {
       const p = e?.payload;
       if (p && ERROR_CODES.has(p.tag)) throw new SessionError(p.tag, p.val);
@@ -566,10 +613,64 @@ export class SyncSessions {
     return this.#call('progress', a.str(id, 'progress: id'));
   }
 
+  /**
+   * Every webhook delivery of this directory, pending and finished, oldest
+   * first: its attempts (status, error, whether the address policy
+   * refused it) and why it failed or was discarded. Secrets are not shown.
+   * @returns {import('../index.d.ts').Delivery[]}
+   */
+  deliveries() {
+    return this.#call('deliveries').map(delivery);
+  }
+
+  /**
+   * Stop this process's webhook sender (`webhooks.deliver`): the attempts
+   * in flight are finished and recorded, then the root's sender lock is
+   * released. `close` stops it too, without waiting for them (what was in
+   * flight is sent again by the next sender).
+   * @returns {Promise<void>}
+   */
+  async stopDelivering() {
+    await this[DELIVERER]?.stop();
+  }
+
+  /** The component's `delivery` functions, for deliver.js. @internal */
+  get [SENDING]() {
+    const call = (name, ...args) => this.#call(name, ...args);
+    return {
+      startSending: ({ scheduleMs, allow }) =>
+        // jco takes a list<u64> as a BigUint64Array.
+        call('startSending', { scheduleMs: scheduleMs && BigUint64Array.from(scheduleMs, BigInt), allow }),
+      claimDue: (dueBy, limit) => {
+        const d = call('claimDue', BigInt(Math.max(0, Math.floor(dueBy))), limit);
+        return {
+          requests: d.requests,
+          settled: d.settled.map(delivery),
+          waiting: d.waiting,
+          nextDue: num(d.nextDue),
+        };
+      },
+      // The policy's reason, or null if `address` may be dialled.
+      checkAddress: (host, address) => {
+        try {
+          this.#exports.checkAddress(host, address);
+          return null;
+        } catch (e) {
+          if (typeof e?.payload === 'string') return e.payload;
+          throw e;
+        }
+      },
+      recordAnswer: (id, at, durationMs, answer) =>
+        delivery(call('recordAnswer', id, BigInt(at), BigInt(durationMs), answer)),
+      stopSending: () => this.#exports && call('stopSending'),
+    };
+  }
+
   /** Release this process's outbox segment (the process's end does too):
    * the instance is dropped with the locks it held; a later call starts a
-   * new one. */
+   * new one. A webhook sender running here stops (see `stopDelivering`). */
   close() {
+    this[DELIVERER]?.stop();
     this.#exports = null;
     this.#root.releaseLocks();
   }

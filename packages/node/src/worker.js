@@ -38,15 +38,22 @@ let opened = false;
 const waiting = new Map();
 let next = 1;
 
+/** The reply to a call: at once, or a Promise of it (a method that waits,
+ * as `stopDelivering` and a `close` that stops the webhook sender). */
 function answer({ id, method, args }) {
   if (refusal) return { id, error: refusal };
   try {
     if (method === 'close') {
-      sessions.close();
       refusal = CLOSED;
-      return { id, ok: undefined };
+      // The attempts in flight are finished and recorded first.
+      return sessions.stopDelivering().then(
+        () => (sessions.close(), { id, ok: undefined }),
+        (e) => (sessions.close(), { id, error: failure(e) }),
+      );
     }
-    return { id, ok: sessions[method](...args) };
+    const ok = sessions[method](...args);
+    if (ok instanceof Promise) return ok.then((ok) => ({ id, ok }), (e) => ({ id, error: failure(e) }));
+    return { id, ok };
   } catch (e) {
     return { id, error: failure(e) };
   }
@@ -59,13 +66,18 @@ function drain() {
     waiting.delete(next);
     next++;
     const reply = answer(call.message);
-    if (call.sync) {
-      syncPort.postMessage(reply);
-      Atomics.store(flag, 0, 1);
-      Atomics.notify(flag, 0);
-    } else {
-      parentPort.postMessage(reply);
-    }
+    if (reply instanceof Promise) reply.then((r) => post(r, call.sync));
+    else post(reply, call.sync);
+  }
+}
+
+function post(reply, sync) {
+  if (sync) {
+    syncPort.postMessage(reply);
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+  } else {
+    parentPort.postMessage(reply);
   }
 }
 

@@ -1,0 +1,262 @@
+// The webhook sender of a Node process: the loop around the component's
+// `delivery` interface. The component claims what is due (one sender per
+// root at a time, across processes and hosts, under the root's sender
+// lock), checks each notification's event, signs, and decides what every
+// answer means; this file only makes the HTTP requests and reports what
+// came back:
+//
+// - node:http / node:https, which never follow a redirect (a 3xx is the
+//   receiver's answer) and use no proxy;
+// - a `lookup` that resolves the endpoint's name and lets through only the
+//   addresses the component's `check-address` allows, so the address
+//   actually dialled is the one checked (a name resolving to loopback is
+//   refused; so is one that resolves differently on a second look);
+// - a timeout from the start of the request to the response head.
+
+import dns from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+
+import { SessionError } from './error.js';
+
+/** The defaults of the Rust host's `deliver`. */
+export const DEFAULT_TIMEOUT_MS = 15_000;
+export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_POLL_MS = 1000;
+/** Looks made to pick up what this process just queued come at most this
+ * often (a look lists the outbox). */
+const KICK_MS = 10;
+
+const VERSION = '0.3.0';
+
+/** A refusal by the address policy, told apart from other lookup errors. */
+class Refused extends Error {}
+
+/**
+ * Make one request; never throws. Resolves to the answer in the WIT
+ * `answer` shape, with when it started and how long it took.
+ * @param {{url: string, headers: [string, string][], body: string}} request
+ * @param {{timeoutMs: number, checkAddress: (host: string, address: string) => string | null}} how
+ *   `checkAddress` says why an address may not be dialled, or null.
+ */
+export function send(request, { timeoutMs, checkAddress }) {
+  const at = Date.now();
+  const started = performance.now();
+  const done = (answer) => ({ at, durationMs: Math.round(performance.now() - started), answer });
+  return new Promise((resolve) => {
+    let url;
+    try {
+      url = new URL(request.url);
+    } catch (e) {
+      resolve(done({ tag: 'failed', val: `${request.url} is not a URL: ${e.message}` }));
+      return;
+    }
+    const lookup = (hostname, options, callback) => {
+      dns.lookup(hostname, { all: true, family: options?.family ?? 0, hints: options?.hints }, (err, found) => {
+        if (err) return callback(err);
+        let refused = null;
+        const allowed = found.filter(({ address }) => {
+          const why = checkAddress(hostname, address);
+          if (why !== null) refused ??= why;
+          return why === null;
+        });
+        if (allowed.length === 0) {
+          return callback(refused ? new Refused(refused) : new Error(`${hostname} resolves to no address`));
+        }
+        if (options?.all) callback(null, allowed);
+        else callback(null, allowed[0].address, allowed[0].family);
+      });
+    };
+    const headers = Object.fromEntries(request.headers);
+    headers['user-agent'] = `agent-session/${VERSION}`;
+    headers['content-length'] = Buffer.byteLength(request.body);
+    const client = url.protocol === 'https:' ? https : http;
+    let settled = false;
+    const finish = (answer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(done(answer));
+    };
+    const req = client.request(url, { method: 'POST', headers, lookup, agent: false }, (res) => {
+      const retryAfter = res.headers['retry-after'];
+      finish({ tag: 'response', val: { status: res.statusCode, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined } });
+      // The body is not needed; reading it lets the socket close.
+      res.resume();
+      res.on('error', () => {});
+    });
+    const timer = setTimeout(() => {
+      finish({ tag: 'failed', val: `timed out after ${timeoutMs} ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (e) => {
+      if (e instanceof Refused) finish({ tag: 'refused', val: e.message });
+      else finish({ tag: 'failed', val: `could not connect: ${e.message}` });
+    });
+    req.end(request.body);
+  });
+}
+
+/** What a pass or a sender did, as the Rust host's `deliver --once` says. */
+function emptyReport() {
+  return { delivered: 0, failed: 0, discarded: 0, pending: 0, next_due: null };
+}
+
+function count(report, delivery) {
+  if (delivery.state === 'delivered') report.delivered++;
+  else if (delivery.state === 'failed') report.failed++;
+  else if (delivery.state === 'discarded') report.discarded++;
+}
+
+/**
+ * The sender loop over an API that answers the `delivery` functions
+ * synchronously (`SyncSessions`' internal ones, on this thread).
+ */
+export class Deliverer {
+  #api;
+  #options;
+  #inFlight = new Set();
+  #timer = null;
+  #due = 0;
+  #sending = false;
+  #stopped = false;
+  #lastLook = 0;
+  /** @type {(() => void) | null} */
+  #idle = null;
+
+  /**
+   * @param {object} api `startSending`, `claimDue`, `checkAddress`,
+   *   `recordAnswer`, `stopSending` (see sync.js)
+   * @param {{allow?: string[], retryScheduleMs?: number[], timeoutMs?: number, concurrency?: number, pollMs?: number}} options
+   */
+  constructor(api, options = {}) {
+    this.#api = api;
+    this.#options = {
+      allow: options.allow ?? [],
+      // Undefined: the component's default schedule.
+      retryScheduleMs: options.retryScheduleMs,
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
+      pollMs: options.pollMs ?? DEFAULT_POLL_MS,
+    };
+  }
+
+  /** Become the root's sender: true, or false while another process is. */
+  acquire() {
+    if (!this.#sending) {
+      this.#sending = this.#api.startSending({ scheduleMs: this.#options.retryScheduleMs, allow: this.#options.allow });
+    }
+    return this.#sending;
+  }
+
+  /** Deliver until `stop`: what is due, what any process queues (looked
+   * for every `pollMs`), retries when due. Waits its turn while another
+   * process is the root's sender. Its timers do not keep the process
+   * alive; requests in flight do. */
+  run() {
+    this.#schedule(0);
+  }
+
+  /** Whether this process is the root's sender now. */
+  get sending() {
+    return this.#sending;
+  }
+
+  /** Look soon: something may just have been queued by this process. */
+  kick() {
+    if (this.#sending && !this.#stopped) this.#schedule(Math.max(0, this.#lastLook + KICK_MS - performance.now()));
+  }
+
+  #schedule(ms) {
+    if (this.#stopped) return;
+    const at = performance.now() + ms;
+    if (this.#timer && this.#due <= at) return;
+    clearTimeout(this.#timer);
+    this.#due = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#look();
+    }, ms);
+    this.#timer.unref();
+  }
+
+  #look() {
+    if (this.#stopped) return;
+    let next = this.#options.pollMs;
+    try {
+      if (!this.acquire()) {
+        this.#schedule(next);
+        return;
+      }
+      this.#lastLook = performance.now();
+      const room = this.#options.concurrency - this.#inFlight.size;
+      if (room > 0) {
+        const due = this.#api.claimDue(Date.now(), room);
+        for (const request of due.requests) this.#attempt(request);
+        if (due.nextDue !== null) next = Math.min(next, Math.max(0, due.nextDue - Date.now()));
+      }
+    } catch (e) {
+      // Looked at again at the next poll (the disk may be full); what is
+      // in flight goes on.
+      process.emitWarning(`agent-session: delivering webhooks: ${e.message}`);
+    }
+    this.#schedule(next);
+  }
+
+  #attempt(request, report = null) {
+    const p = send(request, {
+      timeoutMs: this.#options.timeoutMs,
+      checkAddress: (host, address) => this.#api.checkAddress(host, address),
+    }).then(({ at, durationMs, answer }) => {
+      try {
+        const d = this.#api.recordAnswer(request.id, at, durationMs, answer);
+        if (report) count(report, d);
+      } catch (e) {
+        // Handed out again by the claims, to be attempted when due.
+        process.emitWarning(`agent-session: recording delivery ${request.id}: ${e.message}`);
+      }
+      this.#inFlight.delete(p);
+      // The next of its session may go now.
+      if (!report) this.#schedule(0);
+      if (this.#inFlight.size === 0) this.#idle?.();
+    });
+    this.#inFlight.add(p);
+    return p;
+  }
+
+  /**
+   * Attempt what is due now, wait for those attempts, and report (as
+   * `agent-session deliver --once`). Throws while another process is the
+   * root's sender.
+   */
+  async once() {
+    if (!this.acquire()) throw new SessionError('conflict', 'another sender is delivering from this root');
+    const report = emptyReport();
+    // What falls due after the pass began (a retry) waits for the next.
+    const dueBy = Date.now();
+    for (;;) {
+      const room = this.#options.concurrency - this.#inFlight.size;
+      const due = room > 0 ? this.#api.claimDue(dueBy, room) : { requests: [], settled: [] };
+      for (const d of due.settled) count(report, d);
+      for (const request of due.requests) this.#attempt(request, report);
+      if (this.#inFlight.size === 0) break;
+      // A finished attempt may let the next of its session go.
+      await Promise.race(this.#inFlight);
+    }
+    const left = this.#api.claimDue(dueBy, 0);
+    report.pending = left.waiting;
+    report.next_due = left.nextDue === null ? null : new Date(left.nextDue).toISOString();
+    return report;
+  }
+
+  /** Stop: no new looks; the attempts in flight are finished and recorded
+   * first, then the root's sender lock is released. */
+  async stop() {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#inFlight.size > 0) await new Promise((resolve) => (this.#idle = resolve));
+    if (this.#sending) this.#api.stopSending();
+    this.#sending = false;
+  }
+}
