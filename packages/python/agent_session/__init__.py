@@ -14,8 +14,10 @@ CLI and this package can work on the same sessions::
 With asyncio, ``await open_sessions_async(...)`` gives the same methods as
 coroutines (:class:`AsyncSessions`).
 
-Webhook notifications are queued in the directory's outbox; the Rust sender
-(``agent-session deliver``) delivers them.
+Webhook notifications are queued in the directory's outbox; one sender per
+directory delivers them: a process that opened it with
+``open_sessions(..., webhooks=Webhooks(deliver=True))``, ``python -m
+agent_session.deliver``, or the Rust CLI's ``agent-session deliver``.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,9 @@ from ._cache import CacheWarning, cache_dir
 from .sessions import Sessions, component_origin, component_path, open_sessions
 from .types import (
     ERROR_CODES,
+    Attempt,
     CleanupReport,
+    Delivery,
     Event,
     EventPage,
     IndexReport,
@@ -34,6 +38,7 @@ from .types import (
     SessionPage,
     SessionStats,
     WebhookConfig,
+    Webhooks,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +58,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ERROR_CODES",
     "AsyncSessions",
+    "Attempt",
     "CacheWarning",
     "CleanupReport",
+    "Delivery",
     "Event",
     "EventPage",
     "IndexReport",
@@ -65,6 +72,7 @@ __all__ = [
     "SessionStats",
     "Sessions",
     "WebhookConfig",
+    "Webhooks",
     "cache_dir",
     "component_origin",
     "component_path",

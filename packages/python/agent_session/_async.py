@@ -16,6 +16,7 @@ from typing import Awaitable, Callable, Concatenate, Optional, ParamSpec, Sequen
 
 from ._root import DEFAULT_LOCK_TIMEOUT_MS
 from .sessions import PathLike, Sessions, open_sessions
+from .types import Webhooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +45,7 @@ async def open_sessions_async(
     durable: bool = True,
     webhook_allow: Sequence[str] = (),
     lock_timeout_ms: Optional[float] = DEFAULT_LOCK_TIMEOUT_MS,
+    webhooks: Optional[Webhooks] = None,
 ) -> "AsyncSessions":
     """:func:`open_sessions` for asyncio; the opening (loading the component,
     the first call, an index rebuild) runs off the event loop too."""
@@ -55,6 +57,7 @@ async def open_sessions_async(
         durable=durable,
         webhook_allow=webhook_allow,
         lock_timeout_ms=lock_timeout_ms,
+        webhooks=webhooks,
     )
     started = executor.submit(opening)
     try:
@@ -92,7 +95,9 @@ class AsyncSessions:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def close(self) -> None:
-        """Release the notification intake segment and end the worker."""
+        """Stop the webhook sender, if this process runs one (its attempts
+        in flight are finished first), release the notification intake
+        segment and end the worker."""
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -133,6 +138,8 @@ class AsyncSessions:
     check_webhook_url = _off_loop(Sessions.check_webhook_url)
     get_webhook = _off_loop(Sessions.get_webhook)
     clear_webhook = _off_loop(Sessions.clear_webhook)
+    deliveries = _off_loop(Sessions.deliveries)
+    stop_delivering = _off_loop(Sessions.stop_delivering)
     is_resumable = _off_loop(Sessions.is_resumable)
     duration = _off_loop(Sessions.duration)
     progress = _off_loop(Sessions.progress)

@@ -1,7 +1,7 @@
 """The session-on-root component in wasmtime-py: load it (once per
 process, through the compiled-component cache of ``_cache.py``), grant it
 the directory as the ``root`` capability, call the exported ``sessions``
-functions.
+and ``delivery`` functions.
 
 The component is the session component with the directory store linked in
 (the one implementation of the on-disk format, the same code the Rust host
@@ -30,6 +30,7 @@ from ._root import ROOT, Root, root_imports
 PACKAGE = "agent:session"
 VERSION = "0.3.0"
 SESSIONS = f"{PACKAGE}/sessions@{VERSION}"
+DELIVERY = f"{PACKAGE}/delivery@{VERSION}"
 
 _engine = Engine()
 # Components by (path, mtime, size), with where each came from: loaded once
@@ -94,7 +95,7 @@ class Runtime:
             with linker_root.add_instance(ROOT) as root_import:
                 for name, fn in root_imports(root, durable).items():
                     root_import.add_func(name, fn)
-        self._live: Optional[Tuple[Store, Instance, Dict[str, Func]]] = None
+        self._live: Optional[Tuple[Store, Instance, Dict[Tuple[str, str], Func]]] = None
 
     def reset(self) -> None:
         """Drop the instance and the locks it holds (its intake segment: a
@@ -103,7 +104,14 @@ class Runtime:
             self._live = None
             self._root.release_locks()
 
-    def _instantiate(self) -> Tuple[Store, Instance, Dict[str, Func]]:
+    def close(self) -> None:
+        """Drop the instance and close the root, for good: for a runtime
+        with a root of its own (the webhook sender's, see ``_deliver.py``)."""
+        with _calls:
+            self._live = None
+            self._root.close()
+
+    def _instantiate(self) -> Tuple[Store, Instance, Dict[Tuple[str, str], Func]]:
         store = Store(_engine)
         # Grants nothing but clocks and randomness: no preopens, env or args.
         store.set_wasi(WasiConfig())
@@ -112,18 +120,27 @@ class Runtime:
 
     def call(self, name: str, *args: Any) -> Any:
         """Call the exported ``sessions`` function ``name`` (WIT name)."""
+        return self.call_in(SESSIONS, name, *args)
+
+    def call_in(self, interface: str, name: str, *args: Any) -> Any:
+        """Call the function ``name`` (WIT name) of the exported
+        ``interface`` (``SESSIONS`` or ``DELIVERY``)."""
         with _calls:
             if self._live is None:
                 self._live = self._instantiate()
             store, instance, funcs = self._live
-            func = funcs.get(name)
+            func = funcs.get((interface, name))
             if func is None:
-                interface = instance.get_export_index(store, SESSIONS)
-                index = instance.get_export_index(store, name, interface)
+                exported = instance.get_export_index(store, interface)
+                index = (
+                    instance.get_export_index(store, name, exported)
+                    if exported is not None
+                    else None
+                )
                 func = instance.get_func(store, index) if index is not None else None
                 if func is None:
-                    raise LookupError(f"the component exports no {SESSIONS}#{name}")
-                funcs[name] = func
+                    raise LookupError(f"the component exports no {interface}#{name}")
+                funcs[(interface, name)] = func
             try:
                 result = func(store, *args)
                 func.post_return(store)

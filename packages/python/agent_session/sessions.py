@@ -13,9 +13,11 @@ from . import _args as a
 from ._args import MISSING
 from ._root import DEFAULT_LOCK_TIMEOUT_MS, Root, RootError
 from ._cache import Origin
-from ._runtime import Runtime, compiled, origin, record
+from ._deliver import Deliverer, DeliveryCalls, delivery
+from ._runtime import DELIVERY, Runtime, compiled, origin, record
 from .types import (
     CleanupReport,
+    Delivery,
     Event,
     EventPage,
     IndexReport,
@@ -25,6 +27,7 @@ from .types import (
     SessionPage,
     SessionStats,
     WebhookConfig,
+    Webhooks,
 )
 
 COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
@@ -36,6 +39,9 @@ PACKAGED_COMPONENT = Path(__file__).resolve().parent / "component" / "agent_sess
 # file); the directory store writes it, the host that opens the root runs
 # the rebuild, as the Rust host does.
 REINDEX = "REINDEX"
+# Operations that may queue a webhook notification: a sender running in
+# this process looks soon after them.
+NOTIFYING = frozenset(("start", "pause", "resume", "complete", "fail", "iterate", "import"))
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -70,6 +76,7 @@ def open_sessions(
     durable: bool = True,
     webhook_allow: Sequence[str] = (),
     lock_timeout_ms: Optional[float] = DEFAULT_LOCK_TIMEOUT_MS,
+    webhooks: Optional[Webhooks] = None,
 ) -> "Sessions":
     """The sessions stored in ``directory`` (created if needed), in the same
     format as the Rust host, which may use the directory at the same time.
@@ -83,8 +90,14 @@ def open_sessions(
     ``SessionError`` ``conflict`` (``None``: as long as it takes). The
     component is loaded once per process, from the compiled-component cache
     when it holds it.
+
+    ``webhooks=Webhooks(deliver=True)`` makes this process a webhook sender
+    for the directory, in a background thread, until :meth:`Sessions.close`
+    (see :class:`Webhooks`); otherwise another process delivers what is
+    queued (``agent-session deliver``, ``python -m agent_session.deliver``).
     """
     allow = a.strings(webhook_allow, "open_sessions: webhook_allow")
+    sending = _sender_options(webhooks, allow)
     path = component_path(component)
     try:
         root = Root(os.fspath(directory), lock_timeout_ms)
@@ -106,7 +119,93 @@ def open_sessions(
                 root.sync_dir(".")
     except RootError as e:
         raise SessionError("storage", f"rebuilding the index of {directory}: {e.message}") from None
+    if sending is not None:
+        try:
+            deliverer = _open_deliverer(path, directory, durable, lock_timeout_ms, sending)
+            sessions._deliverer = deliverer
+            # Here rather than in the background, so that a bad allow rule
+            # is this call's error (the sender lock may be another's yet).
+            deliverer.acquire()
+        except BaseException:
+            sessions.close()
+            raise
+        deliverer.run()
     return sessions
+
+
+def _sender_options(webhooks: Optional[Webhooks], webhook_allow: Sequence[str]) -> Optional[Webhooks]:
+    """``webhooks`` checked, with its defaults filled in; None for no sender."""
+    if webhooks is None:
+        return None
+    if not isinstance(webhooks, Webhooks):
+        raise TypeError(f"open_sessions: webhooks must be a Webhooks, not {type(webhooks).__name__}")
+    if not a.boolean(webhooks.deliver, "open_sessions: webhooks.deliver"):
+        return None
+
+    def positive(v: Any, where: str) -> int:
+        n = a.u32(v, where)
+        if n == 0:
+            raise SessionError("invalid-input", f"{where} must be at least 1")
+        return n
+
+    schedule = webhooks.retry_schedule_ms
+    if schedule is not None and not isinstance(schedule, (list, tuple)):
+        raise SessionError(
+            "invalid-input",
+            f"open_sessions: webhooks.retry_schedule_ms must be an array of integers, "
+            f"got {a.describe(schedule)}",
+        )
+    return Webhooks(
+        deliver=True,
+        allow=(
+            list(webhook_allow)
+            if webhooks.allow is None
+            else a.strings(webhooks.allow, "open_sessions: webhooks.allow")
+        ),
+        retry_schedule_ms=(
+            None
+            if schedule is None
+            else [
+                a.u64(v, f"open_sessions: webhooks.retry_schedule_ms[{i}]")
+                for i, v in enumerate(schedule)
+            ]
+        ),
+        timeout_ms=positive(webhooks.timeout_ms, "open_sessions: webhooks.timeout_ms"),
+        concurrency=positive(webhooks.concurrency, "open_sessions: webhooks.concurrency"),
+        poll_ms=positive(webhooks.poll_ms, "open_sessions: webhooks.poll_ms"),
+    )
+
+
+def _open_deliverer(
+    component: Path,
+    directory: PathLike,
+    durable: bool,
+    lock_timeout_ms: Optional[float],
+    options: Webhooks,
+) -> Deliverer:
+    """A webhook sender for ``directory`` (opened already, so migrated and
+    indexed), not running yet.
+
+    It runs on an instance of the component of its own, on a root of its
+    own: its sender state (the sender lock, the requests handed out and
+    not answered yet) then lives apart from the user's instance, which
+    ``Sessions.close`` drops (with its locks) and a trap in any call of the
+    user's would drop too; and the two never wait for each other's locks
+    (``flock`` locks belong to an open file, so the two roots' locks
+    exclude each other like two processes'). Calls into both are still
+    serialized per process (``_runtime._calls``)."""
+    try:
+        root = Root(os.fspath(directory), lock_timeout_ms)
+    except OSError as e:
+        raise SessionError("storage", f"opening the session store at {directory}: {e}") from None
+    return Deliverer(
+        DeliveryCalls(Runtime(compiled(str(component)), root, durable)),
+        allow=options.allow or (),
+        retry_schedule_ms=options.retry_schedule_ms,
+        timeout_ms=options.timeout_ms,
+        concurrency=options.concurrency,
+        poll_ms=options.poll_ms,
+    )
 
 
 def _parse_opt(text: Optional[str]) -> Any:
@@ -193,11 +292,15 @@ class Sessions:
     def __init__(self, runtime: Runtime, webhook_allow: Sequence[str] = ()) -> None:
         self._runtime = runtime
         self._webhook_allow = list(webhook_allow)
+        self._deliverer: Optional[Deliverer] = None
 
     def close(self) -> None:
-        """Let go of this object's notification intake segment, so that the
-        Rust sender can take it in and delete it. The object stays usable
-        (a later notification starts a new segment)."""
+        """Stop this process's webhook sender, if it runs one (see
+        :meth:`stop_delivering`), and let go of this object's notification
+        intake segment, so that a sender can take it in and delete it. The
+        object stays usable (a later notification starts a new segment),
+        without the sender."""
+        self.stop_delivering()
         self._runtime.reset()
 
     def __enter__(self) -> "Sessions":
@@ -210,6 +313,8 @@ class Sessions:
         result = self._runtime.call(name, *args)
         if isinstance(result, Variant):
             raise SessionError(result.tag, str(result.payload))
+        if name in NOTIFYING and self._deliverer is not None:
+            self._deliverer.kick()
         return result
 
     # --- lifecycle ---
@@ -482,6 +587,25 @@ class Sessions:
     def clear_webhook(self) -> None:
         """Remove the webhook endpoint."""
         self._call("clear-webhook")
+
+    def deliveries(self) -> Tuple[Delivery, ...]:
+        """Every webhook delivery of this directory, pending and finished,
+        oldest first: its attempts (status, error, whether the address
+        policy refused it) and why it failed or was discarded. Secrets are
+        not shown. Whichever process sends them."""
+        result = self._runtime.call_in(DELIVERY, "deliveries")
+        if isinstance(result, Variant):
+            raise SessionError(result.tag, str(result.payload))
+        return tuple(delivery(d) for d in result)
+
+    def stop_delivering(self) -> None:
+        """Stop this process's webhook sender (``open_sessions(webhooks=
+        Webhooks(deliver=True))``), if it runs one: the attempts in flight
+        are finished and recorded (each within the request timeout), then
+        the root's sender lock is released, for another process to take."""
+        deliverer, self._deliverer = self._deliverer, None
+        if deliverer is not None:
+            deliverer.stop()
 
     # --- utilities ---
 

@@ -5,7 +5,7 @@ data) hold the parsed Python value; an absent ``option`` is None."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 ERROR_CODES = (
     "not-found",
@@ -128,3 +128,70 @@ class WebhookConfig:
     secret: str
     event_kinds: Tuple[str, ...]
     enabled: bool
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """Whether and how :func:`~agent_session.open_sessions` delivers the
+    directory's webhook notifications from this process (the
+    ``agent-session deliver`` of the Rust CLI, run in a background thread).
+
+    One sender delivers from a directory at a time, whatever its host and
+    process; another waits its turn (it looks every ``poll_ms``), so
+    several processes may ask for one."""
+
+    deliver: bool = False
+    #: Exceptions to the address policy for the endpoints dialled
+    #: (addresses, ranges like ``10.0.0.0/8``, host names); None: the
+    #: ``webhook_allow`` of ``open_sessions``.
+    allow: Optional[Sequence[str]] = None
+    #: Delays before the retries in milliseconds (jittered by ±20 %); after
+    #: the last, a delivery is given up (empty: after the first attempt).
+    #: None: the default (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    retry_schedule_ms: Optional[Sequence[int]] = None
+    #: Time allowed per request, from connecting to the response head.
+    timeout_ms: int = 15_000
+    #: Requests in flight at once.
+    concurrency: int = 16
+    #: How often to look for what other processes queued (what this
+    #: process queues is looked for at once).
+    poll_ms: int = 1000
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt to send a notification."""
+
+    at: int
+    """When it started (milliseconds since the Unix epoch)."""
+    duration_ms: int
+    """How long until the response head (or the error)."""
+    status: Optional[int]
+    """The HTTP status, if an answer came."""
+    error: Optional[str]
+    refused: bool
+    """The sender's address policy refused to dial the endpoint: no request
+    was made."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook notification and what became of it (its secret left out)."""
+
+    id: str
+    """The ``webhook-id``."""
+    session_id: str
+    seq: int
+    """Position of its event in the session's history."""
+    kind: str
+    """e.g. ``session.completed``."""
+    url: str
+    timestamp: int
+    """When it was raised."""
+    state: str
+    """pending, delivered, failed or discarded."""
+    next_attempt_at: int
+    """When the next attempt is due (pending deliveries)."""
+    attempts: Tuple[Attempt, ...]
+    reason: Optional[str]
+    """Why it failed or was discarded."""
