@@ -383,10 +383,20 @@ impl<R: Root> Sender<R> {
             let (notifications, used) = outbox.read_segment(&path, from, ended)?;
             for n in notifications {
                 let record = record_name(&n);
-                if state.pending.contains_key(&record)
-                    || outbox.present(&format!("{OUTBOX_DIR}/{record}"))?
+                if outbox.present(&format!("{OUTBOX_DIR}/{record}"))?
                     || outbox.present(&format!("{DONE_DIR}/{record}"))?
                 {
+                    continue;
+                }
+                if let Some(d) = state.pending.get(&record) {
+                    // Taken in while its segment was live, and only in
+                    // memory since (waiting its turn, or in flight): the
+                    // segment is about to go, so it is written now, or a
+                    // sender stopping before it is attempted would lose
+                    // it. (An attempt in flight records over it.)
+                    if ended {
+                        outbox.save(d)?;
+                    }
                     continue;
                 }
                 match ended {

@@ -240,7 +240,35 @@ fn committed_events_are_notified_once(root: &Path, rt: &tokio::runtime::Runtime,
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    assert_notified_once(&host, rx);
+}
 
+/// Passes of a `kind` sender process until nothing is pending (bounded):
+/// what killed writers queued and never appended waits out the 10 s grace.
+pub fn deliver_all(kind: crate::senders::Kind, root: &Path, rt: &tokio::runtime::Runtime) {
+    let flags = crate::senders::Flags {
+        schedule: "",
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let report = rt.block_on(kind.once(root, &flags));
+        assert_eq!(report["failed"], 0, "{kind:?}: {report}");
+        if report["pending"] == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{kind:?}: still pending: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every lifecycle event in the histories has reached `rx` exactly once
+/// (one request per webhook-id), in the order of its session's events,
+/// and nothing else has.
+pub fn assert_notified_once(host: &SessionHost, rx: &Receiver) {
     let histories: BTreeMap<String, Vec<agent_session_core::Event>> = host
         .list(&SessionFilter::default(), None, 1000)
         .unwrap()
@@ -253,6 +281,7 @@ fn committed_events_are_notified_once(root: &Path, rt: &tokio::runtime::Runtime,
         .collect();
     let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
     let mut ids = BTreeSet::new();
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
     for r in rx.requests() {
         assert!(ids.insert(r.id()), "{} arrived twice", r.id());
         let body = r.json();
@@ -260,6 +289,14 @@ fn committed_events_are_notified_once(root: &Path, rt: &tokio::runtime::Runtime,
             body["data"]["session"]["id"].as_str().unwrap().to_owned(),
             body["data"]["event"]["seq"].as_u64().unwrap(),
         );
+        // Arrival order is request order: one receiver, and the next of a
+        // session is sent only once the previous was answered.
+        if let Some(before) = last.insert(sid.clone(), seq) {
+            assert!(
+                before < seq,
+                "session {sid}: event {seq} arrived after {before}"
+            );
+        }
         let event = &histories[&sid][seq as usize];
         assert_eq!(
             serde_json::to_value(event).unwrap(),
@@ -276,7 +313,7 @@ fn committed_events_are_notified_once(root: &Path, rt: &tokio::runtime::Runtime,
                 assert_eq!(
                     seen.get(&(id.clone(), e.seq)),
                     Some(&1),
-                    "{} event {} of {id} notified once",
+                    "{} event {} of {id} notified once: {e:?}",
                     e.kind,
                     e.seq,
                 );
@@ -402,6 +439,19 @@ fn rust_node_and_python_writers_killed_at_random_lose_nothing() {
     let py_load = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/python/examples/load.py");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
+    // Lifecycle notifications are queued by every writer; the Node sender
+    // delivers what the first half of the rounds left, the Python sender
+    // the rest, and each arrives once (see `assert_notified_once`).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(Receiver::start(|_| Reply::Status(200)));
+    host_at(&root)
+        .set_webhook(&agent_session_core::WebhookConfig {
+            url: rx.url(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            event_kinds: vec![],
+            enabled: true,
+        })
+        .unwrap();
     // The sessions every writer picks up (the newest resumable ones).
     let mut acked = run_load(
         &root,
@@ -458,7 +508,12 @@ fn rust_node_and_python_writers_killed_at_random_lose_nothing() {
             );
             acked.extend(lines.acked);
         }
+        if round == rounds / 2 - 1 {
+            deliver_all(crate::senders::Kind::Node, &root, &rt);
+        }
     }
+    deliver_all(crate::senders::Kind::Python, &root, &rt);
+    assert_notified_once(&host_at(&root), &rx);
     let fsck = cli_json(&root, &["fsck"]);
     assert_eq!(fsck["damaged"], false, "{fsck}");
     assert_eq!(fsck["index"]["stale"], serde_json::json!([]), "{fsck}");

@@ -508,6 +508,91 @@ async fn killed(kind: Kind) {
     assert!(twice <= 4 * 16, "{kind:?}: {twice} arrived more than once");
 }
 
+/// Rust, Node and Python writers queue into one root while a Node sender
+/// delivers, then a Python one takes over (the Node one stopped, its
+/// attempts in flight finished): every committed lifecycle event arrives
+/// exactly once, in order per session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_of_every_host_and_a_node_then_a_python_sender() {
+    use crate::crash::{assert_notified_once, run_writer};
+    let rx = Receiver::start(|_| Reply::Slow(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let host = host_at(&root);
+    hook(&host, &rx.url(), &[]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let writer = |which: &str, tag: &str| {
+        let mut c = match which {
+            "rust" => Command::new(crate::common::load_bin()),
+            "node" => {
+                let mut c = Command::new("node");
+                c.arg(var("AGENT_SESSION_NODE_PKG").join("examples/load.mjs"));
+                c
+            }
+            _ => {
+                let mut c = Command::new(var("AGENT_SESSION_PYTHON"));
+                c.arg(repo.join("packages/python/examples/load.py"));
+                c
+            }
+        };
+        c.arg("--dir").arg(&root);
+        c.args([
+            "--sessions",
+            "2",
+            "--threads",
+            "2",
+            "--ops",
+            "60",
+            "--tag",
+            tag,
+        ]);
+        std::thread::spawn(move || run_writer(c, None))
+    };
+    let node = Kind::Node.spawn(&root, &Flags::default());
+    let first: Vec<_> = ["rust", "node", "python"]
+        .iter()
+        .map(|w| writer(w, &format!("a{w}")))
+        .collect();
+    for w in first {
+        assert!(!w.join().unwrap().acked.is_empty());
+    }
+    node.stop().await;
+    let switched = chrono::Utc::now().timestamp_millis() as u64;
+    let python = Kind::Python.spawn(&root, &Flags::default());
+    let second: Vec<_> = ["rust", "node", "python"]
+        .iter()
+        .map(|w| writer(w, &format!("b{w}")))
+        .collect();
+    for w in second {
+        assert!(!w.join().unwrap().acked.is_empty());
+    }
+    let n = FsOutbox::open(&root).unwrap().deliveries().unwrap().len();
+    let all = settled(&root, n).await;
+    python.stop().await;
+    // Discarded: operations that lost a race between writers (their
+    // notifications were queued, their events never appended).
+    assert!(
+        all.iter()
+            .all(|d| matches!(d.state, DeliveryState::Delivered | DeliveryState::Discarded)),
+        "{:?}",
+        all.iter().find(|d| d.state == DeliveryState::Failed)
+    );
+    let delivered: Vec<_> = all
+        .iter()
+        .filter(|d| d.state == DeliveryState::Delivered)
+        .collect();
+    let by_node = delivered
+        .iter()
+        .filter(|d| d.attempts[0].at < switched)
+        .count();
+    assert!(
+        by_node > 0 && by_node < delivered.len(),
+        "{by_node} of {} delivered by the Node sender",
+        delivered.len()
+    );
+    assert_notified_once(&host, &rx);
+}
+
 macro_rules! for_each_sender {
     ($($scenario:ident),*) => {
         mod rust {

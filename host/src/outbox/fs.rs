@@ -210,6 +210,30 @@ mod tests {
     }
 
     #[test]
+    fn what_a_sender_holds_in_memory_is_written_before_its_segment_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = FsOutbox::open(dir.path()).unwrap();
+        writer.enqueue(&note("msg_waiting")).unwrap();
+        let sender = FsOutbox::open(dir.path()).unwrap();
+        let lock = sender.outbox.sender().unwrap().unwrap();
+        // Taken in from the live segment: in memory only (waiting its turn).
+        assert_eq!(lock.take_in().unwrap().len(), 1);
+        // Its writer ends; the same sender takes the ended segment in and
+        // deletes it, then stops before attempting it.
+        drop(writer);
+        assert!(lock.take_in().unwrap().is_empty());
+        assert_eq!(segments(dir.path()), 0);
+        drop(lock);
+        let states: Vec<_> = sender
+            .deliveries()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.notification.id, d.state))
+            .collect();
+        assert_eq!(states, [("msg_waiting".to_owned(), DeliveryState::Pending)]);
+    }
+
+    #[test]
     fn a_frame_torn_by_a_killed_writer_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = FsOutbox::open(dir.path()).unwrap();
