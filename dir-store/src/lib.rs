@@ -29,6 +29,7 @@ mod intake;
 pub mod marked;
 mod migrate;
 mod outbox;
+mod sending;
 mod store;
 
 pub use index::{MAGIC as INDEX_MARK, decode as decode_index_entry, encode as encode_index_entry};
@@ -36,6 +37,7 @@ pub use intake::{
     DONE_DIR, FRESH_SUFFIX, INTAKE_DIR, INTAKE_MARK, Intake, OUTBOX_DIR, SEGMENT_SUFFIX, check_id,
 };
 pub use outbox::{Outbox, SENDER_LOCK, Sender, record_name};
+pub use sending::{Due, Sending};
 pub use store::{CheckReport, DirStore, MAX_RECORD, decode_doc, encode_doc, name};
 
 /// Why a [`Root`] call failed (the `error-code` of the WIT `root`).

@@ -131,9 +131,13 @@ impl<R: Root> Outbox<R> {
                 out.push(Delivery::new(n));
             }
         }
+        // Raised in the same millisecond, a session's go in its order.
         out.sort_by(|a, b| {
-            (a.notification.timestamp, &a.notification.id)
-                .cmp(&(b.notification.timestamp, &b.notification.id))
+            let key = |d: &Delivery| {
+                let n = &d.notification;
+                (n.timestamp, n.session_id.clone(), n.seq, n.id.clone())
+            };
+            key(a).cmp(&key(b))
         });
         Ok(out)
     }

@@ -418,10 +418,11 @@ impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let one = |d: &std::time::Duration| {
             let ms = d.as_millis();
+            let whole = |unit: u128| ms > 0 && ms.is_multiple_of(unit);
             match ms {
-                _ if ms % 3_600_000 == 0 && ms > 0 => format!("{}h", ms / 3_600_000),
-                _ if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
-                _ if ms % 1000 == 0 && ms > 0 => format!("{}s", ms / 1000),
+                _ if whole(3_600_000) => format!("{}h", ms / 3_600_000),
+                _ if whole(60_000) => format!("{}m", ms / 60_000),
+                _ if whole(1000) => format!("{}s", ms / 1000),
                 _ => format!("{ms}ms"),
             }
         };

@@ -13,15 +13,25 @@ import pathlib
 import sys
 
 HOSTS = ["native", "wasmtime", "postgres", "node", "python"]
+# The delivery scenarios (delivery/) run where the component's `delivery`
+# interface (or the core it wraps) is: natively, in Node and in Python.
+DELIVERY_HOSTS = ["native", "node", "python"]
 
 
 def main() -> int:
     here = pathlib.Path(__file__).resolve().parent
     out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else here.parent.parent / "target" / "conformance"
+    status = compare(here, out, HOSTS, "")
+    return status or compare(here / "delivery", out, DELIVERY_HOSTS, "-delivery")
+
+
+def compare(here: pathlib.Path, out: pathlib.Path, hosts: list, suffix: str) -> int:
+    """Compare the transcripts DIR/<host><suffix>.json of the scenarios in `here`."""
+    HOSTS = hosts
     scenarios = sorted(p.name for p in here.glob("*.json"))
     transcripts = {}
     for host in HOSTS:
-        path = out / f"{host}.json"
+        path = out / f"{host}{suffix}.json"
         if not path.exists():
             print(f"error: no transcript from the {host} runner at {path}", file=sys.stderr)
             return 1
@@ -46,7 +56,8 @@ def main() -> int:
     if differences:
         print(f"conformance: hosts differ in {differences} scenario(s)", file=sys.stderr)
         return 1
-    print(f"conformance: {len(HOSTS)} hosts ({', '.join(HOSTS)}) agree on {len(scenarios)} scenarios, {steps} steps")
+    what = "delivery scenarios" if suffix else "scenarios"
+    print(f"conformance: {len(HOSTS)} hosts ({', '.join(HOSTS)}) agree on {len(scenarios)} {what}, {steps} steps")
     return 0
 
 

@@ -3,14 +3,21 @@
 //! and the component in wasmtime on a filesystem store. The Node and
 //! Python runners (`packages/`) execute the same files.
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use agent_session_core::Delivery;
+use agent_session_core::address::AddressPolicy;
+use agent_session_core::delivery::Answer;
 use agent_session_core::memory::{MemoryOutbox, MemoryStore};
 use agent_session_core::{
     Engine, Environment, Learning, SessionError, SessionFilter, StartOptions, ToolCall,
     WebhookConfig,
 };
+use agent_session_dir_store::{Outbox, Sending};
+use agent_session_host::root::DirRoot;
 use agent_session_host::{CacheDir, Error as HostError, SessionHost};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -81,6 +88,7 @@ macro_rules! dispatch {
             "export" => out(api.export(&arg::<String>($a, 0)?)?),
             "get-webhook" => out(api.get_webhook()?),
             "clear-webhook" => out(api.clear_webhook()?),
+            "disable-webhook" => out(api.disable_webhook(&arg::<String>($a, 0)?)?),
             "is-resumable" => out(api.is_resumable(&arg::<String>($a, 0)?)?),
             "duration" => out(api.duration(&arg::<String>($a, 0)?)?),
             "progress" => out(api.progress(&arg::<String>($a, 0)?)?),
@@ -92,22 +100,32 @@ macro_rules! dispatch {
 
 struct Native(Engine<MemoryStore, MemoryOutbox, WallClock>);
 
-impl Host for Native {
-    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure> {
-        dispatch!(&self.0, op, args, |a| {
-            "pause" => out(self.0.pause(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "complete" => out(self.0.complete(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "fail" => out(self.0.fail(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "iterate" => out(self.0.iterate(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "record-tool-call" => out(self.0.record_tool_call(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "record-learning" => out(self.0.record_learning(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "record-event" => out(self.0.record_event(&arg::<String>(a, 0)?, &arg::<String>(a, 1)?, arg(a, 2)?)?),
-            "update-context" => out(self.0.update_context(&arg::<String>(a, 0)?, arg(a, 1)?)?),
-            "rebuild-index" => out(self.0.reindex(arg(a, 0)?)?),
-            "import" => out(self.0.import(arg(a, 0)?)?),
-            "set-webhook" => out(self.0.set_webhook(arg(a, 0)?)?),
+impl Native {
+    fn call_on<N: agent_session_core::Notifier>(
+        e: &Engine<MemoryStore, N, WallClock>,
+        op: &str,
+        args: &[Value],
+    ) -> Result<Value, Failure> {
+        dispatch!(e, op, args, |a| {
+            "pause" => out(e.pause(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "complete" => out(e.complete(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "fail" => out(e.fail(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "iterate" => out(e.iterate(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-tool-call" => out(e.record_tool_call(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-learning" => out(e.record_learning(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "record-event" => out(e.record_event(&arg::<String>(a, 0)?, &arg::<String>(a, 1)?, arg(a, 2)?)?),
+            "update-context" => out(e.update_context(&arg::<String>(a, 0)?, arg(a, 1)?)?),
+            "rebuild-index" => out(e.reindex(arg(a, 0)?)?),
+            "import" => out(e.import(arg(a, 0)?)?),
+            "set-webhook" => out(e.set_webhook(arg(a, 0)?)?),
             "check-webhook-url" => out(agent_session_core::webhook::check_url(&arg::<String>(a, 0)?, &arg::<Vec<String>>(a, 1)?)?),
         })
+    }
+}
+
+impl Host for Native {
+    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure> {
+        Self::call_on(&self.0, op, args)
     }
 }
 
@@ -132,6 +150,139 @@ impl Host for Component {
     }
 }
 
+/// The native core as the root's webhook sender: the engine (in memory)
+/// queueing into a directory outbox, and `dir-store`'s `Sending` over it,
+/// as the session-on-root component exports them as `delivery`.
+struct NativeSender {
+    engine: Engine<MemoryStore, Queue, WallClock>,
+    outbox: Arc<Outbox<DirRoot>>,
+    sending: RefCell<Option<Sending<DirRoot>>>,
+}
+
+/// The directory outbox as the engine's notifier.
+struct Queue(Arc<Outbox<DirRoot>>);
+
+impl agent_session_core::Notifier for Queue {
+    fn enqueue(&self, n: &agent_session_core::Notification) -> Result<(), String> {
+        self.0.enqueue(n)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SenderOptions {
+    schedule_ms: Option<Vec<u64>>,
+    allow: Vec<String>,
+}
+
+/// A delivery in canonical form (its secret left out).
+fn shown(d: &Delivery) -> Value {
+    let n = &d.notification;
+    json!({
+        "id": n.id, "session_id": n.session_id, "seq": n.seq, "kind": n.kind,
+        "url": n.url, "timestamp": n.timestamp, "state": d.state.as_str(),
+        "next_attempt_at": d.next_attempt_at, "reason": d.reason,
+        "attempts": d.attempts.iter().map(|t| json!({
+            "at": t.at, "duration_ms": t.duration_ms, "status": t.status,
+            "error": t.error, "refused": t.refused,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+impl NativeSender {
+    fn new(dir: &Path) -> Self {
+        let outbox = Arc::new(Outbox::open(DirRoot::open(dir).unwrap()).unwrap());
+        Self {
+            engine: Engine::new(MemoryStore::new(), Queue(outbox.clone()), WallClock),
+            outbox,
+            sending: RefCell::new(None),
+        }
+    }
+
+    fn delivery(&self, op: &str, a: &[Value]) -> Option<Result<Value, Failure>> {
+        let not_sending = || {
+            Failure::Session(SessionError::InvalidInput(
+                "this instance is not the root's sender (start-sending)".into(),
+            ))
+        };
+        let broken = |e: agent_session_dir_store::RootError| Failure::Broken(e.to_string());
+        let mut slot = self.sending.borrow_mut();
+        Some((|| match op {
+            "start-sending" => {
+                let o: SenderOptions = arg(a, 0)?;
+                let policy = AddressPolicy::from_rules(&o.allow)
+                    .map_err(|e| SessionError::InvalidInput(format!("webhook allow rule: {e}")))?;
+                if let Some(s) = slot.as_mut() {
+                    s.configure(policy, o.schedule_ms);
+                    return out(true);
+                }
+                *slot = Sending::start(&self.outbox, policy, o.schedule_ms).map_err(broken)?;
+                out(slot.is_some())
+            }
+            "claim-due" => {
+                let s = slot.as_mut().ok_or_else(not_sending)?;
+                let due = s.claim_due(&self.engine, arg(a, 0)?, arg(a, 1)?);
+                Ok(json!({
+                    "requests": due.requests.iter().map(|r| json!({
+                        "id": r.id, "url": r.url, "headers": r.headers, "body": r.body,
+                    })).collect::<Vec<_>>(),
+                    "settled": due.settled.iter().map(shown).collect::<Vec<_>>(),
+                    "waiting": due.waiting,
+                    "next_due": due.next_due,
+                }))
+            }
+            "record-answer" => {
+                let s = slot.as_mut().ok_or_else(not_sending)?;
+                let id: String = arg(a, 0)?;
+                let answer: Value = arg(a, 3)?;
+                let answer = match answer.as_object().and_then(|o| o.iter().next()) {
+                    Some((k, v)) if k == "response" => Answer::Status {
+                        status: serde_json::from_value(v["status"].clone())
+                            .map_err(|e| Failure::Broken(e.to_string()))?,
+                        retry_after: v["retry_after"].as_str().map(str::to_owned),
+                    },
+                    Some((k, Value::String(r))) if k == "refused" => {
+                        Answer::Refused { reason: r.clone() }
+                    }
+                    Some((k, Value::String(e))) if k == "failed" => {
+                        Answer::Failed { error: e.clone() }
+                    }
+                    _ => return Err(Failure::Broken(format!("not an answer: {answer}"))),
+                };
+                match s.record_answer(&self.engine, &id, arg(a, 1)?, arg(a, 2)?, &answer) {
+                    Ok(Some(d)) => Ok(shown(&d)),
+                    Ok(None) => Err(Failure::Session(SessionError::NotFound(format!(
+                        "no request {id} is waiting for its answer"
+                    )))),
+                    Err(e) => Err(broken(e)),
+                }
+            }
+            "stop-sending" => {
+                slot.take();
+                Ok(Value::Null)
+            }
+            "deliveries" => Ok(Value::Array(
+                self.outbox
+                    .deliveries()
+                    .map_err(broken)?
+                    .iter()
+                    .map(shown)
+                    .collect(),
+            )),
+            _ => Err(Failure::Broken(String::new())),
+        })())
+        .filter(|r| !matches!(r, Err(Failure::Broken(m)) if m.is_empty()))
+    }
+}
+
+impl Host for NativeSender {
+    fn call(&self, op: &str, args: &[Value]) -> Result<Value, Failure> {
+        if let Some(r) = self.delivery(op, args) {
+            return r;
+        }
+        Native::call_on(&self.engine, op, args)
+    }
+}
+
 /// Time and randomness from the machine, as WASI gives them to the
 /// component.
 struct WallClock;
@@ -147,8 +298,10 @@ impl Environment for WallClock {
     }
 }
 
-fn scenario_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance");
+fn scenario_files(sub: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/conformance")
+        .join(sub);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -162,12 +315,18 @@ fn scenario_files() -> Vec<PathBuf> {
 /// Runs every scenario on a fresh host from `fresh`, reports the count,
 /// writes the transcript (README "Transcripts") as `<file>.json`, and
 /// fails listing every scenario that did not pass.
-fn run_all<H: Host>(
+fn run_all<H: Host>(name: &str, file: &str, fresh: impl FnMut() -> (Option<tempfile::TempDir>, H)) {
+    run_dir("", name, file, fresh)
+}
+
+/// [`run_all`] on the scenarios in `sub` (a folder of `tests/conformance`).
+fn run_dir<H: Host>(
+    sub: &str,
     name: &str,
     file: &str,
     mut fresh: impl FnMut() -> (Option<tempfile::TempDir>, H),
 ) {
-    let files = scenario_files();
+    let files = scenario_files(sub);
     let mut failures = Vec::new();
     let mut transcript = Map::new();
     for path in &files {
@@ -200,6 +359,7 @@ fn run_all<H: Host>(
 }
 
 fn run_scenario(host: &impl Host, file: &Path, transcript: &mut Vec<Value>) -> Result<(), String> {
+    let delivery = file.parent().and_then(Path::file_name) == Some("delivery".as_ref());
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let scenario: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     let steps = scenario["steps"].as_array().ok_or("no \"steps\" array")?;
@@ -223,7 +383,7 @@ fn run_scenario(host: &impl Host, file: &Path, transcript: &mut Vec<Value>) -> R
         };
         transcript.push(json!([
             op,
-            comparable(op, actual.as_ref().unwrap_or_else(|e| e))
+            comparable(op, actual.as_ref().unwrap_or_else(|e| e), delivery)
         ]));
         let expect = &step["expect"];
         match (&actual, expect.get("ok"), expect.get("error")) {
@@ -255,21 +415,39 @@ fn run_scenario(host: &impl Host, file: &Path, transcript: &mut Vec<Value>) -> R
 
 /// An outcome with what legitimately differs between runs masked (README
 /// "Transcripts"): ids, times, durations and cursors.
-fn comparable(op: &str, v: &Value) -> Value {
+/// In the delivery scenarios (`delivery`), also the times
+/// of attempts and retries, and what a request signs (its body, with the
+/// times of its session and event; its timestamp and signature headers).
+fn comparable(op: &str, v: &Value, delivery: bool) -> Value {
     const TIMES: [&str; 4] = ["created_at", "updated_at", "ended_at", "timestamp"];
+    const DELIVERY_TIMES: [&str; 3] = ["at", "next_attempt_at", "next_due"];
+    const VARYING_HEADERS: [&str; 2] = ["webhook-timestamp", "webhook-signature"];
+    let time = |k: &str| TIMES.contains(&k) || (delivery && DELIVERY_TIMES.contains(&k));
     match v {
         _ if op == "duration" && v.is_number() => json!("<duration>"),
         Value::String(s) => Value::String(mask_uuids(s)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| comparable(op, x)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| comparable(op, x, delivery)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| {
-                    let x = if TIMES.contains(&k.as_str()) && x.is_number() {
+                    let x = if time(k) && x.is_number() {
                         json!("<time>")
                     } else if k == "next_cursor" && x.is_string() {
                         json!("<cursor>")
+                    } else if delivery && k == "body" && x.is_string() {
+                        json!("<varies>")
+                    } else if delivery && k == "headers" && x.is_array() {
+                        let headers = x.as_array().into_iter().flatten().map(|h| match h {
+                            Value::Array(p)
+                                if p.len() == 2 && VARYING_HEADERS.iter().any(|v| p[0] == *v) =>
+                            {
+                                json!([p[0], "<varies>"])
+                            }
+                            other => comparable(op, other, delivery),
+                        });
+                        Value::Array(headers.collect())
                     } else {
-                        comparable(op, x)
+                        comparable(op, x, delivery)
                     };
                     (mask_uuids(k), x)
                 })
@@ -355,6 +533,12 @@ fn substitute(v: &Value, names: &Map<String, Value>) -> Result<Value, String> {
                 .map(|x| substitute(x, names))
                 .collect::<Result<_, _>>()?,
         ),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$now") => {
+            let offset = o["$now"]
+                .as_i64()
+                .ok_or("$now takes a number of milliseconds")?;
+            json!(WallClock.now_ms() as i64 + offset)
+        }
         Value::Object(o) if o.len() == 1 && o.contains_key("$repeat") => {
             let (unit, n) = match &o["$repeat"] {
                 Value::Array(p) if p.len() == 2 => (p[0].as_str(), p[1].as_u64()),
@@ -486,6 +670,19 @@ fn native_core() {
                 WallClock,
             )),
         )
+    });
+}
+
+/// The delivery decisions (`tests/conformance/delivery`), natively: the
+/// Node and Python runners make the same calls on the component's
+/// `delivery` interface. (The Rust host's own sender is the webhook
+/// tests'.)
+#[test]
+fn delivery_native() {
+    run_dir("delivery", "native, delivery", "native-delivery", || {
+        let dir = tempfile::tempdir().unwrap();
+        let host = NativeSender::new(dir.path());
+        (Some(dir), host)
     });
 }
 

@@ -275,7 +275,7 @@ pub fn assert_notified_once(host: &SessionHost, rx: &Receiver) {
         .sessions
         .into_iter()
         .map(|s| {
-            let events = all_events(&host, &s.id);
+            let events = all_events(host, &s.id);
             (s.id, events)
         })
         .collect();

@@ -584,6 +584,17 @@ export class SyncSessions {
     this.#call('clearWebhook');
   }
 
+  /**
+   * Disable the endpoint if it still points at `url` and is enabled (what
+   * a sender does when `url` answered 410 Gone): a compare-and-set, so an
+   * endpoint set again meanwhile stays as set.
+   * @param {string} url
+   * @returns {boolean} whether it was disabled
+   */
+  disableWebhook(url) {
+    return this.#call('disableWebhook', a.str(url, 'disable-webhook: url'));
+  }
+
   // --- utilities ---
 
   /**

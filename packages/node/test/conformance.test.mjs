@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { BUILT_IN_KINDS, openSessionsSync, SessionError } from '../src/index.js';
+import { SENDING } from '../src/sync.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SCENARIOS = path.resolve(HERE, '../../../tests/conformance');
@@ -63,10 +64,32 @@ const RECORD_ARGS = {
   'set-webhook': [0],
 };
 
+/** The `delivery` interface's functions (delivery/ scenarios), through
+ * the functions the package's sender calls. */
+const DELIVERY_OPS = {
+  'start-sending': (s, [o]) => s[SENDING].startSending({ scheduleMs: o.schedule_ms ?? undefined, allow: o.allow }),
+  'claim-due': (s, [dueBy, limit]) => s[SENDING].claimDue(dueBy, limit),
+  'record-answer': (s, [id, at, durationMs, answer]) => {
+    const [[tag, val]] = Object.entries(answer);
+    const wit = tag === 'response' ? { status: val.status, retryAfter: val.retry_after ?? undefined } : val;
+    return s[SENDING].recordAnswer(id, at, durationMs, { tag, val: wit });
+  },
+  'stop-sending': (s) => (s[SENDING].stopSending(), null),
+  deliveries: (s) => s.deliveries(),
+};
+
 /** Call `op` (its WIT name) with canonical `args`; the canonical outcome:
  * `{ ok }` or `{ error: { error, message } }`. Anything else thrown means
  * the host is broken, and goes on up. */
 function call(sessions, op, args) {
+  if (Object.hasOwn(DELIVERY_OPS, op)) {
+    try {
+      return { ok: canonical(DELIVERY_OPS[op](sessions, args)) };
+    } catch (e) {
+      if (e instanceof SessionError) return { error: { error: e.code, message: e.message } };
+      throw e;
+    }
+  }
   const method = camel(op.replace(/-/g, '_'));
   if (typeof sessions[method] !== 'function' || method === 'close') throw new Error(`unknown operation ${op}`);
   const records = RECORD_ARGS[op] ?? [];
@@ -109,6 +132,10 @@ function substitute(v, names, wrapper = false) {
   if (Array.isArray(v)) return v.map((x) => substitute(x, names, wrapper));
   if (isObject(v)) {
     const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === '$now') {
+      if (!Number.isInteger(v.$now)) throw new Error('$now takes a number of milliseconds');
+      return Date.now() + v.$now;
+    }
     if (keys.length === 1 && keys[0] === '$repeat') {
       const [unit, n] = Array.isArray(v.$repeat) ? v.$repeat : [];
       if (typeof unit !== 'string' || !Number.isInteger(n) || n < 0) throw new Error('$repeat takes [string, count]');
@@ -178,21 +205,30 @@ function match(pattern, actual, names, at = '') {
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
 const TIMES = new Set(['created_at', 'updated_at', 'ended_at', 'timestamp']);
+/** In the delivery scenarios, also the times of attempts and retries, and
+ * what a request signs (its body, its timestamp and signature headers). */
+const DELIVERY_TIMES = new Set([...TIMES, 'at', 'next_attempt_at', 'next_due']);
+const VARYING_HEADERS = new Set(['webhook-timestamp', 'webhook-signature']);
 
 /** An outcome with what legitimately differs between runs masked. */
-function comparable(op, v) {
+function comparable(op, v, delivery = false) {
   if (op === 'duration' && typeof v === 'number') return '<duration>';
   if (typeof v === 'string') return v.replace(UUID, '<uuid>');
-  if (Array.isArray(v)) return v.map((x) => comparable(op, x));
+  if (Array.isArray(v)) return v.map((x) => comparable(op, x, delivery));
   if (isObject(v)) {
+    const times = delivery ? DELIVERY_TIMES : TIMES;
     return Object.fromEntries(
       Object.entries(v).map(([k, x]) => [
         k.replace(UUID, '<uuid>'),
-        TIMES.has(k) && typeof x === 'number'
+        times.has(k) && typeof x === 'number'
           ? '<time>'
           : k === 'next_cursor' && typeof x === 'string'
             ? '<cursor>'
-            : comparable(op, x),
+            : delivery && k === 'body' && typeof x === 'string'
+              ? '<varies>'
+              : delivery && k === 'headers' && Array.isArray(x)
+                ? x.map((h) => (VARYING_HEADERS.has(h[0]) ? [h[0], '<varies>'] : comparable(op, h, delivery)))
+                : comparable(op, x, delivery),
       ]),
     );
   }
@@ -221,7 +257,7 @@ async function runScenario(dir, file, transcript, wrapper = false) {
       } catch (e) {
         throw new Error(`${where}: ${e.stack ?? e}`);
       }
-      transcript.push([op, comparable(op, outcome.error ?? outcome.ok)]);
+      transcript.push([op, comparable(op, outcome.error ?? outcome.ok, path.basename(dir) === 'delivery')]);
       const expect = step.expect ?? {};
       const actual = outcome.error ? `error ${show(outcome.error)}` : `ok ${show(outcome.ok)}`;
       const failed = (why) => new Error(`${where}: ${why}\n  expected: ${show(expect)}\n  actual:   ${actual}`);
@@ -269,6 +305,26 @@ for (const file of files) {
   });
 }
 
+const DELIVERY = path.join(SCENARIOS, 'delivery');
+const deliveryFiles = fs
+  .readdirSync(DELIVERY)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+const deliveryTranscripts = {};
+let deliveryPassed = 0;
+
+test('there are delivery scenarios', () => {
+  if (deliveryFiles.length === 0) throw new Error(`no scenarios in ${DELIVERY}`);
+});
+
+for (const file of deliveryFiles) {
+  test(`conformance, delivery: ${file}`, async () => {
+    deliveryTranscripts[file] = [];
+    await runScenario(DELIVERY, file, deliveryTranscripts[file]);
+    deliveryPassed += 1;
+  });
+}
+
 const wrapperFiles = fs
   .readdirSync(WRAPPER_CASES)
   .filter((f) => f.endsWith('.json'))
@@ -287,5 +343,7 @@ for (const file of wrapperFiles) {
 after(() => {
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(path.join(OUT, 'node.json'), JSON.stringify(transcripts, null, 2));
+  fs.writeFileSync(path.join(OUT, 'node-delivery.json'), JSON.stringify(deliveryTranscripts, null, 2));
   process.stdout.write(`conformance (node/jco): ${passed} of ${files.length} scenarios passed\n`);
+  process.stdout.write(`conformance (node/jco, delivery): ${deliveryPassed} of ${deliveryFiles.length} scenarios passed\n`);
 });

@@ -138,6 +138,7 @@ class AsyncSessions:
     check_webhook_url = _off_loop(Sessions.check_webhook_url)
     get_webhook = _off_loop(Sessions.get_webhook)
     clear_webhook = _off_loop(Sessions.clear_webhook)
+    disable_webhook = _off_loop(Sessions.disable_webhook)
     deliveries = _off_loop(Sessions.deliveries)
     stop_delivering = _off_loop(Sessions.stop_delivering)
     is_resumable = _off_loop(Sessions.is_resumable)

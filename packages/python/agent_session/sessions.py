@@ -588,6 +588,12 @@ class Sessions:
         """Remove the webhook endpoint."""
         self._call("clear-webhook")
 
+    def disable_webhook(self, url: str) -> bool:
+        """Disable the webhook endpoint if it still points at ``url`` and is
+        enabled (it answered 410 Gone): a compare-and-set, so an endpoint
+        set again meanwhile stays as set. Whether it was disabled."""
+        return bool(self._call("disable-webhook", a.string(url, "disable-webhook: url")))
+
     def deliveries(self) -> Tuple[Delivery, ...]:
         """Every webhook delivery of this directory, pending and finished,
         oldest first: its attempts (status, error, whether the address

@@ -2,25 +2,32 @@
 calling the Python API by WIT operation name with canonical arguments,
 the canonical form of its answers, patterns, and transcripts. It also runs
 the wrapper cases (tests/conformance/wrapper-cases/, README "Wrapper
-cases"), which only the Node and Python hosts run."""
+cases"), which only the Node and Python hosts run, and the delivery
+scenarios (tests/conformance/delivery/), which call the ``delivery``
+interface too, on the same instance as the scenario's sessions."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agent_session import SessionError, Sessions
+from agent_session._deliver import Answer, DeliveryCalls, Failed, Refused, Response
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "tests" / "conformance"
 WRAPPER_CASES = SCENARIOS / "wrapper-cases"
+DELIVERY_SCENARIOS = SCENARIOS / "delivery"
 HOST = "python"
 
 # Every scenario's [op, outcome] steps, by file name, for the transcript.
 TRANSCRIPTS: Dict[str, List[Any]] = {}
+# The same for the delivery scenarios, written to their own transcript.
+DELIVERY_TRANSCRIPTS: Dict[str, List[Any]] = {}
 
 
 class Broken(Exception):
@@ -33,6 +40,10 @@ def scenario_files() -> List[Path]:
 
 def wrapper_case_files() -> List[Path]:
     return sorted(WRAPPER_CASES.glob("*.json"))
+
+
+def delivery_scenario_files() -> List[Path]:
+    return sorted(DELIVERY_SCENARIOS.glob("*.json"))
 
 
 def _at(args: List[Any], i: int) -> Any:
@@ -71,9 +82,43 @@ _OPS: Dict[str, Callable[[Sessions, List[Any]], Any]] = {
     "check-webhook-url": lambda s, a: s.check_webhook_url(a[0], a[1]),
     "get-webhook": lambda s, a: s.get_webhook(),
     "clear-webhook": lambda s, a: s.clear_webhook(),
+    "disable-webhook": lambda s, a: s.disable_webhook(_at(a, 0)),
     "is-resumable": lambda s, a: s.is_resumable(_at(a, 0)),
     "duration": lambda s, a: s.duration(_at(a, 0)),
     "progress": lambda s, a: s.progress(_at(a, 0)),
+}
+
+
+
+
+def _answer(v: Any) -> Answer:
+    """A canonical WIT ``answer`` (``{"response": {"status", "retry_after"}}``,
+    ``{"refused": reason}`` or ``{"failed": error}``) as the API's value."""
+    if not (isinstance(v, dict) and len(v) == 1):
+        raise Broken(f"an answer is an object with one case, got {json.dumps(v)}")
+    (case, payload), = v.items()
+    if case == "response":
+        if not isinstance(payload, dict):
+            raise Broken(f"a response is a record, got {json.dumps(payload)}")
+        return Response(**payload)
+    if case == "refused":
+        return Refused(payload)
+    if case == "failed":
+        return Failed(payload)
+    raise Broken(f"no answer case {case!r}")
+
+
+# The ``delivery`` interface's functions, called on the instance of the
+# scenario's Sessions (what start and complete queue there is what
+# claim-due finds), through the package's own ``DeliveryCalls``.
+_DELIVERY_OPS: Dict[str, Callable[[DeliveryCalls, List[Any]], Any]] = {
+    "start-sending": lambda d, a: d.start_sending(**_record(a, 0)),
+    "claim-due": lambda d, a: d.claim_due(_at(a, 0), _at(a, 1)),
+    "record-answer": lambda d, a: d.record_answer(
+        _at(a, 0), _at(a, 1), _at(a, 2), _answer(_at(a, 3))
+    ),
+    "stop-sending": lambda d, a: d.stop_sending(),
+    "deliveries": lambda d, a: d.deliveries(),
 }
 
 
@@ -91,11 +136,15 @@ def canonical(value: Any) -> Any:
 
 def call(sessions: Sessions, op: str, args: List[Any]) -> Tuple[bool, Any]:
     """(True, canonical value) or (False, canonical error) of one step."""
-    run = _OPS.get(op)
+    run: Optional[Callable[[], Any]] = None
+    if op in _OPS:
+        run = lambda: _OPS[op](sessions, args)  # noqa: E731
+    elif op in _DELIVERY_OPS:
+        run = lambda: _DELIVERY_OPS[op](DeliveryCalls(sessions._runtime), args)  # noqa: E731
     if run is None:
         raise Broken(f"unknown operation {op!r}")
     try:
-        return True, canonical(run(sessions, args))
+        return True, canonical(run())
     except SessionError as e:
         return False, {"error": e.code, "message": e.message}
     except (TypeError, ValueError) as e:
@@ -136,8 +185,13 @@ def _unescape(s: str) -> str:
 _NUMBERS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def substitute(v: Any, names: Dict[str, Any], wrapper: bool = False) -> Any:
-    """``v`` with references, ``$$`` escapes and ``$repeat`` replaced (and
+    """``v`` with references, ``$$`` escapes, ``$repeat`` and ``$now`` (now
+    plus an offset, in milliseconds since the epoch) replaced (and
     ``$number`` in wrapper cases)."""
     if isinstance(v, str):
         ref = reference(v, names)
@@ -161,6 +215,11 @@ def substitute(v: Any, names: Dict[str, Any], wrapper: bool = False) -> Any:
             ):
                 raise Broken("$repeat takes [string, count]")
             return spec[0] * spec[1]
+        if list(v) == ["$now"]:
+            offset = v["$now"]
+            if not isinstance(offset, int) or isinstance(offset, bool):
+                raise Broken("$now takes an integer offset in milliseconds")
+            return _now_ms() + offset
         return {k: substitute(x, names, wrapper) for k, x in v.items()}
     return v
 
@@ -231,40 +290,72 @@ def matches(pattern: Any, actual: Any, names: Dict[str, Any], at: str = "") -> N
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIMES = ("created_at", "updated_at", "ended_at", "timestamp")
+# The delivery scenarios' times besides: an attempt's start, when a
+# delivery is due next, when the earliest waiting one is.
+_DELIVERY_TIMES = _TIMES + ("at", "next_attempt_at", "next_due")
+# A request's headers that differ between runs: the time it was signed at
+# and the signature (over the id, that time and the body).
+_VARYING_HEADERS = ("webhook-timestamp", "webhook-signature")
+VARIES = "<varies>"
 
 
-def _masked(op: str, key: str, v: Any) -> Any:
-    if key in _TIMES and _is_number(v):
+def _request_headers(v: Any) -> Any:
+    """A request's ``[name, value]`` headers with the varying values masked."""
+    if not isinstance(v, list):
+        return v
+    return [
+        [h[0], VARIES]
+        if isinstance(h, list) and len(h) == 2 and h[0] in _VARYING_HEADERS
+        else h
+        for h in v
+    ]
+
+
+def _masked(op: str, key: str, v: Any, delivery: bool) -> Any:
+    if key in (_DELIVERY_TIMES if delivery else _TIMES) and _is_number(v):
         return "<time>"
     if key == "next_cursor" and isinstance(v, str):
         return "<cursor>"
-    return comparable(op, v)
+    if delivery and key == "body" and isinstance(v, str):
+        # The notification's JSON, with the times of its session and event.
+        return VARIES
+    if delivery and key == "headers":
+        return comparable(op, _request_headers(v), delivery)
+    return comparable(op, v, delivery)
 
 
-def comparable(op: str, v: Any) -> Any:
-    """An outcome with what differs between runs masked (README "Transcripts")."""
+def comparable(op: str, v: Any, delivery: bool = False) -> Any:
+    """An outcome with what differs between runs masked (README
+    "Transcripts"); ``delivery``: of a delivery scenario, where the times
+    of attempts and deliveries, a request's signature headers and its body
+    are masked too."""
     if op == "duration" and _is_number(v):
         return "<duration>"
     if isinstance(v, str):
         return _UUID.sub("<uuid>", v)
     if isinstance(v, list):
-        return [comparable(op, x) for x in v]
+        return [comparable(op, x, delivery) for x in v]
     if isinstance(v, dict):
-        return {_UUID.sub("<uuid>", k): _masked(op, k, x) for k, x in v.items()}
+        return {_UUID.sub("<uuid>", k): _masked(op, k, x, delivery) for k, x in v.items()}
     return v
 
 
-def run_scenario(sessions: Sessions, path: Path, wrapper: bool = False) -> None:
+def run_scenario(
+    sessions: Sessions, path: Path, wrapper: bool = False, delivery: bool = False
+) -> None:
     """Run every step of the scenario at ``path``; raise AssertionError
     naming the file, step, op, expectation and outcome of the first step
     that fails. Records the transcript as it goes. ``wrapper``: a wrapper
     case (README "Wrapper cases"): ``$number`` generators, an expected
-    message is the whole message, and no transcript is kept."""
+    message is the whole message, and no transcript is kept. ``delivery``:
+    a delivery scenario, kept in the delivery transcript, with its
+    attempts' and deliveries' times masked too."""
     scenario = json.loads(path.read_text(encoding="utf-8"))
     steps = scenario.get("steps")
     if not isinstance(steps, list):
         raise Broken(f'{path.name}: no "steps" array')
-    transcript = [] if wrapper else TRANSCRIPTS.setdefault(path.name, [])
+    kept = DELIVERY_TRANSCRIPTS if delivery else TRANSCRIPTS
+    transcript: List[Any] = [] if wrapper else kept.setdefault(path.name, [])
     names: Dict[str, Any] = {}
     for i, step in enumerate(steps):
         op = step.get("op")
@@ -278,7 +369,7 @@ def run_scenario(sessions: Sessions, path: Path, wrapper: bool = False) -> None:
             ok, actual = call(sessions, op, args)
         except Broken as e:
             raise AssertionError(f"{where}: {e}") from e
-        transcript.append([op, comparable(op, actual)])
+        transcript.append([op, comparable(op, actual, delivery)])
         expect = step.get("expect") or {}
         shown = f"{'ok' if ok else 'error'} {json.dumps(actual)}"
         if ok and "ok" in expect and "error" not in expect:
@@ -306,11 +397,13 @@ def run_scenario(sessions: Sessions, path: Path, wrapper: bool = False) -> None:
             names[step["as"]] = actual
 
 
-def write_transcript(out_dir: Path) -> Path:
-    """Write the transcripts of the scenarios run to ``<out_dir>/python.json``."""
+def write_transcript(out_dir: Path, delivery: bool = False) -> Path:
+    """Write the transcripts of the scenarios run to ``<out_dir>/python.json``
+    (``delivery``: of the delivery scenarios, to ``python-delivery.json``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{HOST}.json"
-    ordered = {k: TRANSCRIPTS[k] for k in sorted(TRANSCRIPTS)}
+    path = out_dir / (f"{HOST}-delivery.json" if delivery else f"{HOST}.json")
+    kept = DELIVERY_TRANSCRIPTS if delivery else TRANSCRIPTS
+    ordered = {k: kept[k] for k in sorted(kept)}
     path.write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

@@ -261,6 +261,24 @@ def test_set_webhook_applies_the_address_policy_with_the_hosts_exceptions(tmp_pa
         open_sessions(tmp_path / "c", webhook_allow="127.0.0.1")
 
 
+def test_disable_webhook_is_a_compare_and_set_on_the_url(tmp_path: Path) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    s = open_sessions(tmp_path, durable=False)
+    assert s.disable_webhook("https://hooks.example.com/a") is False, "no endpoint"
+    s.set_webhook(url="https://hooks.example.com/a", secret=secret)
+    assert s.disable_webhook("https://hooks.example.com/other") is False
+    assert s.get_webhook().enabled is True  # type: ignore[union-attr]
+    assert s.disable_webhook("https://hooks.example.com/a") is True
+    assert s.get_webhook().enabled is False  # type: ignore[union-attr]
+    assert s.disable_webhook("https://hooks.example.com/a") is False, "already disabled"
+    with pytest.raises(SessionError) as e:
+        s.disable_webhook(3)  # type: ignore[arg-type]
+    assert (e.value.code, e.value.message) == (
+        "invalid-input",
+        "disable-webhook: url must be a string, got the number 3",
+    )
+
+
 def test_a_session_another_process_holds_is_a_conflict_after_lock_timeout_ms(tmp_path: Path) -> None:
     from agent_session._root import Root
 
