@@ -283,3 +283,51 @@ async fn a_store_and_its_outbox_can_be_dropped_on_an_async_thread() {
     drop(outbox);
     drop(store);
 }
+
+#[test]
+fn a_sessions_deliveries_are_claimed_in_order_and_a_refusal_waits_for_another_sender() {
+    use agent_session_core::Attempt;
+    use agent_session_core::delivery::HOLD_BACK_MS;
+    let url = fresh_database("pg_order");
+    let queue = outbox(&url);
+    let of = |session: &str, id: &str, seq: u64| Notification {
+        session_id: session.into(),
+        seq,
+        ..note(id, 1000)
+    };
+    queue.enqueue(&of("s1", "msg_a0", 0)).unwrap();
+    queue.enqueue(&of("s1", "msg_a1", 1)).unwrap();
+    queue.enqueue(&of("s2", "msg_b0", 0)).unwrap();
+    let lease = Duration::from_secs(60);
+    let claims = queue.clone().sender(lease).unwrap().unwrap();
+    let ids = |c: agent_session_core::Claimed| {
+        let mut ids: Vec<String> = c.due.iter().map(|d| d.id().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let now = 1000 + 60_000;
+    let mut first = claims.claim_due(now, 10).unwrap();
+    let a0 = first.due.iter().position(|d| d.id() == "msg_a0").unwrap();
+    let mut a0 = first.due.remove(a0);
+    assert_eq!(ids(first), ["msg_b0"], "a1 waits for a0; s2 does not");
+    // a0 refused by this sender's policy: pending, for an hour.
+    a0.attempts.push(Attempt {
+        at: now,
+        duration_ms: 0,
+        status: None,
+        error: Some("refused: loopback".into()),
+        refused: true,
+    });
+    a0.next_attempt_at = now + 3_600_000;
+    claims.save(&a0).unwrap();
+    assert!(
+        claims.claim_due(now, 10).unwrap().due.is_empty(),
+        "a1 still held"
+    );
+    // Held back longer than the hold-back: a1 goes on its own.
+    let later = 1000 + HOLD_BACK_MS + 1;
+    assert_eq!(ids(claims.claim_due(later, 10).unwrap()), ["msg_a1"]);
+    // Another sender (allowed to dial, say) takes the refused one at once.
+    let other = queue.clone().sender(lease).unwrap().unwrap();
+    assert_eq!(ids(other.claim_due(later, 10).unwrap()), ["msg_a0"]);
+}

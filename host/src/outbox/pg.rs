@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -167,22 +168,12 @@ impl Outbox for PgOutbox {
             std::process::id(),
             getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?
         );
-        // A delivery another sender's address policy refused is due at
-        // once for this one, which may be allowed to dial it (the core's
-        // `delivery::take_over`, in SQL).
-        self.db()?
-            .execute(
-                "UPDATE agent_session_outbox SET next_attempt_at = LEAST(next_attempt_at, $1)
-                 WHERE state = 'pending' AND next_attempt_at > $1
-                   AND (record::jsonb #>> '{attempts,-1,refused}') = 'true'",
-                &[&signed(crate::outbox::now_ms())],
-            )
-            .map_err(err)?;
         Ok(Some(Arc::new(PgClaims {
             outbox: self,
             me,
             lease_secs: lease.as_secs_f64(),
             unsaved: Mutex::new(HashMap::new()),
+            taken_over: AtomicBool::new(false),
         })))
     }
 
@@ -302,11 +293,28 @@ struct PgClaims {
     /// Deliveries whose record could not be written, by id: still claimed
     /// here (until the lease ends), recorded again by the next pass.
     unsaved: Mutex<HashMap<String, Delivery>>,
+    /// Whether this sender has made the deliveries another sender's policy
+    /// refused due (at its first look: claims are made off the async
+    /// threads, and so is this).
+    taken_over: AtomicBool,
 }
 
 impl Claims for PgClaims {
     fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed> {
         let mut db = self.outbox.db()?;
+        if !self.taken_over.load(Ordering::Relaxed) {
+            // A delivery another sender's address policy refused is due at
+            // once for this one, which may be allowed to dial it (the
+            // core's `delivery::take_over`, in SQL).
+            db.execute(
+                "UPDATE agent_session_outbox SET next_attempt_at = $1
+                 WHERE state = 'pending' AND next_attempt_at > $1
+                   AND (record::jsonb #>> '{attempts,-1,refused}') = 'true'",
+                &[&signed(now)],
+            )
+            .map_err(err)?;
+            self.taken_over.store(true, Ordering::Relaxed);
+        }
         let mut claimed = Claimed::default();
         // First what could not be recorded: handed out again only while
         // its claim is still this sender's (renewed here); once another
