@@ -188,6 +188,60 @@ export interface WebhookInput {
   enabled?: boolean;
 }
 
+/** One attempt to send a notification. */
+export interface DeliveryAttempt {
+  /** When it started, ms since the epoch. */
+  at: number;
+  /** How long until the response head (or the error). */
+  durationMs: number;
+  /** The HTTP status, if an answer came. */
+  status: number | null;
+  /** What went wrong, if anything. */
+  error: string | null;
+  /** The sender's address policy refused to dial the endpoint: no request
+   * was made, and a sender allowed to dial it tries at once. */
+  refused: boolean;
+}
+
+/** A webhook notification and what became of it (its secret left out). */
+export interface Delivery {
+  /** The `webhook-id`. */
+  id: string;
+  sessionId: string;
+  /** Position of its event in the session's history. */
+  seq: number;
+  /** e.g. `session.completed`. */
+  kind: string;
+  url: string;
+  /** When it was raised, ms since the epoch. */
+  timestamp: number;
+  state: 'pending' | 'delivered' | 'failed' | 'discarded';
+  /** When the next attempt is due (pending deliveries). */
+  nextAttemptAt: number;
+  attempts: DeliveryAttempt[];
+  /** Why it failed or was discarded. */
+  reason: string | null;
+}
+
+/** `OpenOptions.webhooks`: this process as the directory's webhook sender. */
+export interface WebhookDelivery {
+  /** Run a sender in this process (one per directory at a time, whatever
+   * the host: the others wait their turn). Default: false. */
+  deliver?: boolean;
+  /** Exceptions to the address policy for the addresses dialled.
+   * Default: `webhookAllow`. */
+  allow?: string[];
+  /** Delays before the retries, in ms (jittered by ±20 %); after the last
+   * a delivery is given up. Default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+  retryScheduleMs?: number[];
+  /** Per request, to the response head. Default: 15000. */
+  timeoutMs?: number;
+  /** Requests in flight at once. Default: 16. */
+  concurrency?: number;
+  /** How often to look for what other processes queued. Default: 1000. */
+  pollMs?: number;
+}
+
 /** An exported session: the portable JSON document of `export` / `import`. */
 export type ExportDocument = { [key: string]: Json };
 
@@ -205,6 +259,9 @@ export interface OpenOptions {
    * before failing with `SessionError('conflict')`, in milliseconds.
    * Default: `DEFAULT_LOCK_TIMEOUT_MS` (5000); `Infinity`: no bound. */
   lockTimeoutMs?: number;
+  /** Deliver the directory's webhook notifications from this process:
+   * signed, retried, in order per session, SSRF-safe (README "Webhooks"). */
+  webhooks?: WebhookDelivery;
 }
 
 /** The kinds of the events the engine writes itself (`recordEvent` refuses
@@ -256,6 +313,14 @@ export interface SyncSessions {
   checkWebhookUrl(url: string, allow?: string[]): void;
   getWebhook(): WebhookConfig | null;
   clearWebhook(): void;
+  /** Disable the endpoint if it still points at `url` (a compare-and-set,
+   * as after a 410); whether it was disabled. */
+  disableWebhook(url: string): boolean;
+  /** Every webhook delivery of the directory, oldest first. */
+  deliveries(): Delivery[];
+  /** Stop this process's sender (`webhooks.deliver`) after the attempts in
+   * flight are recorded. */
+  stopDelivering(): Promise<void>;
 
   isResumable(id: string): boolean;
   /** Milliseconds from creation to end (or to now). */
@@ -263,7 +328,9 @@ export interface SyncSessions {
   /** Iteration / max-iterations, from 0 to 100. */
   progress(id: string): number;
 
-  /** Release this process's outbox segment (ending the process does too). */
+  /** Release this process's outbox segment (ending the process does too);
+   * a sender running here stops without waiting for its attempts in flight
+   * (they are sent again by the next sender: see `stopDelivering`). */
   close(): void;
 }
 
@@ -271,12 +338,14 @@ export interface SyncSessions {
  * `SyncSessions`, each returning a Promise. Calls run one at a time, in the
  * order they were made; none blocks the application's event loop. */
 export type Sessions = {
-  [K in Exclude<keyof SyncSessions, 'close'>]: (
+  [K in Exclude<keyof SyncSessions, 'close' | 'stopDelivering'>]: (
     ...args: Parameters<SyncSessions[K]>
   ) => Promise<ReturnType<SyncSessions[K]>>;
 } & {
+  stopDelivering(): Promise<void>;
   /** Release this process's outbox segment and end the worker (after the
-   * calls made before); later calls reject. */
+   * calls made before, and after a sender running here has recorded its
+   * attempts in flight); later calls reject. */
   close(): Promise<void>;
 };
 

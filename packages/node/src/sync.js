@@ -73,8 +73,19 @@ export async function openSessionsSync({ dir, component, webhookAllow = [], lock
     }
     throw e;
   }
-  if (sending) sessions[DELIVERER] = new Deliverer(sessions[SENDING], sending);
-  sessions[DELIVERER]?.run();
+  if (sending) {
+    const deliverer = new Deliverer(sessions[SENDING], sending);
+    try {
+      // Now, so that a bad allow rule fails the opening (while another
+      // process is the sender, this one waits its turn).
+      deliverer.acquire();
+    } catch (e) {
+      sessions.close();
+      throw e;
+    }
+    sessions[DELIVERER] = deliverer;
+    deliverer.run();
+  }
   return sessions;
 }
 

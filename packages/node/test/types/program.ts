@@ -13,6 +13,7 @@ import {
   Sessions,
   SyncSessions,
   type Event,
+  type Delivery,
 } from 'agent-session';
 import {
   configure,
@@ -56,6 +57,23 @@ export async function withPromises(): Promise<number> {
   await s.close();
   void [step, call, kinds, notYet, isOne, BUILT_IN_KINDS.has('start')];
   return stats.total;
+}
+
+export async function deliveringWebhooks(): Promise<number> {
+  const s: Sessions = await openSessions({
+    dir: './sessions',
+    webhookAllow: ['10.0.0.0/8'],
+    webhooks: { deliver: true, retryScheduleMs: [1000, 60_000], timeoutMs: 5000 },
+  });
+  const all: Delivery[] = await s.deliveries();
+  const refused: boolean = all.some((d) => d.state === 'pending' && d.attempts.some((a) => a.refused));
+  const disabled: boolean = await s.disableWebhook('https://hooks.example.com/gone');
+  // @ts-expect-error: a delivery's state is one of four
+  const odd: boolean = all[0]?.state === 'lost';
+  await s.stopDelivering();
+  await s.close();
+  void [refused, disabled, odd];
+  return all.length;
 }
 
 export async function onThisThread(): Promise<boolean> {
