@@ -74,13 +74,15 @@ impl fmt::Display for Refused {
             Some(ip) if ip.to_string() == self.host => write!(
                 f,
                 "refused to send a webhook to {ip}: it is a {} address \
-                 (allow it explicitly with --webhook-allow {ip} if it is meant)",
+                 (allow {ip} explicitly if it is meant: --webhook-allow in the CLI, \
+                 the allow list in the Node and Python packages)",
                 self.why
             ),
             Some(ip) => write!(
                 f,
                 "refused to send a webhook to {}: it resolves to {ip}, a {} address \
-                 (allow it explicitly with --webhook-allow {} if it is meant)",
+                 (allow {} explicitly if it is meant: --webhook-allow in the CLI, \
+                 the allow list in the Node and Python packages)",
                 self.host, self.why, self.host
             ),
             None => write!(

@@ -39,7 +39,7 @@ class Refused extends Error {}
  * @param {{timeoutMs: number, checkAddress: (host: string, address: string) => string | null}} how
  *   `checkAddress` says why an address may not be dialled, or null.
  */
-export function send(request, { timeoutMs, checkAddress }) {
+export function send(request, { timeoutMs, checkAddress, agents = null }) {
   const at = Date.now();
   const started = performance.now();
   const done = (answer) => ({ at, durationMs: Math.round(performance.now() - started), answer });
@@ -70,7 +70,11 @@ export function send(request, { timeoutMs, checkAddress }) {
     const headers = Object.fromEntries(request.headers);
     headers['user-agent'] = `agent-session/${VERSION}`;
     headers['content-length'] = Buffer.byteLength(request.body);
-    const client = url.protocol === 'https:' ? https : http;
+    const secure = url.protocol === 'https:';
+    const client = secure ? https : http;
+    // Connections are kept for the next request to the same endpoint: the
+    // policy was applied when each was dialled (in `lookup`).
+    const agent = agents ? agents[secure ? 'https' : 'http'](lookup) : false;
     let settled = false;
     const finish = (answer) => {
       if (settled) return;
@@ -78,7 +82,7 @@ export function send(request, { timeoutMs, checkAddress }) {
       clearTimeout(timer);
       resolve(done(answer));
     };
-    const req = client.request(url, { method: 'POST', headers, lookup, agent: false }, (res) => {
+    const req = client.request(url, { method: 'POST', headers, lookup, agent }, (res) => {
       const retryAfter = res.headers['retry-after'];
       finish({ tag: 'response', val: { status: res.statusCode, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined } });
       // The body is not needed; reading it lets the socket close.
@@ -89,6 +93,8 @@ export function send(request, { timeoutMs, checkAddress }) {
       finish({ tag: 'failed', val: `timed out after ${timeoutMs} ms` });
       req.destroy();
     }, timeoutMs);
+    // A reused connection that the endpoint closed meanwhile is an error
+    // like any other (retried on the schedule).
     req.on('error', (e) => {
       if (e instanceof Refused) finish({ tag: 'refused', val: e.message });
       else finish({ tag: 'failed', val: `could not connect: ${e.message}` });
@@ -123,6 +129,20 @@ export class Deliverer {
   #lastLook = 0;
   /** @type {(() => void) | null} */
   #idle = null;
+  /** Kept-alive connections, one pool per scheme, made on first use (the
+   * pool's `lookup` is the policy's, so every connection dialled is
+   * checked). */
+  #pools = {};
+  #agents = {
+    http: (lookup) => (this.#pools.http ??= new http.Agent(this.#poolOptions(lookup))),
+    https: (lookup) => (this.#pools.https ??= new https.Agent(this.#poolOptions(lookup))),
+  };
+
+  #poolOptions(lookup) {
+    // An idle connection is closed after 2 s, before most servers close it
+    // (a request on a connection the server just closed fails).
+    return { keepAlive: true, maxSockets: this.#options.concurrency, timeout: 2000, lookup };
+  }
 
   /**
    * @param {object} api `startSending`, `claimDue`, `checkAddress`,
@@ -207,6 +227,7 @@ export class Deliverer {
     const p = send(request, {
       timeoutMs: this.#options.timeoutMs,
       checkAddress: (host, address) => this.#api.checkAddress(host, address),
+      agents: this.#agents,
     }).then(({ at, durationMs, answer }) => {
       try {
         const d = this.#api.recordAnswer(request.id, at, durationMs, answer);
@@ -216,8 +237,10 @@ export class Deliverer {
         process.emitWarning(`agent-session: recording delivery ${request.id}: ${e.message}`);
       }
       this.#inFlight.delete(p);
-      // The next of its session may go now.
-      if (!report) this.#schedule(0);
+      // The next of its session may go now; looked for a few at a time
+      // while many are in flight (a look costs about as much for one).
+      const busy = this.#inFlight.size > this.#options.concurrency >> 1;
+      if (!report) this.#schedule(busy ? 2 : 0);
       if (this.#inFlight.size === 0) this.#idle?.();
     });
     this.#inFlight.add(p);
@@ -240,8 +263,11 @@ export class Deliverer {
       for (const d of due.settled) count(report, d);
       for (const request of due.requests) this.#attempt(request, report);
       if (this.#inFlight.size === 0) break;
-      // A finished attempt may let the next of its session go.
-      await Promise.race(this.#inFlight);
+      // A finished attempt may let the next of its session go. Claimed a
+      // few at a time: each look costs about as much for one as for four.
+      const batch = Math.max(1, this.#options.concurrency >> 2);
+      do await Promise.race(this.#inFlight);
+      while (this.#inFlight.size > this.#options.concurrency - batch);
     }
     const left = this.#api.claimDue(dueBy, 0);
     report.pending = left.waiting;
@@ -258,5 +284,6 @@ export class Deliverer {
     if (this.#inFlight.size > 0) await new Promise((resolve) => (this.#idle = resolve));
     if (this.#sending) this.#api.stopSending();
     this.#sending = false;
+    for (const pool of Object.values(this.#pools)) pool.destroy();
   }
 }
