@@ -116,6 +116,23 @@ impl AddressPolicy {
             .try_fold(Self::new(), |p, s| Ok(p.allow(s.parse()?)))
     }
 
+    /// What this policy allows, in a canonical form (its rules sorted,
+    /// comma-separated; empty for the default): two policies with the same
+    /// fingerprint refuse the same addresses.
+    pub fn fingerprint(&self) -> String {
+        let mut rules: Vec<String> = self
+            .allow
+            .iter()
+            .map(|a| match a {
+                Allow::Host(h) => h.clone(),
+                Allow::Net(n) => n.to_string(),
+            })
+            .collect();
+        rules.sort();
+        rules.dedup();
+        rules.join(",")
+    }
+
     /// A policy from rules given one by one.
     pub fn from_rules(rules: &[String]) -> Result<Self, String> {
         rules
@@ -170,7 +187,10 @@ impl AddressPolicy {
                 format!("only http and https are allowed, not {scheme}"),
             ));
         }
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority(rest);
+        if let Some(why) = unplain(authority) {
+            return Err(refused(url, why));
+        }
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
         let host = match authority.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
@@ -184,6 +204,31 @@ impl AddressPolicy {
             None => Ok(()),
         }
     }
+}
+
+/// The authority of a URL (what follows `scheme://`, up to the path): a
+/// WHATWG parser ends it at `\` too, as it reads `\` as `/` in http(s).
+pub fn authority(rest: &str) -> &str {
+    rest.split(['/', '?', '#', '\\']).next().unwrap_or_default()
+}
+
+/// Why an authority is refused whatever its host, if it is: one a URL
+/// parser would decode into another host than it reads as (percent
+/// escapes, non-ASCII characters it maps, such as full-width digits and
+/// ideographic full stops, to ASCII ones: `%31%32%37.0.0.1` and
+/// `１２７.０.０.１` are 127.0.0.1 to a WHATWG parser). A host name with
+/// non-ASCII letters is written in its ASCII (punycode) form.
+pub fn unplain(authority: &str) -> Option<String> {
+    if authority.contains('%') {
+        return Some("its host must not contain percent escapes ('%')".into());
+    }
+    if !authority.is_ascii() {
+        return Some(
+            "its host must be plain ASCII (a name with other letters in its punycode form, xn--...)"
+                .into(),
+        );
+    }
+    None
 }
 
 /// The address a URL's host is, if it is one: an IPv6 literal, or an IPv4
@@ -385,8 +430,25 @@ mod tests {
             "http://hooks.example.com/",
             "http://127.0.0.1.example/",
             "http://1.2.3.4.5/",
+            "http://hooks.example.com/a%20path?q=%31",
         ] {
             assert!(check(name).is_ok(), "{name}");
+        }
+        // What a WHATWG parser (Node's) decodes into 127.0.0.1 or reads
+        // as a path: refused before a host name could pass.
+        for disguised in [
+            "http://%31%32%37.0.0.1:8080/",
+            "http://127.0.0.1%2e:8080/",
+            "http://\u{ff11}\u{ff12}\u{ff17}.\u{ff10}.\u{ff10}.\u{ff11}/",
+            "http://127\u{3002}0\u{3002}0\u{3002}1/",
+            "http://127.0.0.1\\hook",
+            "http://%31%36%39.254.169.254/latest/meta-data",
+        ] {
+            assert!(check(disguised).is_err(), "{disguised}");
+            assert!(
+                crate::webhook::validate_url(disguised).is_err() || disguised.contains('\\'),
+                "{disguised}"
+            );
         }
     }
 }

@@ -35,8 +35,8 @@ pub enum DeliveryState {
     Pending,
     /// The endpoint answered 2xx.
     Delivered,
-    /// Given up: attempts exhausted, endpoint gone (410) or refused by the
-    /// address policy.
+    /// Given up: retries spent (refusals by a sender's address policy
+    /// included), endpoint gone (410), removed or disabled.
     Failed,
     /// Not sent: the operation that queued it did not commit.
     Discarded,
@@ -67,9 +67,14 @@ pub struct Attempt {
     /// address, non-2xx status.
     pub error: Option<String>,
     /// The sender's own address policy refused to dial the endpoint: no
-    /// request was made, and a sender allowed to dial it may try at once.
+    /// request was made, and a sender with another policy may try at once.
     #[serde(default, skip_serializing_if = "is_false")]
     pub refused: bool,
+    /// Which policy refused it ([`AddressPolicy::fingerprint`]).
+    ///
+    /// [`AddressPolicy::fingerprint`]: crate::address::AddressPolicy::fingerprint
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -138,10 +143,14 @@ pub struct Claimed {
 }
 
 /// How long a pending notification holds back the later ones of its
-/// session (10 minutes). Past that, a receiver that is down or a sender
-/// that may not dial it no longer stops the rest: they go out, and the
-/// late one follows when it can.
+/// session once its first attempt was made (10 minutes). Past that, a
+/// receiver that is down or a sender that may not dial it no longer stops
+/// the rest: they go out, and the late one follows when it can. One not
+/// attempted yet always holds (a backlog keeps its order).
 pub const HOLD_BACK_MS: u64 = 10 * 60_000;
+
+/// The longest delay a retry schedule may hold (30 days).
+pub const MAX_STEP_MS: u64 = 30 * 24 * 3_600_000;
 
 /// How old a notification whose event is missing must be, its writer gone,
 /// before it is discarded (far longer than an operation takes between
@@ -361,6 +370,13 @@ pub enum Answer {
     Refused {
         /// The policy's reason.
         reason: String,
+        /// The refusing policy's [fingerprint], recorded with the attempt
+        /// (a sender with the same policy does not try again before its
+        /// turn).
+        ///
+        /// [fingerprint]: crate::address::AddressPolicy::fingerprint
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
     },
     /// No answer: the connection failed or the request timed out.
     Failed {
@@ -402,6 +418,7 @@ pub fn record(
         status: None,
         error: None,
         refused: false,
+        policy: None,
     };
     let mut retry_after = None;
     match answer {
@@ -440,9 +457,10 @@ pub fn record(
                 }
             }
         }
-        Answer::Refused { reason } => {
+        Answer::Refused { reason, policy } => {
             attempt.error = Some(reason.clone());
             attempt.refused = true;
+            attempt.policy = policy.clone();
         }
         Answer::Failed { error } => attempt.error = Some(error.clone()),
     }
@@ -472,19 +490,36 @@ pub fn finish(mut d: Delivery, state: DeliveryState, reason: Option<String>) -> 
     d
 }
 
-/// A pending delivery a sender has just taken over from another (or from
-/// before its own start): one whose last attempt its sender's policy
-/// refused is due at once, as this sender may be allowed to dial it.
-pub fn take_over(d: &mut Delivery, now: u64) {
-    if d.state == DeliveryState::Pending && d.attempts.last().is_some_and(|a| a.refused) {
+/// A pending delivery a sender whose policy has the fingerprint `policy`
+/// has just taken over from another (or from before its own start): one
+/// whose last attempt another policy refused is due at once, as this
+/// sender may be allowed to dial it. One its own policy refused waits its
+/// turn (restarting a sender does not spend the schedule).
+pub fn take_over(d: &mut Delivery, now: u64, policy: &str) {
+    let refused_by_another = d
+        .attempts
+        .last()
+        .is_some_and(|a| a.refused && a.policy.as_deref() != Some(policy));
+    if d.state == DeliveryState::Pending && refused_by_another {
         d.next_attempt_at = d.next_attempt_at.min(now);
+    }
+}
+
+/// Check a retry schedule: each delay at most [`MAX_STEP_MS`].
+pub fn check_schedule(schedule_ms: &[u64]) -> Result<(), String> {
+    match schedule_ms.iter().find(|&&s| s > MAX_STEP_MS) {
+        Some(s) => Err(format!(
+            "a retry delay of {s} ms is longer than {} days",
+            MAX_STEP_MS / (24 * 3_600_000)
+        )),
+        None => Ok(()),
     }
 }
 
 /// `step` ± up to 20 %, by `random`.
 pub fn jitter(step_ms: u64, random: u64) -> u64 {
     let r = random % 4001; // 0..=4000 → 0.8..=1.2
-    (step_ms as u128 * (8000 + r as u128) / 10_000) as u64
+    (step_ms as u128 * (8000 + r as u128) / 10_000).min(u64::MAX as u128) as u64
 }
 
 /// How long a `Retry-After` value (seconds, or an HTTP date) asks to wait
@@ -493,9 +528,20 @@ pub fn retry_after_ms(value: &str, now: u64) -> Option<u64> {
     let value = value.trim();
     let wait = match value.parse::<u64>() {
         Ok(secs) => secs.saturating_mul(1000),
+        // An HTTP date: IMF-fixdate (RFC 2822's form), or the obsolete
+        // RFC 850 and asctime forms a receiver may still send.
         Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            (at.timestamp_millis().max(0) as u64).saturating_sub(now)
+            let at = chrono::DateTime::parse_from_rfc2822(value)
+                .map(|t| t.timestamp_millis())
+                .or_else(|_| {
+                    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+                        .iter()
+                        .find_map(|f| chrono::NaiveDateTime::parse_from_str(value, f).ok())
+                        .map(|t| t.and_utc().timestamp_millis())
+                        .ok_or(())
+                })
+                .ok()?;
+            (at.max(0) as u64).saturating_sub(now)
         }
     };
     Some(wait.min(MAX_RETRY_AFTER_MS))
@@ -530,8 +576,9 @@ fn status_text(status: u16) -> String {
 ///
 /// A session's notifications go out in the order of its events: one waits
 /// while an earlier one of its session is pending (in flight, or waiting
-/// for a retry or for its event), unless that one was raised more than
-/// [`HOLD_BACK_MS`] ago. Different sessions do not wait for each other.
+/// for a retry or for its event), unless that one's first attempt was made
+/// more than [`HOLD_BACK_MS`] ago. Different sessions do not wait for each
+/// other.
 #[derive(Debug, Default)]
 pub struct HoldBack {
     /// Per session, the lowest position among its pending deliveries that
@@ -546,9 +593,10 @@ impl HoldBack {
         let mut first: HashMap<String, u64> = HashMap::new();
         for d in pending {
             let n = &d.notification;
+            let held_since = d.attempts.first().map(|a| a.at);
             if d.state != DeliveryState::Pending
                 || n.session_id.is_empty()
-                || now >= n.timestamp.saturating_add(HOLD_BACK_MS)
+                || held_since.is_some_and(|t| now >= t.saturating_add(HOLD_BACK_MS))
             {
                 continue;
             }
@@ -673,20 +721,24 @@ mod tests {
     fn a_refusal_waits_for_an_allowed_sender() {
         let refused = Answer::Refused {
             reason: "refused to send a webhook to 127.0.0.1: a loopback address".into(),
+            policy: Some(String::new()),
         };
         let (mut r, _) = record(pending("s", 0, 0), 5, 0, &refused, &[3_600_000], 10, 2000);
         assert_eq!(r.state, DeliveryState::Pending);
         assert!(r.attempts[0].refused);
         assert_eq!(r.next_attempt_at, 10 + 3_600_000);
-        // Another sender takes it over: due at once.
-        take_over(&mut r, 20);
+        // A sender with the same policy, restarted, waits its turn...
+        take_over(&mut r, 20, "");
+        assert_eq!(r.next_attempt_at, 10 + 3_600_000);
+        // ...one with another policy takes it at once.
+        take_over(&mut r, 20, "127.0.0.1/32");
         assert_eq!(r.next_attempt_at, 20);
         // A failure that is not a refusal waits its turn.
         let failed = Answer::Failed {
             error: "could not connect".into(),
         };
         let (mut f, _) = record(pending("s", 0, 0), 5, 0, &failed, &[3_600_000], 10, 2000);
-        take_over(&mut f, 20);
+        take_over(&mut f, 20, "127.0.0.1/32");
         assert_eq!(f.next_attempt_at, 10 + 3_600_000);
     }
 
@@ -696,6 +748,22 @@ mod tests {
         let now = 1_700_000_000_000;
         let date = "Tue, 14 Nov 2023 22:13:30 GMT"; // now + 10 s
         assert_eq!(retry_after_ms(date, now), Some(10_000));
+        assert_eq!(
+            retry_after_ms("Tuesday, 14-Nov-23 22:13:30 GMT", now),
+            Some(10_000)
+        );
+        assert_eq!(
+            retry_after_ms("Tue Nov 14 22:13:30 2023", now),
+            Some(10_000)
+        );
+        assert_eq!(
+            retry_after_ms("Tue, 14 Nov 2023 22:13:10 GMT", now),
+            Some(0),
+            "past"
+        );
+        assert_eq!(jitter(u64::MAX, 4000), u64::MAX, "no overflow");
+        assert!(check_schedule(&[MAX_STEP_MS]).is_ok());
+        assert!(check_schedule(&[1, MAX_STEP_MS + 1]).is_err());
         assert_eq!(retry_after_ms("99999999999", 0), Some(MAX_RETRY_AFTER_MS));
         assert_eq!(retry_after_ms("soon", 0), None);
     }
@@ -749,6 +817,7 @@ mod tests {
             status: Some(500),
             error: None,
             refused: false,
+            policy: None,
         });
         assert_eq!(check(&tried, Found::Nothing, None, old), Ready::Send);
     }
@@ -768,12 +837,23 @@ mod tests {
         done.state = DeliveryState::Delivered;
         let hold = HoldBack::new([&done, &a1, &a2], 1000);
         assert!(!hold.holds(&a1) && hold.holds(&a2));
-        // Pending for longer than the hold-back: the rest go.
-        let hold = HoldBack::new(all, HOLD_BACK_MS);
-        assert!(!hold.holds(&a1) && !hold.holds(&a2));
-        let young = pending("a", 1, HOLD_BACK_MS);
-        let hold = HoldBack::new([&a0, &young, &a2], HOLD_BACK_MS);
-        assert!(!hold.holds(&young) && hold.holds(&a2));
+        // Not attempted yet, however old: it holds (a backlog keeps its
+        // order).
+        let hold = HoldBack::new(all, 10 * HOLD_BACK_MS);
+        assert!(hold.holds(&a1) && hold.holds(&a2));
+        // Attempted first longer than the hold-back ago: the rest go.
+        let tried = |mut d: Delivery, at: u64| {
+            let failed = Answer::Failed {
+                error: "down".into(),
+            };
+            d = record(d, at, 1, &failed, &[HOLD_BACK_MS * 10], at, 0).0;
+            d
+        };
+        let a0 = tried(a0, 1000);
+        let hold = HoldBack::new([&a0, &a1, &a2], 1000 + HOLD_BACK_MS - 1);
+        assert!(hold.holds(&a1) && hold.holds(&a2));
+        let hold = HoldBack::new([&a0, &a1, &a2], 1000 + HOLD_BACK_MS);
+        assert!(!hold.holds(&a1) && hold.holds(&a2), "a1 now holds a2");
     }
 
     #[test]

@@ -930,6 +930,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         if let Err(refused) = policy.check_url(&d.notification.url) {
             let answer = Answer::Refused {
                 reason: refused.to_string(),
+                policy: Some(policy.fingerprint()),
             };
             return Prepared::Settled(self.record_answer(d, now, 0, &answer, schedule_ms));
         }

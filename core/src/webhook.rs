@@ -110,7 +110,10 @@ pub fn check_url(url: &str, allow: &[String]) -> Result<(), SessionError> {
 /// host, which means nothing to the others); a port, if given, from 1 to
 /// 65535.
 fn check_authority(rest: &str) -> Result<(), String> {
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = crate::address::authority(rest);
+    if let Some(why) = crate::address::unplain(authority) {
+        return Err(format!("webhook url: {why}"));
+    }
     if authority.contains('@') {
         return Err("webhook url must not contain a user name or password".into());
     }

@@ -37,7 +37,7 @@ pub use intake::{
     DONE_DIR, FRESH_SUFFIX, INTAKE_DIR, INTAKE_MARK, Intake, OUTBOX_DIR, SEGMENT_SUFFIX, check_id,
 };
 pub use outbox::{Outbox, SENDER_LOCK, Sender, record_name};
-pub use sending::{Due, Sending};
+pub use sending::{Due, Sending, sender_options};
 pub use store::{CheckReport, DirStore, MAX_RECORD, decode_doc, encode_doc, name};
 
 /// Why a [`Root`] call failed (the `error-code` of the WIT `root`).

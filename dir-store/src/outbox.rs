@@ -332,6 +332,19 @@ struct State {
     /// Segments still being made, and since when they have been seen
     /// unheld.
     unheld_fresh: HashMap<String, Instant>,
+    /// Looks at the outbox completed so far.
+    pass: u64,
+    /// The look in which each pending delivery became known here (those
+    /// known from the start are not in it). One is handed out only after a
+    /// later look has completed: a notification is queued before its event
+    /// is appended, so an earlier one of its session (queued before this
+    /// one's event could be appended) is known by then, wherever it was
+    /// queued, and holds it back.
+    known_in: HashMap<String, u64>,
+    /// The [fingerprint] of the policy this sender dials under.
+    ///
+    /// [fingerprint]: agent_session_core::address::AddressPolicy::fingerprint
+    policy: String,
 }
 
 impl<R: Root> Drop for Sender<R> {
@@ -471,45 +484,28 @@ impl<R: Root> Sender<R> {
             .iter()
             .any(|(n, d)| d.next_attempt_at <= now && !q.in_flight.contains(n));
         if !due_in_memory || q.scanned.is_none_or(|t| t.elapsed() >= RESCAN) {
-            match self.take_in_with(q) {
-                Ok(fresh) => {
-                    for d in fresh {
-                        q.pending.entry(record_name(&d.notification)).or_insert(d);
-                    }
-                }
-                Err(e) => tracing::warn!("taking in queued notifications: {e}"),
+            // What a look finds goes out after the next (see `known_in`),
+            // which is made at once.
+            if self.look(q, now) > 0 {
+                self.look(q, now);
             }
-            let names = self.outbox.list(OUTBOX_DIR, ".json").unwrap_or_else(|e| {
-                tracing::warn!("listing the outbox: {e}");
-                Vec::new()
-            });
-            for name in names {
-                if q.pending.contains_key(&name) {
-                    continue;
-                }
-                match self.outbox.load_pending(&name) {
-                    Ok(Some(mut d)) => {
-                        // New to this sender: another one may have been
-                        // refused by its own address policy.
-                        delivery::take_over(&mut d, now);
-                        q.pending.insert(name, d);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(file = %name, "skipping an unreadable outbox record: {e}")
-                    }
-                }
-            }
-            q.scanned = Some(Instant::now());
         }
         // A session's notifications go out in order: one waits while an
         // earlier one of its session is pending here, in flight or not.
         let hold = HoldBack::new(q.pending.values(), now);
-        let mut free: Vec<(&String, &Delivery)> = q
-            .pending
-            .iter()
-            .filter(|(n, d)| !q.in_flight.contains(*n) && !hold.holds(d))
-            .collect();
+        let pass = q.pass;
+        let mut free: Vec<(&String, &Delivery)> = Vec::new();
+        for (n, d) in &q.pending {
+            if q.in_flight.contains(n) || hold.holds(d) {
+                continue;
+            }
+            if q.known_in.get(n).is_some_and(|&p| p >= pass) {
+                let at = d.next_attempt_at.max(now + RESCAN.as_millis() as u64);
+                claimed.next_due = Some(claimed.next_due.map_or(at, |t| t.min(at)));
+                continue;
+            }
+            free.push((n, d));
+        }
         claimed.waiting = q.pending.len() - q.in_flight.len() - free.len();
         free.sort_by_key(|(n, d)| (d.next_attempt_at, *n));
         let mut due = Vec::new();
@@ -530,6 +526,58 @@ impl<R: Root> Sender<R> {
             claimed.due.push(d);
         }
         claimed
+    }
+
+    /// Read what is new in the outbox (the intake, and records another
+    /// process put back): how many deliveries became known.
+    fn look(&self, q: &mut State, now: u64) -> usize {
+        let before = q.pending.len();
+        let pass = q.pass + 1;
+        match self.take_in_with(q) {
+            Ok(fresh) => {
+                for d in fresh {
+                    let name = record_name(&d.notification);
+                    if !q.pending.contains_key(&name) {
+                        q.known_in.insert(name.clone(), pass);
+                        q.pending.insert(name, d);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("taking in queued notifications: {e}"),
+        }
+        let names = self.outbox.list(OUTBOX_DIR, ".json").unwrap_or_else(|e| {
+            tracing::warn!("listing the outbox: {e}");
+            Vec::new()
+        });
+        for name in names {
+            if q.pending.contains_key(&name) {
+                continue;
+            }
+            match self.outbox.load_pending(&name) {
+                Ok(Some(mut d)) => {
+                    // New to this sender: another policy may have refused
+                    // it, which this one may allow.
+                    delivery::take_over(&mut d, now, &q.policy);
+                    q.known_in.insert(name.clone(), pass);
+                    q.pending.insert(name, d);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(file = %name, "skipping an unreadable outbox record: {e}")
+                }
+            }
+        }
+        q.pass = pass;
+        q.scanned = Some(Instant::now());
+        q.pending.len() - before
+    }
+
+    /// Dial under the policy with this [fingerprint] from now on: a pending
+    /// delivery another policy refused is due at once for it.
+    ///
+    /// [fingerprint]: agent_session_core::address::AddressPolicy::fingerprint
+    pub fn set_policy(&self, fingerprint: &str) {
+        self.state().policy = fingerprint.to_owned();
     }
 
     /// Claim the pending delivery `d` (just put back by
@@ -560,6 +608,7 @@ impl<R: Root> Sender<R> {
         match &saved {
             Ok(()) if d.state != DeliveryState::Pending => {
                 q.pending.remove(&name);
+                q.known_in.remove(&name);
             }
             Ok(()) => {
                 q.pending.insert(name, d.clone());

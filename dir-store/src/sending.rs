@@ -38,6 +38,21 @@ pub struct Due {
     pub next_due: Option<u64>,
 }
 
+/// A sender's options as every host gives them (the WIT
+/// `sender-options`): the policy's exceptions and the retry schedule
+/// (`None`: the core's default), checked.
+pub fn sender_options(
+    allow: &[String],
+    schedule_ms: Option<Vec<u64>>,
+) -> Result<(AddressPolicy, Option<Vec<u64>>), String> {
+    let policy =
+        AddressPolicy::from_rules(allow).map_err(|e| format!("webhook allow rule: {e}"))?;
+    if let Some(s) = &schedule_ms {
+        delivery::check_schedule(s)?;
+    }
+    Ok((policy, schedule_ms))
+}
+
 impl<R: Root> Sending<R> {
     /// Become `outbox`'s sender with `policy` and the retry schedule
     /// `schedule_ms` (the core's default if `None`); `None` while another
@@ -50,6 +65,7 @@ impl<R: Root> Sending<R> {
         let Some(sender) = outbox.sender()? else {
             return Ok(None);
         };
+        sender.set_policy(&policy.fingerprint());
         Ok(Some(Self {
             outbox: Arc::clone(outbox),
             sender,
@@ -62,6 +78,7 @@ impl<R: Root> Sending<R> {
     /// Dial under `policy` and retry on `schedule_ms` (the core's default
     /// if `None`) from now on.
     pub fn configure(&mut self, policy: AddressPolicy, schedule_ms: Option<Vec<u64>>) {
+        self.sender.set_policy(&policy.fingerprint());
         self.policy = policy;
         self.schedule_ms = schedule_ms.unwrap_or_else(|| delivery::DEFAULT_SCHEDULE_MS.to_vec());
     }
@@ -125,6 +142,14 @@ impl<R: Root> Sending<R> {
     ) -> Result<Option<Delivery>, RootError> {
         let Some(d) = self.asked.remove(id) else {
             return Ok(None);
+        };
+        // A refusal is this sender's policy's.
+        let answer = match answer {
+            Answer::Refused { reason, .. } => &Answer::Refused {
+                reason: reason.clone(),
+                policy: Some(self.policy.fingerprint()),
+            },
+            other => other,
         };
         let d = engine.record_answer(d, at, duration_ms, answer, &self.schedule_ms);
         self.sender.save(&d)?;

@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_session_core::Delivery;
-use agent_session_core::address::AddressPolicy;
 use agent_session_core::delivery::Answer;
 use agent_session_core::memory::{MemoryOutbox, MemoryStore};
 use agent_session_core::{
     Engine, Environment, Learning, SessionError, SessionFilter, StartOptions, ToolCall,
     WebhookConfig,
 };
-use agent_session_dir_store::{Outbox, Sending};
+use agent_session_dir_store::{Outbox, Sending, sender_options};
 use agent_session_host::root::DirRoot;
 use agent_session_host::{CacheDir, Error as HostError, SessionHost};
 use serde::de::DeserializeOwned;
@@ -209,13 +208,13 @@ impl NativeSender {
         Some((|| match op {
             "start-sending" => {
                 let o: SenderOptions = arg(a, 0)?;
-                let policy = AddressPolicy::from_rules(&o.allow)
-                    .map_err(|e| SessionError::InvalidInput(format!("webhook allow rule: {e}")))?;
+                let (policy, schedule_ms) =
+                    sender_options(&o.allow, o.schedule_ms).map_err(SessionError::InvalidInput)?;
                 if let Some(s) = slot.as_mut() {
-                    s.configure(policy, o.schedule_ms);
+                    s.configure(policy, schedule_ms);
                     return out(true);
                 }
-                *slot = Sending::start(&self.outbox, policy, o.schedule_ms).map_err(broken)?;
+                *slot = Sending::start(&self.outbox, policy, schedule_ms).map_err(broken)?;
                 out(slot.is_some())
             }
             "claim-due" => {
@@ -240,9 +239,10 @@ impl NativeSender {
                             .map_err(|e| Failure::Broken(e.to_string()))?,
                         retry_after: v["retry_after"].as_str().map(str::to_owned),
                     },
-                    Some((k, Value::String(r))) if k == "refused" => {
-                        Answer::Refused { reason: r.clone() }
-                    }
+                    Some((k, Value::String(r))) if k == "refused" => Answer::Refused {
+                        reason: r.clone(),
+                        policy: None,
+                    },
                     Some((k, Value::String(e))) if k == "failed" => {
                         Answer::Failed { error: e.clone() }
                     }

@@ -48,7 +48,7 @@ fn senders_claim_each_delivery_once_and_take_over_expired_claims() {
     let lease = Duration::from_secs(60);
     let claimed: Vec<Vec<String>> = (0..4)
         .map(|_| {
-            let claims = outbox(&url).sender(lease).unwrap().unwrap();
+            let claims = outbox(&url).sender(lease, "").unwrap().unwrap();
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
@@ -77,12 +77,12 @@ fn senders_claim_each_delivery_once_and_take_over_expired_claims() {
     queue.enqueue(&note("msg_lease", 1000)).unwrap();
     let dying = queue
         .clone()
-        .sender(Duration::from_secs(10))
+        .sender(Duration::from_secs(10), "")
         .unwrap()
         .unwrap();
     let taken = dying.claim_due(u64::MAX / 2, 10).unwrap();
     assert_eq!(taken.due.len(), 1);
-    let other = outbox(&url2).sender(lease).unwrap().unwrap();
+    let other = outbox(&url2).sender(lease, "").unwrap().unwrap();
     let early = other.claim_due(u64::MAX / 2, 10).unwrap();
     assert!(early.due.is_empty(), "a live claim is not taken over");
     assert_eq!(early.waiting, 1, "it is counted as waiting");
@@ -299,7 +299,7 @@ fn a_sessions_deliveries_are_claimed_in_order_and_a_refusal_waits_for_another_se
     queue.enqueue(&of("s1", "msg_a1", 1)).unwrap();
     queue.enqueue(&of("s2", "msg_b0", 0)).unwrap();
     let lease = Duration::from_secs(60);
-    let claims = queue.clone().sender(lease).unwrap().unwrap();
+    let claims = queue.clone().sender(lease, "").unwrap().unwrap();
     let ids = |c: agent_session_core::Claimed| {
         let mut ids: Vec<String> = c.due.iter().map(|d| d.id().to_owned()).collect();
         ids.sort();
@@ -317,6 +317,7 @@ fn a_sessions_deliveries_are_claimed_in_order_and_a_refusal_waits_for_another_se
         status: None,
         error: Some("refused: loopback".into()),
         refused: true,
+        policy: Some(String::new()),
     });
     a0.next_attempt_at = now + 3_600_000;
     claims.save(&a0).unwrap();
@@ -324,10 +325,26 @@ fn a_sessions_deliveries_are_claimed_in_order_and_a_refusal_waits_for_another_se
         claims.claim_due(now, 10).unwrap().due.is_empty(),
         "a1 still held"
     );
-    // Held back longer than the hold-back: a1 goes on its own.
-    let later = 1000 + HOLD_BACK_MS + 1;
+    // Held back longer than the hold-back since a0's first attempt: a1
+    // goes on its own.
+    assert!(
+        claims
+            .claim_due(now + HOLD_BACK_MS - 1, 10)
+            .unwrap()
+            .due
+            .is_empty()
+    );
+    let later = now + HOLD_BACK_MS;
     assert_eq!(ids(claims.claim_due(later, 10).unwrap()), ["msg_a1"]);
-    // Another sender (allowed to dial, say) takes the refused one at once.
-    let other = queue.clone().sender(lease).unwrap().unwrap();
+    // A sender restarted with the same policy waits its turn; one with
+    // another (allowed to dial, say) takes the refused one at once.
+    let same = queue.clone().sender(lease, "").unwrap().unwrap();
+    assert!(same.claim_due(later, 10).unwrap().due.is_empty());
+    drop(same);
+    let other = queue
+        .clone()
+        .sender(lease, "127.0.0.1/32")
+        .unwrap()
+        .unwrap();
     assert_eq!(ids(other.claim_due(later, 10).unwrap()), ["msg_a0"]);
 }

@@ -5,10 +5,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agent_session_core::address::AddressPolicy;
 use agent_session_core::delivery::Answer;
 use agent_session_core::{Delivery, DeliveryState};
-use agent_session_dir_store::{Outbox, Sending};
+use agent_session_dir_store::{Outbox, Sending, sender_options};
 
 use crate::exports::agent::session::delivery::{self as wit, Guest};
 use crate::{HostRoot, engine, opened};
@@ -72,14 +71,14 @@ fn shown(d: &Delivery) -> wit::Delivery {
 
 impl Guest for crate::Component {
     fn start_sending(options: wit::SenderOptions) -> R<bool> {
-        let policy = AddressPolicy::from_rules(&options.allow)
-            .map_err(|e| wit::SessionError::InvalidInput(format!("webhook allow rule: {e}")))?;
+        let (policy, schedule_ms) = sender_options(&options.allow, options.schedule_ms)
+            .map_err(wit::SessionError::InvalidInput)?;
         let mut slot = sending();
         if let Some(s) = slot.as_mut() {
-            s.configure(policy, options.schedule_ms);
+            s.configure(policy, schedule_ms);
             return Ok(true);
         }
-        let started = Sending::start(&outbox()?, policy, options.schedule_ms)
+        let started = Sending::start(&outbox()?, policy, schedule_ms)
             .map_err(|e| storage("taking the sender lock", e))?;
         let sending = started.is_some();
         *slot = started;
@@ -131,7 +130,11 @@ impl Guest for crate::Component {
                 status: r.status,
                 retry_after: r.retry_after,
             },
-            wit::Answer::Refused(reason) => Answer::Refused { reason },
+            // The refusing policy is this sender's (recorded by `Sending`).
+            wit::Answer::Refused(reason) => Answer::Refused {
+                reason,
+                policy: None,
+            },
             wit::Answer::Failed(error) => Answer::Failed { error },
         };
         match s.record_answer(&engine(), &id, at, duration_ms, &answer) {

@@ -42,13 +42,16 @@ impl FsOutbox {
 }
 
 impl Outbox for FsOutbox {
-    fn sender(self: Arc<Self>, _lease: Duration) -> io::Result<Option<Arc<dyn Claims>>> {
+    fn sender(
+        self: Arc<Self>,
+        _lease: Duration,
+        policy: &str,
+    ) -> io::Result<Option<Arc<dyn Claims>>> {
         // No lease: a sender's claims end with its lock, that is, with it.
-        Ok(self
-            .outbox
-            .sender()
-            .map_err(to_io)?
-            .map(|sender| Arc::new(FsClaims(sender)) as Arc<dyn Claims>))
+        Ok(self.outbox.sender().map_err(to_io)?.map(|sender| {
+            sender.set_policy(policy);
+            Arc::new(FsClaims(sender)) as Arc<dyn Claims>
+        }))
     }
 
     fn writer_alive(&self, segment: &str) -> io::Result<bool> {

@@ -26,11 +26,17 @@ pub use pg::PgOutbox;
 
 /// An outbox the webhook sender can deliver from.
 pub trait Outbox: Notifier + Send + Sync + 'static {
-    /// Start delivering: the claims of one sender, or `None` while another
-    /// sender has this outbox to itself. A claim that is not recorded
-    /// within `lease` (its sender died) may be taken over by another
-    /// sender, where the outbox lets several run.
-    fn sender(self: Arc<Self>, lease: Duration) -> io::Result<Option<Arc<dyn Claims>>>;
+    /// Start delivering: the claims of one sender, whose address policy
+    /// has the fingerprint `policy` (a pending delivery another policy
+    /// refused is due at once for it), or `None` while another sender has
+    /// this outbox to itself. A claim that is not recorded within `lease`
+    /// (its sender died) may be taken over by another sender, where the
+    /// outbox lets several run.
+    fn sender(
+        self: Arc<Self>,
+        lease: Duration,
+        policy: &str,
+    ) -> io::Result<Option<Arc<dyn Claims>>>;
 
     /// Whether the writer that queued a delivery (its [`Delivery::writer`])
     /// may still append the event it announces.

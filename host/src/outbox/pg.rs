@@ -162,7 +162,11 @@ impl Notifier for PgOutbox {
 }
 
 impl Outbox for PgOutbox {
-    fn sender(self: Arc<Self>, lease: Duration) -> io::Result<Option<Arc<dyn Claims>>> {
+    fn sender(
+        self: Arc<Self>,
+        lease: Duration,
+        policy: &str,
+    ) -> io::Result<Option<Arc<dyn Claims>>> {
         let me = format!(
             "{}-{:016x}",
             std::process::id(),
@@ -174,6 +178,7 @@ impl Outbox for PgOutbox {
             lease_secs: lease.as_secs_f64(),
             unsaved: Mutex::new(HashMap::new()),
             taken_over: AtomicBool::new(false),
+            policy: policy.to_owned(),
         })))
     }
 
@@ -297,20 +302,23 @@ struct PgClaims {
     /// refused due (at its first look: claims are made off the async
     /// threads, and so is this).
     taken_over: AtomicBool,
+    /// The fingerprint of this sender's address policy.
+    policy: String,
 }
 
 impl Claims for PgClaims {
     fn claim_due(&self, now: u64, limit: usize) -> io::Result<Claimed> {
         let mut db = self.outbox.db()?;
         if !self.taken_over.load(Ordering::Relaxed) {
-            // A delivery another sender's address policy refused is due at
-            // once for this one, which may be allowed to dial it (the
-            // core's `delivery::take_over`, in SQL).
+            // A delivery another address policy refused is due at once
+            // for this sender, which may be allowed to dial it (the core's
+            // `delivery::take_over`, in SQL).
             db.execute(
                 "UPDATE agent_session_outbox SET next_attempt_at = $1
                  WHERE state = 'pending' AND next_attempt_at > $1
-                   AND (record::jsonb #>> '{attempts,-1,refused}') = 'true'",
-                &[&signed(now)],
+                   AND (record::jsonb #>> '{attempts,-1,refused}') = 'true'
+                   AND (record::jsonb #>> '{attempts,-1,policy}') IS DISTINCT FROM $2",
+                &[&signed(now), &self.policy],
             )
             .map_err(err)?;
             self.taken_over.store(true, Ordering::Relaxed);
@@ -378,14 +386,16 @@ impl Claims for PgClaims {
                              AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
                              AND id <> ALL($5)
                              -- In the order of the session's events: not
-                             -- while an earlier one of it is pending, and
-                             -- raised less than the hold-back ago
-                             -- (the core's `delivery::HoldBack`).
+                             -- while an earlier one of it is pending, not
+                             -- attempted yet or first attempted less than
+                             -- the hold-back ago (the core's
+                             -- `delivery::HoldBack`).
                              AND NOT EXISTS (
                                  SELECT 1 FROM agent_session_outbox e
                                  WHERE e.state = 'pending' AND c.session_id <> ''
                                    AND e.session_id = c.session_id AND e.seq < c.seq
-                                   AND e.raised > $1 - $6)
+                                   AND COALESCE((e.record::jsonb #>> '{attempts,0,at}')::bigint, $1)
+                                       > $1 - $6)
                            ORDER BY next_attempt_at, id
                            LIMIT $2
                            FOR UPDATE OF c SKIP LOCKED) due

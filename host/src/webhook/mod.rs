@@ -66,11 +66,15 @@ impl Default for DeliveryConfig {
 
 /// Parse a retry schedule such as `5s,5m,30m,2h` (units `ms`, `s`, `m`, `h`).
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
-    text.split(',')
+    let schedule: Vec<Duration> = text
+        .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(parse_duration)
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let ms: Vec<u64> = schedule.iter().map(|d| d.as_millis() as u64).collect();
+    delivery::check_schedule(&ms)?;
+    Ok(schedule)
 }
 
 /// Parse one duration such as `500ms`, `15s`, `5m` or `2h`.
@@ -131,6 +135,8 @@ struct Inner {
     config: DeliveryConfig,
     /// `config.schedule` in the core's unit.
     schedule_ms: Vec<u64>,
+    /// `config.policy`'s fingerprint.
+    policy_id: String,
 }
 
 impl Sender {
@@ -158,6 +164,7 @@ impl Sender {
             .iter()
             .map(|d| d.as_millis() as u64)
             .collect();
+        let policy_id = config.policy.fingerprint();
         Ok(Self {
             inner: Arc::new(Inner {
                 host,
@@ -165,6 +172,7 @@ impl Sender {
                 client,
                 config,
                 schedule_ms,
+                policy_id,
             }),
         })
     }
@@ -179,7 +187,7 @@ impl Sender {
     fn claims(&self) -> anyhow::Result<Option<Arc<dyn Claims>>> {
         let outbox = self.inner.outbox.clone();
         outbox
-            .sender(self.inner.config.lease)
+            .sender(self.inner.config.lease, &self.inner.policy_id)
             .context("opening the outbox for delivery")
     }
 
@@ -235,6 +243,7 @@ impl Sender {
             self.inner.config.lease,
             id.to_owned(),
         );
+        let policy_id = self.inner.policy_id.clone();
         // Outboxes block (files, a database client that must not run on
         // the async threads).
         let (d, claimed) = blocking(move || {
@@ -251,7 +260,7 @@ impl Sender {
             let d = outbox.requeue(&d, now_ms())?;
             // Another sender (running, or holding the outbox) will pick it
             // up if this one cannot claim it.
-            let claimed = match outbox.sender(lease)? {
+            let claimed = match outbox.sender(lease, &policy_id)? {
                 Some(claims) => claims.claim(&d)?.map(|d| (claims, d)),
                 None => None,
             };
@@ -547,6 +556,7 @@ impl Sender {
             },
             Err(SendError::Refused(r)) => Answer::Refused {
                 reason: r.to_string(),
+                policy: Some(self.inner.policy_id.clone()),
             },
             Err(SendError::Other(error)) => Answer::Failed { error },
         };

@@ -16,6 +16,7 @@
 import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 
 import { SessionError } from './error.js';
 
@@ -55,11 +56,17 @@ export function send(request, { timeoutMs, checkAddress, agents = null }) {
       dns.lookup(hostname, { all: true, family: options?.family ?? 0, hints: options?.hints }, (err, found) => {
         if (err) return callback(err);
         let refused = null;
-        const allowed = found.filter(({ address }) => {
-          const why = checkAddress(hostname, address);
-          if (why !== null) refused ??= why;
-          return why === null;
-        });
+        let allowed;
+        try {
+          allowed = found.filter(({ address }) => {
+            const why = checkAddress(hostname, address);
+            if (why !== null) refused ??= why;
+            return why === null;
+          });
+        } catch (e) {
+          // Never thrown out of a DNS callback (that would end the process).
+          return callback(new Refused(`the address policy could not be asked: ${e.message}`));
+        }
         if (allowed.length === 0) {
           return callback(refused ? new Refused(refused) : new Error(`${hostname} resolves to no address`));
         }
@@ -67,6 +74,22 @@ export function send(request, { timeoutMs, checkAddress, agents = null }) {
         else callback(null, allowed[0].address, allowed[0].family);
       });
     };
+    // An IP literal is dialled without a lookup: checked here. (The
+    // component refused special literals before handing the request out,
+    // reading the URL as its own parser does; this reads it as Node does.)
+    const literal = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(literal)) {
+      let why;
+      try {
+        why = checkAddress(literal, literal);
+      } catch (e) {
+        why = `the address policy could not be asked: ${e.message}`;
+      }
+      if (why !== null) {
+        resolve(done({ tag: 'refused', val: why }));
+        return;
+      }
+    }
     const headers = Object.fromEntries(request.headers);
     headers['user-agent'] = `agent-session/${VERSION}`;
     headers['content-length'] = Buffer.byteLength(request.body);
@@ -129,6 +152,8 @@ export class Deliverer {
   #lastLook = 0;
   /** @type {(() => void) | null} */
   #idle = null;
+  /** @type {Promise<void> | null} */
+  #stopping = null;
   /** Kept-alive connections, one pool per scheme, made on first use (the
    * pool's `lookup` is the policy's, so every connection dialled is
    * checked). */
@@ -151,13 +176,24 @@ export class Deliverer {
    */
   constructor(api, options = {}) {
     this.#api = api;
+    // Timers hold at most 2^31 - 1 ms (longer ones fire at once).
+    const bounded = (v, name, min, max) => {
+      if (!(Number.isInteger(v) && v >= min && v <= max)) {
+        throw new TypeError(`webhooks.${name} must be a whole number from ${min} to ${max}, not ${v}`);
+      }
+      return v;
+    };
+    const schedule = options.retryScheduleMs;
+    if (schedule !== undefined && !(Array.isArray(schedule) && schedule.every((v) => Number.isInteger(v) && v >= 0))) {
+      throw new TypeError('webhooks.retryScheduleMs must be a list of whole numbers of milliseconds');
+    }
     this.#options = {
       allow: options.allow ?? [],
       // Undefined: the component's default schedule.
-      retryScheduleMs: options.retryScheduleMs,
-      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-      concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
-      pollMs: options.pollMs ?? DEFAULT_POLL_MS,
+      retryScheduleMs: schedule,
+      timeoutMs: bounded(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs', 1, 2 ** 31 - 1),
+      concurrency: bounded(options.concurrency ?? DEFAULT_CONCURRENCY, 'concurrency', 1, 1024),
+      pollMs: bounded(options.pollMs ?? DEFAULT_POLL_MS, 'pollMs', 1, 2 ** 31 - 1),
     };
   }
 
@@ -233,8 +269,9 @@ export class Deliverer {
         const d = this.#api.recordAnswer(request.id, at, durationMs, answer);
         if (report) count(report, d);
       } catch (e) {
-        // Handed out again by the claims, to be attempted when due.
-        process.emitWarning(`agent-session: recording delivery ${request.id}: ${e.message}`);
+        // Handed out again by the claims, to be attempted when due (after
+        // `close`, by the next sender: expected, not worth a warning).
+        if (!this.#stopped) process.emitWarning(`agent-session: recording delivery ${request.id}: ${e.message}`);
       }
       this.#inFlight.delete(p);
       // The next of its session may go now; looked for a few at a time
@@ -277,13 +314,26 @@ export class Deliverer {
 
   /** Stop: no new looks; the attempts in flight are finished and recorded
    * first, then the root's sender lock is released. */
-  async stop() {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = null;
-    if (this.#inFlight.size > 0) await new Promise((resolve) => (this.#idle = resolve));
-    if (this.#sending) this.#api.stopSending();
+  stop() {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      clearTimeout(this.#timer);
+      this.#timer = null;
+      if (this.#inFlight.size > 0) await new Promise((resolve) => (this.#idle = resolve));
+      try {
+        if (this.#sending) this.#api.stopSending();
+      } catch (e) {
+        process.emitWarning(`agent-session: stopping the webhook sender: ${e.message}`);
+      }
+      this.#sending = false;
+      for (const pool of Object.values(this.#pools)) pool.destroy();
+    })();
+    return this.#stopping;
+  }
+
+  /** The component instance was dropped (a trap), and the sender lock
+   * with it: taken again at the next look. */
+  reset() {
     this.#sending = false;
-    for (const pool of Object.values(this.#pools)) pool.destroy();
   }
 }

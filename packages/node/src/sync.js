@@ -74,8 +74,9 @@ export async function openSessionsSync({ dir, component, webhookAllow = [], lock
     throw e;
   }
   if (sending) {
-    const deliverer = new Deliverer(sessions[SENDING], sending);
+    let deliverer;
     try {
+      deliverer = new Deliverer(sessions[SENDING], sending);
       // Now, so that a bad allow rule fails the opening (while another
       // process is the sender, this one waits its turn).
       deliverer.acquire();
@@ -95,11 +96,12 @@ function senderOptions(webhooks, webhookAllow) {
   const w = a.record(webhooks, 'openSessions: webhooks');
   if (!a.bool(w.deliver ?? false, 'openSessions: webhooks.deliver')) return null;
   const ms = (v, where) => (v === undefined ? undefined : Number(a.u32(v, where)));
+  // The sender checks the ranges (deliver.js), for its command too.
   return {
     allow: w.allow === undefined ? webhookAllow : a.strings(w.allow, 'openSessions: webhooks.allow'),
     retryScheduleMs: w.retryScheduleMs?.map((v, i) => ms(v, `openSessions: webhooks.retryScheduleMs[${i}]`)),
     timeoutMs: ms(w.timeoutMs, 'openSessions: webhooks.timeoutMs'),
-    concurrency: ms(w.concurrency, 'openSessions: webhooks.concurrency') || undefined,
+    concurrency: ms(w.concurrency, 'openSessions: webhooks.concurrency'),
     pollMs: ms(w.pollMs, 'openSessions: webhooks.pollMs'),
   };
 }
@@ -239,6 +241,8 @@ export class SyncSessions {
   /** The instance, reused across calls (the component keeps nothing
    * between calls); dropped after a trap. */
   #exports = null;
+  /** `close` was called: the sender's functions refuse. */
+  #closed = false;
   #root;
   #webhookAllow;
 
@@ -264,6 +268,9 @@ export class SyncSessions {
       // locks this one held are released.
       this.#exports = null;
       this.#root.releaseLocks();
+      // The sender lock went with them: this process's sender takes it
+      // again (what it had in flight is sent again, at least once).
+      this[DELIVERER]?.reset();
       throw e;
     }
   }
@@ -658,7 +665,12 @@ export class SyncSessions {
 
   /** The component's `delivery` functions, for deliver.js. @internal */
   get [SENDING]() {
-    const call = (name, ...args) => this.#call(name, ...args);
+    const call = (name, ...args) => {
+      // After `close`, not a new instance: what the sender had in flight
+      // is sent again by the next sender.
+      if (this.#closed) throw new SessionError('invalid-input', 'the sessions were closed');
+      return this.#call(name, ...args);
+    };
     return {
       startSending: ({ scheduleMs, allow }) =>
         // jco takes a list<u64> as a BigUint64Array.
@@ -674,6 +686,7 @@ export class SyncSessions {
       },
       // The policy's reason, or null if `address` may be dialled.
       checkAddress: (host, address) => {
+        if (this.#closed || !this.#exports) return 'the sender stopped before dialling';
         try {
           this.#exports.checkAddress(host, address);
           return null;
@@ -684,7 +697,7 @@ export class SyncSessions {
       },
       recordAnswer: (id, at, durationMs, answer) =>
         delivery(call('recordAnswer', id, BigInt(at), BigInt(durationMs), answer)),
-      stopSending: () => this.#exports && call('stopSending'),
+      stopSending: () => this.#exports && !this.#closed && call('stopSending'),
     };
   }
 
@@ -693,6 +706,7 @@ export class SyncSessions {
    * new one. A webhook sender running here stops (see `stopDelivering`). */
   close() {
     this[DELIVERER]?.stop();
+    this.#closed = true;
     this.#exports = null;
     this.#root.releaseLocks();
   }

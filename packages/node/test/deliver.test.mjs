@@ -138,6 +138,26 @@ test('a name that resolves to loopback is refused without a connection, and wait
   await rx.close();
 });
 
+test('what Node reads as a loopback literal is never dialled', async () => {
+  const rx = await receiver();
+  const dir = tempDir();
+  const s = await openSessionsSync({ dir, webhookAllow: ['127.0.0.1'], webhooks: { deliver: true, allow: [] } });
+  // Forms a WHATWG parser decodes to 127.0.0.1: refused when set...
+  for (const host of ['%31%32%37.0.0.1', '127.0.0.1%2e', '\uff11\uff12\uff17.\uff10.\uff10.\uff11', '127\u30020\u30020\u30021']) {
+    assert.throws(() => s.setWebhook({ url: `http://${host}:${rx.port}/x`, secret: SECRET }), /webhook url/, host);
+  }
+  // ...and a backslash ends the host, as Node reads it: a loopback literal.
+  s.setWebhook({ url: `http://127.0.0.1:${rx.port}\\hook`, secret: SECRET });
+  s.start({ task: 'disguised' });
+  await until(() => s.deliveries()[0]?.attempts.length === 1, 'the refusal');
+  assert.equal(s.deliveries()[0].attempts[0].refused, true);
+  assert.equal(rx.connections(), 0);
+  const stopping = s.stopDelivering();
+  s.close();
+  await stopping; // a second stop (close's) does not hang the first
+  await rx.close();
+});
+
 test('one sender per directory: the second waits its turn', async () => {
   const rx = await receiver();
   const dir = tempDir();
@@ -162,6 +182,10 @@ test('bad sender options are refused where they are given', async () => {
   await assert.rejects(openSessionsSync({ dir, webhooks: { deliver: true, timeoutMs: -1 } }), /timeoutMs/);
   await assert.rejects(openSessionsSync({ dir, webhooks: 'yes' }), /webhooks/);
   await assert.rejects(openSessions({ dir, webhooks: { deliver: true, allow: ['not a rule/99'] } }), /allow rule/);
+  await assert.rejects(openSessionsSync({ dir, webhooks: { deliver: true, concurrency: 0 } }), /concurrency/);
+  await assert.rejects(openSessionsSync({ dir, webhooks: { deliver: true, pollMs: 2 ** 31 } }), /pollMs/);
+  // Longer than 30 days between two retries: the component refuses it.
+  await assert.rejects(openSessionsSync({ dir, webhooks: { deliver: true, retryScheduleMs: [31 * 86_400_000] } }), /30 days/);
   const s = await openSessionsSync({ dir, webhooks: { deliver: false } });
   assert.deepEqual(s.deliveries(), []);
   s.close();
