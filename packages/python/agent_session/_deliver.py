@@ -11,15 +11,21 @@ means; this module only makes the HTTP requests and reports what came back
   addresses the component's ``check-address`` allows, so the address
   actually dialled is the one checked (a name resolving to loopback is
   refused; so is one that resolves differently on a second look);
-- a deadline from the start of the request to the response head.
+- a deadline from the start of the request to the response head;
+- connections kept alive for the next request to the same endpoint (the
+  policy was applied when each was dialled; see ``Connections``).
 """
 
 from __future__ import annotations
 
 import atexit
+import heapq
 import http.client
+import itertools
 import logging
 import math
+import os
+import select
 import socket
 import ssl
 import threading
@@ -111,38 +117,47 @@ class _Refusal(Exception):
 class _Deadline:
     """The time allowed for a request. A socket timeout bounds each read,
     not their sum (a receiver sending its head a byte a second would never
-    time out), so a timer shuts the connection down when the time is up;
-    whatever fails after that is a timeout."""
+    time out), so the connection is shut down when the time is up (by the
+    one ``_Watchdog`` thread of the process, not a timer thread per
+    request); whatever fails after that is a timeout."""
 
     def __init__(self, timeout_ms: int) -> None:
-        self._at = time.monotonic() + timeout_ms / 1000
+        self.at = time.monotonic() + timeout_ms / 1000
         self._guard = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self.expired = False
-        self._timer = threading.Timer(timeout_ms / 1000, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self.done = False
+        _watchdog.add(self)
 
     def remaining(self) -> float:
         """Seconds left; raises ``TimeoutError`` when none are."""
-        left = self._at - time.monotonic()
+        left = self.at - time.monotonic()
         if left <= 0 or self.expired:
             raise TimeoutError("the deadline passed")
         return left
 
     def watch(self, sock: socket.socket) -> None:
-        """Shut ``sock`` down when the time is up. A duplicate is kept: it
-        stays usable when TLS takes over the original, and a shutdown
-        through either ends the one connection."""
+        """Shut ``sock`` down when the time is up. The socket stays the
+        caller's, who closes it only after :meth:`unwatch` or
+        :meth:`cancel` (so that the shutdown never meets a descriptor
+        reused meanwhile). A shutdown through a duplicate of the
+        connection's socket ends the one connection, also once TLS has
+        taken over the original or http.client has let go of it while a
+        response is read."""
         with self._guard:
             if self.expired:
                 raise TimeoutError("the deadline passed")
-            if self._sock is not None:
-                self._sock.close()
-            self._sock = sock.dup()
+            self._sock = sock
 
-    def _expire(self) -> None:
+    def unwatch(self) -> None:
+        """Forget the socket watched: it may be closed now."""
         with self._guard:
+            self._sock = None
+
+    def expire(self) -> None:
+        with self._guard:
+            if self.done:
+                return
             self.expired = True
             if self._sock is not None:
                 try:
@@ -150,37 +165,101 @@ class _Deadline:
                 except OSError:
                     pass
 
-    def cancel(self) -> None:
-        self._timer.cancel()
+    def cancel(self) -> bool:
+        """No shutdown from now on; returns whether the time ran out (the
+        connection was shut down then, or is about to fail)."""
         with self._guard:
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            self.done = True
+            self._sock = None
+            return self.expired
+
+
+class _Watchdog:
+    """Expires the deadlines of every request of the process, on one
+    daemon thread started at the first request. Deadlines are kept in a
+    heap by when they expire; a cancelled one is dropped when it comes up."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: List[Tuple[float, int, _Deadline]] = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.at, next(self._seq), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="agent-session-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                # Sooner than the one the thread waits for.
+                self._cond.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._cond:
+                while True:
+                    while heap and heap[0][2].done:
+                        heapq.heappop(heap)
+                    if not heap:
+                        self._cond.wait()
+                        continue
+                    left = heap[0][0] - time.monotonic()
+                    if left <= 0:
+                        due = heapq.heappop(heap)[2]
+                        break
+                    self._cond.wait(left)
+            due.expire()
+
+    def _after_fork(self) -> None:
+        # The thread is not in the child: started again at its first request.
+        self._cond = threading.Condition(threading.Lock())
+        self._heap = []
+        self._thread = None
+
+
+_watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watchdog._after_fork)
 
 
 class _Connection(http.client.HTTPConnection):
     """An HTTP(S) connection that resolves its host itself and dials only
     the addresses ``check_address`` allows, in the order the resolver gave
-    them. ``connected`` tells a failure to connect from a later one."""
+    them. ``connected`` tells a failure to connect from a later one.
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        tls: bool,
-        deadline: _Deadline,
-        check_address: CheckAddress,
-    ) -> None:
-        super().__init__(host, port, timeout=deadline.remaining())
+    It may carry several requests one after the other (see
+    ``Connections``); ``begin`` gives each its deadline, and ``discard``
+    (not http.client's own ``close``, which it calls itself) ends it once
+    no deadline watches it."""
+
+    def __init__(self, host: str, port: int, tls: bool, check_address: CheckAddress) -> None:
+        super().__init__(host, port)
         # The Host header leaves out the scheme's own port.
         self.default_port = 443 if tls else 80
         self._tls = tls
-        self._deadline = deadline
+        self._deadline: Optional[_Deadline] = None
         self._check_address = check_address
+        # A duplicate of the socket dialled, for the deadline to shut down.
+        self._watch: Optional[socket.socket] = None
         self.connected = False
+
+    def begin(self, deadline: _Deadline) -> None:
+        """The next request's deadline, for each read and write and for
+        the connection as a whole."""
+        self._deadline = deadline
+        if self.sock is not None and self._watch is not None:
+            deadline.watch(self._watch)
+            self.sock.settimeout(deadline.remaining())
 
     def connect(self) -> None:
         host = self.host
+        deadline = self._deadline
+        assert deadline is not None, "begin() first"
+        self._drop_watch()
         try:
             found = socket.getaddrinfo(host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
@@ -203,34 +282,174 @@ class _Connection(http.client.HTTPConnection):
         sock: Optional[socket.socket] = None
         for family, kind, proto, address in allowed:
             candidate = socket.socket(family, kind, proto)
+            watch: Optional[socket.socket] = None
             try:
-                candidate.settimeout(self._deadline.remaining())
-                self._deadline.watch(candidate)
+                candidate.settimeout(deadline.remaining())
+                watch = candidate.dup()
+                deadline.watch(watch)
                 candidate.connect(address)
             except TimeoutError:
+                deadline.unwatch()
                 candidate.close()
+                if watch is not None:
+                    watch.close()
                 raise
             except OSError as e:
+                deadline.unwatch()
                 candidate.close()
-                if self._deadline.expired:
+                if watch is not None:
+                    watch.close()
+                if deadline.expired:
                     raise TimeoutError("the deadline passed") from None
                 errors.append(f"{address[0]}: {e.strerror or e}")
                 continue
-            sock = candidate
+            sock, self._watch = candidate, watch
             break
         if sock is None:
             raise OSError("; ".join(errors))
+        # As http.client's own connections: the head and the body go in
+        # two writes, and on a kept-alive connection the second would wait
+        # for the receiver's delayed acknowledgement of the first.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         if self._tls:
             context = ssl.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=host)
         self.sock = sock
         self.connected = True
 
+    def idle(self) -> bool:
+        """Whether a connection kept after a complete response can carry
+        another request: it is open, and nothing has arrived on it since
+        (the receiver closing it shows as something to read)."""
+        sock = self.sock
+        if sock is None:
+            return False
+        try:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return False
+            return not _readable(sock)
+        except (OSError, ValueError):
+            return False
 
-def send(request: Request, timeout_ms: int, check_address: CheckAddress) -> Tuple[int, int, Answer]:
+    def _drop_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            if self._deadline is not None:
+                self._deadline.unwatch()
+            watch.close()
+
+    def discard(self) -> None:
+        """Close the connection for good. (http.client's own ``close``,
+        which it calls itself for a response that ends the connection,
+        leaves the duplicate watched: the response may still be read.)"""
+        try:
+            self.close()
+        finally:
+            self._drop_watch()
+
+
+def _readable(sock: socket.socket) -> bool:
+    if _poll is not None:
+        p = _poll()
+        p.register(sock, select.POLLIN)
+        return bool(p.poll(0))
+    r, _, _ = select.select([sock], [], [], 0)
+    return bool(r)
+
+
+_poll = getattr(select, "poll", None)
+
+Endpoint = Tuple[str, str, int]
+
+
+class Connections:
+    """Kept-alive connections, by endpoint (scheme, host, port), for the
+    next request to the same endpoint. A connection is kept only after a
+    response read to its end and not ``Connection: close``; never after an
+    error or a timeout; it is taken again only if it has been idle for less
+    than ``idle_s`` (2 s, before most servers close theirs: a request on a
+    connection the server just closed fails) and nothing arrived on it
+    meanwhile. The address policy was applied when each was dialled."""
+
+    def __init__(self, most: int = DEFAULT_CONCURRENCY, idle_s: float = 2.0) -> None:
+        self._most = max(1, most)
+        self._idle_s = idle_s
+        self._guard = threading.Lock()
+        self._idle: Dict[Endpoint, List[Tuple[float, _Connection]]] = {}
+        self._closed = False
+
+    def take(self, endpoint: Endpoint) -> Optional[_Connection]:
+        """The most recently used idle connection to ``endpoint``, or None."""
+        stale: List[_Connection] = []
+        taken: Optional[_Connection] = None
+        with self._guard:
+            kept = self._idle.get(endpoint)
+            oldest = time.monotonic() - self._idle_s
+            while kept:
+                since, connection = kept.pop()
+                if since > oldest:
+                    taken = connection
+                    break
+                stale.append(connection)
+            if kept is not None and not kept:
+                del self._idle[endpoint]
+        for connection in stale:
+            connection.discard()
+        if taken is not None and not taken.idle():
+            taken.discard()
+            return self.take(endpoint)
+        return taken
+
+    def give(self, endpoint: Endpoint, connection: _Connection) -> None:
+        """Keep ``connection`` (idle now) for the next request, or close it."""
+        with self._guard:
+            if not self._closed:
+                kept = self._idle.setdefault(endpoint, [])
+                if len(kept) < self._most:
+                    kept.append((time.monotonic(), connection))
+                    return
+        connection.discard()
+
+    def prune(self) -> None:
+        """Close the connections idle for ``idle_s`` or more."""
+        stale: List[_Connection] = []
+        with self._guard:
+            oldest = time.monotonic() - self._idle_s
+            for endpoint in list(self._idle):
+                kept = self._idle[endpoint]
+                fresh = [(since, c) for since, c in kept if since > oldest]
+                stale.extend(c for since, c in kept if since <= oldest)
+                if fresh:
+                    self._idle[endpoint] = fresh
+                else:
+                    del self._idle[endpoint]
+        for connection in stale:
+            connection.discard()
+
+    def close(self) -> None:
+        """Close every idle connection; none is kept from now on."""
+        with self._guard:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for kept in idle.values():
+            for _, connection in kept:
+                connection.discard()
+
+
+def send(
+    request: Request,
+    timeout_ms: int,
+    check_address: CheckAddress,
+    connections: Optional[Connections] = None,
+) -> Tuple[int, int, Answer]:
     """Make one request; never raises. Returns when it started
     (milliseconds since the epoch), how long it took to the response head
-    (or the error), and what it came to."""
+    (or the error), and what it came to. With ``connections``, a kept-alive
+    connection to the endpoint is used if there is one, and the connection
+    is kept after a complete response."""
     at = _now_ms()
     started = time.monotonic()
 
@@ -246,12 +465,16 @@ def send(request: Request, timeout_ms: int, check_address: CheckAddress) -> Tupl
     if url.scheme not in ("http", "https") or not host:
         return at, took(), Failed(f"{request.url} is not an http(s) URL")
     tls = url.scheme == "https"
+    endpoint = (url.scheme, host, port or (443 if tls else 80))
     deadline = _Deadline(timeout_ms)
     connection: Optional[_Connection] = None
+    keep = False
     try:
-        connection = _Connection(
-            host, port or (443 if tls else 80), tls, deadline, check_address
-        )
+        if connections is not None:
+            connection = connections.take(endpoint)
+        if connection is None:
+            connection = _Connection(host, endpoint[2], tls, check_address)
+        connection.begin(deadline)
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         body = request.body.encode()
         connection.putrequest("POST", target, skip_accept_encoding=True)
@@ -267,6 +490,8 @@ def send(request: Request, timeout_ms: int, check_address: CheckAddress) -> Tupl
         # writing it is not cut off mid-write, within the same deadline.
         try:
             response.read(_BODY_READ)
+            # Read to its end, and the receiver keeps the connection open.
+            keep = response.isclosed() and connection.sock is not None
         except Exception:
             pass
         return at, duration, answer
@@ -279,9 +504,14 @@ def send(request: Request, timeout_ms: int, check_address: CheckAddress) -> Tupl
             return at, took(), Failed(f"could not connect: {e}")
         return at, took(), Failed(f"request failed: {e or type(e).__name__}")
     finally:
-        deadline.cancel()
+        # A connection the deadline may have shut down is not kept.
+        if deadline.cancel():
+            keep = False
         if connection is not None:
-            connection.close()
+            if keep and connections is not None:
+                connections.give(endpoint, connection)
+            else:
+                connection.discard()
 
 
 # --- the component's side ---
@@ -423,6 +653,7 @@ class Deliverer:
         self._concurrency = max(1, concurrency)
         self._poll = poll_ms / 1000
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="agent-session-send")
+        self._connections = Connections(self._concurrency)
         self._in_flight: Set["Future[Done]"] = set()
         self._sending = False
         self._cond = threading.Condition()
@@ -489,8 +720,11 @@ class Deliverer:
             if stopping:
                 break
             if finished:
-                # The next notification of their sessions may go now.
-                self._schedule(0)
+                # The next notification of their sessions may go now;
+                # looked for a few at a time while many are in flight (a
+                # look costs something of its own besides its deliveries).
+                busy = len(self._in_flight) > self._concurrency // 2
+                self._schedule(0.002 if busy else 0)
             if time.monotonic() >= self._wake_at:
                 self._look()
         # Stopping: what is in flight is finished and recorded first.
@@ -504,6 +738,9 @@ class Deliverer:
             # A kick from now on asks for another look.
             self._wake_at = math.inf
         next_look = self._poll
+        # Kept-alive connections idle too long are closed (looked at least
+        # every poll).
+        self._connections.prune()
         try:
             if not self.acquire():
                 self._schedule(next_look)
@@ -530,7 +767,9 @@ class Deliverer:
 
     def _attempt(self, request: Request) -> None:
         def make() -> Done:
-            at, duration_ms, answer = send(request, self._timeout_ms, self._calls.check_address)
+            at, duration_ms, answer = send(
+                request, self._timeout_ms, self._calls.check_address, self._connections
+            )
             return request, at, duration_ms, answer
 
         try:
@@ -577,6 +816,11 @@ class Deliverer:
         report = empty_report()
         # What falls due after the pass began (a retry) waits for the next.
         due_by = _now_ms()
+        # The calls into the component, one at a time, are what limits a
+        # pass. So the next claim waits until a few slots are free (a claim
+        # costs something of its own besides its deliveries), unless there
+        # is nothing to record meanwhile.
+        batch = max(1, self._concurrency // 4)
         while True:
             room = self._concurrency - len(self._in_flight)
             if room > 0:
@@ -587,10 +831,20 @@ class Deliverer:
                     self._attempt(request)
             if not self._in_flight:
                 break
-            # A finished attempt may let the next of its session go.
-            done, _ = wait(self._in_flight, return_when=FIRST_COMPLETED)
-            for f in done:
-                self._record(f, report)
+            # Recorded as they finish: a finished attempt may let the next
+            # of its session go.
+            recorded = 0
+            while self._in_flight:
+                done = next((f for f in self._in_flight if f.done()), None)
+                if done is not None:
+                    self._record(done, report)
+                    recorded += 1
+                    if len(self._in_flight) <= self._concurrency - batch:
+                        break
+                elif recorded:
+                    break
+                else:
+                    wait(self._in_flight, return_when=FIRST_COMPLETED)
         left = self._calls.claim_due(due_by, 0)
         report["pending"] = left.waiting
         # RFC 3339, as every host's `deliver --once` says it.
@@ -634,5 +888,6 @@ class Deliverer:
         finally:
             self._sending = False
             self._pool.shutdown(wait=False)
+            self._connections.close()
             # The sender lock goes with the instance in any case.
             self._calls.close()

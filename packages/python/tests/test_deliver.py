@@ -31,7 +31,7 @@ from agent_session import (
     open_sessions,
     open_sessions_async,
 )
-from agent_session._deliver import Failed, Refused, Request, Response, send
+from agent_session._deliver import Connections, Failed, Refused, Request, Response, send
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -66,9 +66,11 @@ class Received:
 
 
 class Receiver:
-    """An HTTP server on 127.0.0.1 recording every POST."""
+    """An HTTP server on 127.0.0.1 recording every POST. HTTP/1.0 (a
+    connection per request) unless ``keep_alive``: then HTTP/1.1, a
+    connection closed by the receiver after ``idle_s`` without a request."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, keep_alive: bool = False, idle_s: float = 10.0) -> None:
         self.requests: List[Received] = []
         self.connections = 0
         self._lock = threading.Lock()
@@ -76,6 +78,9 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            timeout = idle_s
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver._lock:
@@ -136,11 +141,11 @@ def until(ok: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
 
 
 @pytest.fixture
-def receivers() -> Iterator[Callable[[Reply], Receiver]]:
+def receivers() -> Iterator[Callable[..., Receiver]]:
     made: List[Receiver] = []
 
-    def make(reply: Reply) -> Receiver:
-        r = Receiver(reply)
+    def make(reply: Reply, **options: Any) -> Receiver:
+        r = Receiver(reply, **options)
         made.append(r)
         return r
 
@@ -507,6 +512,82 @@ def test_send_times_out_on_a_head_sent_a_byte_at_a_time() -> None:
         stop.set()
         t.join(5)
         listener.close()
+
+
+def test_send_keeps_a_connection_for_the_next_request_checked_when_dialled(
+    receivers: Callable[..., Receiver],
+) -> None:
+    rx = receivers(status(200), keep_alive=True)
+    asked: List[str] = []
+
+    def check(_host: str, address: str) -> Optional[str]:
+        asked.append(address)
+        return None
+
+    kept = Connections()
+    try:
+        for _ in range(3):
+            _, _, answer = send(request(rx.url()), 5000, check, kept)
+            assert answer == Response(200, None)
+    finally:
+        kept.close()
+    assert rx.connections == 1
+    assert asked == ["127.0.0.1"]
+    assert len(rx.requests) == 3
+
+
+def test_send_keeps_no_connection_the_receiver_ends(
+    receivers: Callable[..., Receiver],
+) -> None:
+    # HTTP/1.0: the receiver closes the connection after its answer.
+    rx = receivers(status(200))
+    kept = Connections()
+    try:
+        for _ in range(2):
+            _, _, answer = send(request(rx.url()), 5000, anything, kept)
+            assert answer == Response(200, None)
+    finally:
+        kept.close()
+    assert rx.connections == 2
+
+
+def test_send_dials_again_when_a_kept_connection_was_closed_or_idled(
+    receivers: Callable[..., Receiver],
+) -> None:
+    # The receiver closes a connection idle for 0.2 s: seen before it is
+    # used, so the request goes on a new one.
+    rx = receivers(status(200), keep_alive=True, idle_s=0.2)
+    kept = Connections()
+    try:
+        assert send(request(rx.url()), 5000, anything, kept)[2] == Response(200, None)
+        time.sleep(0.6)
+        assert send(request(rx.url()), 5000, anything, kept)[2] == Response(200, None)
+        assert rx.connections == 2
+    finally:
+        kept.close()
+    # One idle for longer than the pool keeps them is not used either.
+    rx = receivers(status(200), keep_alive=True)
+    kept = Connections(idle_s=0.1)
+    try:
+        assert send(request(rx.url()), 5000, anything, kept)[2] == Response(200, None)
+        time.sleep(0.2)
+        assert send(request(rx.url()), 5000, anything, kept)[2] == Response(200, None)
+        assert rx.connections == 2
+    finally:
+        kept.close()
+
+
+def test_send_keeps_no_connection_after_a_timeout(receivers: Callable[..., Receiver]) -> None:
+    rx = receivers(lambda n: HANG if n == 0 else (200, {}), keep_alive=True)
+    kept = Connections()
+    try:
+        _, _, answer = send(request(rx.url()), 300, anything, kept)
+        assert isinstance(answer, Failed) and "timed out after 300 ms" in answer.error
+        _, _, answer = send(request(rx.url()), 5000, anything, kept)
+        assert answer == Response(200, None)
+    finally:
+        kept.close()
+    assert rx.connections == 2
 
 
 def test_send_refuses_what_is_not_an_http_url() -> None:
