@@ -140,14 +140,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     // listens from the start so that no other test can take its port.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rx = rt.block_on(Receiver::start(|_| Reply::Status(200)));
-    host_at(root)
-        .set_webhook(&agent_session_core::WebhookConfig {
-            url: rx.url(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            event_kinds: vec![],
-            enabled: true,
-        })
-        .unwrap();
+    crate::senders::hook(&host_at(root), &rx.url(), &[]);
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let rounds = 200;
     for round in 0..rounds {
@@ -444,14 +437,7 @@ fn rust_node_and_python_writers_killed_at_random_lose_nothing() {
     // the rest, and each arrives once (see `assert_notified_once`).
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rx = rt.block_on(Receiver::start(|_| Reply::Status(200)));
-    host_at(&root)
-        .set_webhook(&agent_session_core::WebhookConfig {
-            url: rx.url(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            event_kinds: vec![],
-            enabled: true,
-        })
-        .unwrap();
+    crate::senders::hook(&host_at(&root), &rx.url(), &[]);
     // The sessions every writer picks up (the newest resumable ones).
     let mut acked = run_load(
         &root,

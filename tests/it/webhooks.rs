@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use agent_session_core::{StartOptions, WebhookConfig};
 use agent_session_host::webhook::{AddressPolicy, DeliveryConfig, EndpointError, Sender};
-use agent_session_host::{Delivery, DeliveryState, FsOutbox, Outbox as _, SessionHost};
+use agent_session_host::{DeliveryState, FsOutbox, Outbox as _, SessionHost};
 
 use crate::common::{cli, cli_json, host_at};
 use crate::receiver::{Receiver, Reply};
+use crate::senders::{hook, settled};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -33,16 +34,6 @@ fn sender(root: &Path, host: &SessionHost, config: DeliveryConfig) -> Sender {
     Sender::new(host.clone(), outbox, config).unwrap()
 }
 
-fn hook(host: &SessionHost, url: &str, kinds: &[&str]) {
-    host.set_webhook(&WebhookConfig {
-        url: url.into(),
-        secret: SECRET.into(),
-        event_kinds: kinds.iter().map(|k| k.to_string()).collect(),
-        enabled: true,
-    })
-    .unwrap();
-}
-
 fn start(host: &SessionHost, task: &str, max_iterations: Option<u32>) -> String {
     host.start(StartOptions {
         task: task.into(),
@@ -51,22 +42,6 @@ fn start(host: &SessionHost, task: &str, max_iterations: Option<u32>) -> String 
     })
     .unwrap()
     .id
-}
-
-/// Wait until the outbox holds `n` deliveries, none pending (at most 30 s).
-async fn settled(root: &Path, n: usize) -> Vec<Delivery> {
-    let outbox = FsOutbox::open(root).unwrap();
-    for _ in 0..600 {
-        let all = outbox.deliveries().unwrap();
-        if all.len() >= n && all.iter().all(|d| d.state != DeliveryState::Pending) {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "deliveries did not settle: {:#?}",
-        outbox.deliveries().unwrap()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
