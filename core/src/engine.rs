@@ -887,10 +887,13 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// (its event never committed), failed (the endpoint removed or
     /// disabled), refused by `policy` (pending, for a sender allowed to
     /// dial it), or waiting for its event. `writer_alive` says whether the
-    /// writer that queued a delivery may still append its event.
+    /// writer that queued a delivery may still append its event; `endpoint`
+    /// is the endpoint as set now (`get_webhook`, read once for the
+    /// deliveries of a look; `None` if it could not be read).
     pub fn prepare_delivery(
         &self,
         mut d: Delivery,
+        endpoint: Option<Option<&WebhookConfig>>,
         policy: &AddressPolicy,
         schedule_ms: &[u64],
         writer_alive: &dyn Fn(&str) -> bool,
@@ -923,8 +926,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             }
         }
         // Not knowing the endpoint is no reason to give up: sent as queued.
-        let config = self.get_webhook().ok();
-        if let Err(why) = delivery::aim(&mut d.notification, config.as_ref().map(Option::as_ref)) {
+        if let Err(why) = delivery::aim(&mut d.notification, endpoint) {
             return Prepared::Settled(delivery::finish(d, DeliveryState::Failed, Some(why)));
         }
         if let Err(refused) = policy.check_url(&d.notification.url) {

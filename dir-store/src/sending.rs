@@ -104,6 +104,11 @@ impl<R: Root> Sending<R> {
         };
         // When that cannot be told, it may.
         let writer_alive = |w: &str| self.outbox.writer_alive(w).unwrap_or(true);
+        // Read once for the look; not knowing it is no reason to give up.
+        let endpoint = match claimed.due.is_empty() {
+            true => None,
+            false => engine.get_webhook().ok(),
+        };
         for d in claimed.due {
             // One whose record could not be written before only needs
             // recording.
@@ -111,7 +116,14 @@ impl<R: Root> Sending<R> {
                 let _ = self.sender.save(&d);
                 continue;
             }
-            match engine.prepare_delivery(d, &self.policy, &self.schedule_ms, &writer_alive) {
+            let endpoint = endpoint.as_ref().map(Option::as_ref);
+            match engine.prepare_delivery(
+                d,
+                endpoint,
+                &self.policy,
+                &self.schedule_ms,
+                &writer_alive,
+            ) {
                 Prepared::Send(d, request) => {
                     self.asked.insert(d.id().to_owned(), d);
                     due.requests.push(request);
