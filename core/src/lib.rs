@@ -32,15 +32,20 @@ pub mod webhook;
 
 pub use delivery::{Attempt, Claimed, Delivery, DeliveryState};
 pub use engine::{
-    CONFIG, DEFAULT_MAX_ITERATIONS, DEFAULT_MODE, DEFAULT_RETENTION_DAYS, EXPORT_FORMAT, Engine,
-    RECENT_EVENTS, SESSIONS, SNAPSHOT_EVERY, WEBHOOK_KEY, fold, replay,
+    BLOBS, CONFIG, DEFAULT_MAX_ITERATIONS, DEFAULT_MODE, DEFAULT_RETENTION_DAYS, EXPORT_FORMAT,
+    Engine, INLINE_MAX, KEYS, MAX_VALUE_BYTES, RECENT_EVENTS, SESSIONS, SNAPSHOT_EVERY,
+    WEBHOOK_KEY, fold, replay,
 };
 pub use error::{SessionError, StoreError};
 pub use model::*;
 pub use ports::{Environment, IndexEntry, Notifier, Store, Versioned};
 
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod hardening_tests;
+#[cfg(test)]
+mod keyed_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

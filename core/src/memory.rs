@@ -24,12 +24,19 @@ type Key = (String, String);
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<BTreeMap<Key, Entry>>,
+    reads: AtomicU64,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many `read` calls were made (tests of how much an operation
+    /// reads).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<Key, Entry>) -> T) -> T {
@@ -85,6 +92,7 @@ impl Store for MemoryStore {
     }
 
     fn read(&self, c: &str, key: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(self.with(|m| {
             m.get(&k(c, key))
                 .map(|e| {

@@ -76,6 +76,10 @@ impl std::fmt::Display for SessionStatus {
 pub struct Session {
     /// UUID v7 (or an imported id), unique in the store.
     pub id: String,
+    /// The caller's name for the session (a LangGraph thread id, a
+    /// conversation id), unique in the store; see [`SessionRef::Key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// What the session is for.
     pub task: String,
     /// Free-form mode name, e.g. `developer`.
@@ -110,6 +114,14 @@ pub struct Session {
     /// read at (equal to `event_count`). Every change bumps it.
     #[serde(default)]
     pub version: u64,
+    /// The end of the session's blob log as its history knows it: the
+    /// position after the last large value an event names.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blobs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the index keeps of a session: every field a filter or an aggregate
@@ -195,10 +207,39 @@ pub mod event_kind {
     pub const TIMEOUT: &str = "timeout";
     /// The context was updated (the data names the keys changed).
     pub const CONTEXT: &str = "context";
+    /// A conversation item was added (`add_items`).
+    pub const ITEM: &str = "item";
+    /// The last conversation item was popped (`pop_item`); `of` names it.
+    pub const ITEM_POP: &str = "item_pop";
+    /// The conversation items were cleared (`clear_items`).
+    pub const ITEMS_CLEAR: &str = "items_clear";
+    /// A checkpoint was put (`put_checkpoint`).
+    pub const CHECKPOINT: &str = "checkpoint";
+    /// Writes pending on a checkpoint were put (`put_writes`).
+    pub const WRITES: &str = "writes";
+    /// Checkpoints were removed from view (`delete_runs`, `prune`).
+    pub const CHECKPOINTS_DROP: &str = "checkpoints_drop";
     /// All built-in kinds.
-    pub const BUILT_IN: [&str; 10] = [
-        START, ITERATION, TOOL_CALL, LEARNING, PAUSE, RESUME, COMPLETE, ERROR, TIMEOUT, CONTEXT,
+    pub const BUILT_IN: [&str; 16] = [
+        START,
+        ITERATION,
+        TOOL_CALL,
+        LEARNING,
+        PAUSE,
+        RESUME,
+        COMPLETE,
+        ERROR,
+        TIMEOUT,
+        CONTEXT,
+        ITEM,
+        ITEM_POP,
+        ITEMS_CLEAR,
+        CHECKPOINT,
+        WRITES,
+        CHECKPOINTS_DROP,
     ];
+    /// The kinds whose data may name values of the blob log.
+    pub const WITH_BLOBS: [&str; 3] = [ITEM, CHECKPOINT, WRITES];
 }
 
 /// One entry of a session's history.
@@ -219,6 +260,11 @@ pub struct Event {
 pub struct StartOptions {
     /// What the session is for (required, non-empty).
     pub task: String,
+    /// The caller's key for the session: with a key, `start` returns the
+    /// session that has it if there is one (get-or-create), whatever the
+    /// other options say.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Mode name; `default` when `None`.
     pub mode: Option<String>,
     /// Owner.
@@ -229,6 +275,57 @@ pub struct StartOptions {
     pub max_iterations: Option<u32>,
     /// Initial context; must be a JSON object.
     pub context: Option<Value>,
+}
+
+/// How a caller names a session: by the id the store gave it, or by the
+/// key the caller gave it at `start`. The two never mix: a key that looks
+/// like an id is still a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionRef {
+    /// The session's id.
+    Id(String),
+    /// The session's key.
+    Key(String),
+}
+
+impl SessionRef {
+    /// A reference by key.
+    pub fn key(key: impl Into<String>) -> Self {
+        Self::Key(key.into())
+    }
+}
+
+impl std::fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "id {id}"),
+            Self::Key(key) => write!(f, "key {:?}", crate::validate::truncate(key)),
+        }
+    }
+}
+
+impl From<&str> for SessionRef {
+    fn from(id: &str) -> Self {
+        Self::Id(id.to_owned())
+    }
+}
+
+impl From<&String> for SessionRef {
+    fn from(id: &String) -> Self {
+        Self::Id(id.clone())
+    }
+}
+
+impl From<String> for SessionRef {
+    fn from(id: String) -> Self {
+        Self::Id(id)
+    }
+}
+
+impl From<&SessionRef> for SessionRef {
+    fn from(r: &SessionRef) -> Self {
+        r.clone()
+    }
 }
 
 /// A tool call to record.
@@ -407,4 +504,109 @@ pub struct Notification {
     pub timestamp: u64,
     /// JSON body to send.
     pub body: String,
+}
+
+/// Bytes as a framework's serializer made them, with its type tag (a
+/// LangGraph `dumps_typed` pair). The core never looks inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedValue {
+    /// The serializer's tag (`msgpack`, `json`, `bytes`, ...).
+    pub type_: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A channel's value at a version; `None`: the channel was emptied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelValue {
+    /// The channel's name.
+    pub channel: String,
+    /// Its version: a JSON number or string.
+    pub version: Value,
+    /// Its value at that version.
+    pub value: Option<TypedValue>,
+}
+
+/// A checkpoint to put (LangGraph's `put`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCheckpoint {
+    /// Namespace (`""` for the root graph).
+    pub ns: String,
+    /// The checkpoint's id (ids sort as text, in time order).
+    pub id: String,
+    /// The checkpoint it follows.
+    pub parent_id: Option<String>,
+    /// The checkpoint without its channel values.
+    pub checkpoint: TypedValue,
+    /// A JSON object.
+    pub metadata: Value,
+    /// The checkpoint's channel versions, a JSON object.
+    pub channel_versions: Value,
+    /// The values of the channels that got a new version.
+    pub new_values: Vec<ChannelValue>,
+}
+
+/// A write pending on a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    /// The task that wrote it.
+    pub task_id: String,
+    /// The task's path.
+    pub task_path: String,
+    /// The channel written.
+    pub channel: String,
+    /// The value written.
+    pub value: TypedValue,
+}
+
+/// A checkpoint as read back (LangGraph's `CheckpointTuple`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointTuple {
+    /// The session (thread) it belongs to.
+    pub session_id: String,
+    /// That session's key (the thread id), if it has one.
+    pub key: Option<String>,
+    /// Namespace.
+    pub ns: String,
+    /// Id.
+    pub id: String,
+    /// The checkpoint it follows.
+    pub parent_id: Option<String>,
+    /// The checkpoint without its channel values.
+    pub checkpoint: TypedValue,
+    /// A JSON object.
+    pub metadata: Value,
+    /// Its channel values, by channel name.
+    pub channel_values: Vec<(String, TypedValue)>,
+    /// The writes pending on it, sorted by task path, task id, position.
+    pub pending_writes: Vec<PendingWrite>,
+}
+
+/// Which checkpoints a listing returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckpointQuery {
+    /// One session (thread); `None`: every session `threads` selects.
+    pub session: Option<SessionRef>,
+    /// The sessions to list when `session` is `None`.
+    pub threads: SessionFilter,
+    /// Only this namespace; `None`: every one.
+    pub ns: Option<String>,
+    /// Only this checkpoint.
+    pub id: Option<String>,
+    /// Only checkpoints whose id sorts before this one.
+    pub before: Option<String>,
+    /// Top-level metadata keys that must equal these values (a `null`
+    /// matches a missing key).
+    pub metadata: Option<Map<String, Value>>,
+    /// At most this many, over all pages.
+    pub limit: Option<u32>,
+}
+
+/// One page of a checkpoint listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointPage {
+    /// The checkpoints of this page.
+    pub checkpoints: Vec<CheckpointTuple>,
+    /// Pass back with the same query for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
 }

@@ -19,6 +19,8 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 pub const MAX_ITERATIONS_LIMIT: u32 = 1_000_000;
 /// Largest export document [`crate::Engine::import_text`] accepts, in bytes.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Longest accepted session key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
 /// Largest page size of `list` and `events`.
 pub const MAX_PAGE: u32 = 1000;
 
@@ -42,6 +44,26 @@ pub fn id(what: &str, id: &str) -> Result<(), SessionError> {
         return Err(invalid(format!(
             "{what} {:?} contains {c:?}; only letters, digits, '-' and '_' are allowed",
             truncate(id)
+        )));
+    }
+    Ok(())
+}
+
+/// A session key: 1 to [`MAX_KEY_BYTES`] bytes of any characters but
+/// control characters. A key is the caller's (a framework's thread or
+/// conversation id), so it is taken as it is; the store never sees it as a
+/// name (it is hashed), so it cannot reach a path.
+pub fn key(key: &str) -> Result<(), SessionError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(invalid(format!(
+            "session key must be 1 to {MAX_KEY_BYTES} bytes, got {}",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "session key {:?} contains control characters",
+            truncate(key)
         )));
     }
     Ok(())
@@ -107,7 +129,8 @@ pub fn json(what: &str, text: &str) -> Result<Value, SessionError> {
     json_limited(what, text, MAX_JSON_BYTES)
 }
 
-fn json_limited(what: &str, text: &str, max: usize) -> Result<Value, SessionError> {
+/// [`json`] with another size limit (values kept apart from events).
+pub fn json_limited(what: &str, text: &str, max: usize) -> Result<Value, SessionError> {
     if text.len() > max {
         return Err(invalid(format!(
             "{what} is {} bytes of JSON; the limit is {max}",
@@ -401,6 +424,7 @@ pub fn range(what: &str, after: Option<u64>, before: Option<u64>) -> Result<(), 
 }
 
 /// Keep echoed input short in messages.
-pub(crate) fn truncate(s: &str) -> String {
+/// The first 80 characters of `s`, for messages.
+pub fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
@@ -11,12 +13,21 @@ use crate::delivery::{self, Answer, Delivery, DeliveryState, Effect, Found, Prep
 use crate::error::{SessionError, StoreError};
 use crate::model::{
     CleanupReport, Event, EventPage, IndexReport, Learning, Resumption, Session, SessionFilter,
-    SessionPage, SessionStats, SessionStatus, SessionSummary, StartOptions, ToolCall,
+    SessionPage, SessionRef, SessionStats, SessionStatus, SessionSummary, StartOptions, ToolCall,
     WebhookConfig, event_kind,
 };
 use crate::ports::{Environment, Notifier, Store};
 use crate::validate;
 use crate::webhook;
+
+mod blobs;
+mod checkpoints;
+mod items;
+mod keys;
+pub use blobs::{BLOBS, INLINE_MAX, MAX_VALUE_BYTES};
+pub use keys::KEYS;
+#[cfg(test)]
+pub(crate) use keys::key_name_for_tests;
 
 /// Collection holding one history (and snapshot, and index entry) per session.
 pub const SESSIONS: &str = "sessions";
@@ -61,6 +72,7 @@ pub struct Engine<S, N, E> {
 }
 
 /// What a state change appends to the history.
+#[derive(Debug, Clone)]
 struct NewEvent {
     kind: String,
     data: Value,
@@ -87,17 +99,27 @@ enum Op {
     Iterate(Option<Value>),
     ToolCall(ToolCall),
     Learning(Learning),
-    Record { kind: String, data: Value },
+    Record {
+        kind: String,
+        data: Value,
+    },
     Pause(Option<String>),
     Resume,
     Complete(Option<Value>),
     Fail(String),
     UpdateContext(Map<String, Value>),
+    Items(Vec<items::ItemData>),
+    PopItem(u64),
+    ClearItems,
+    /// Checkpoint, writes and drop events, made by `checkpoints.rs` (or
+    /// read back from an import, where only their shape is checked).
+    Checkpointing(Vec<NewEvent>),
 }
 
 /// [`StartOptions`] checked, with the defaults filled in.
 #[derive(Debug)]
 struct StartArgs {
+    key: Option<String>,
     task: String,
     mode: String,
     user_id: Option<String>,
@@ -108,23 +130,29 @@ struct StartArgs {
 
 impl StartArgs {
     fn event(self) -> NewEvent {
-        NewEvent::new(
-            event_kind::START,
-            json!({
-                "task": self.task,
-                "mode": self.mode,
-                "user_id": self.user_id,
-                "channel_id": self.channel_id,
-                "max_iterations": self.max_iterations,
-                "context": self.context,
-            }),
-        )
+        let mut data = json!({
+            "task": self.task,
+            "mode": self.mode,
+            "user_id": self.user_id,
+            "channel_id": self.channel_id,
+            "max_iterations": self.max_iterations,
+            "context": self.context,
+        });
+        // Only when there is one: histories of sessions without a key read
+        // as they always have.
+        if let (Some(key), Some(d)) = (self.key, data.as_object_mut()) {
+            d.insert("key".into(), Value::String(key));
+        }
+        NewEvent::new(event_kind::START, data)
     }
 }
 
 impl Op {
     fn start(options: StartOptions) -> Result<Self, SessionError> {
         validate::text("task", &options.task, validate::MAX_TASK_BYTES)?;
+        if let Some(key) = &options.key {
+            validate::key(key)?;
+        }
         let mode = options.mode.unwrap_or_else(|| DEFAULT_MODE.to_owned());
         validate::name("mode", &mode)?;
         for (what, v) in [
@@ -147,6 +175,7 @@ impl Op {
             None => Map::new(),
         };
         Ok(Self::Start(StartArgs {
+            key: options.key,
             task: options.task,
             mode,
             user_id: options.user_id,
@@ -314,6 +343,27 @@ impl Op {
                 }
                 one(event_kind::CONTEXT, json!({ "patch": patch }))
             }
+            Self::Items(items) => {
+                require(s, LIVE, "add items to")?;
+                Ok(items.into_iter().map(items::ItemData::event).collect())
+            }
+            Self::PopItem(of) => {
+                require(s, LIVE, "pop an item of")?;
+                if of >= s.event_count {
+                    return Err(SessionError::InvalidInput(format!(
+                        "an item pop names event {of}, past the history's end"
+                    )));
+                }
+                one(event_kind::ITEM_POP, json!({ "of": of }))
+            }
+            Self::ClearItems => {
+                require(s, LIVE, "clear the items of")?;
+                one(event_kind::ITEMS_CLEAR, json!({}))
+            }
+            Self::Checkpointing(events) => {
+                require(s, LIVE, "record checkpoints in")?;
+                Ok(events)
+            }
         }
     }
 }
@@ -325,6 +375,9 @@ struct Loaded {
     snapshot_version: u64,
     /// History length the snapshot covers.
     snapshot_seq: u64,
+    /// The events read after the snapshot (the end of the history), so
+    /// that a walk back from the end starts without reading them again.
+    tail: Vec<Event>,
 }
 
 impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
@@ -355,37 +408,70 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     // ----- lifecycle -----
 
     /// Start a new active session and record its `start` event.
+    ///
+    /// With a [`key`](StartOptions::key), the session that has the key is
+    /// returned if there is one (its options stay as they were); otherwise
+    /// one is made with it. Callers racing with one key, in any number of
+    /// processes, all get the same session.
     pub fn start(&self, options: StartOptions) -> Result<Session, SessionError> {
+        match options.key.clone() {
+            Some(key) => {
+                // Checked before the key is bound, so bad options bind
+                // nothing.
+                Op::start(options.clone())?;
+                self.start_keyed(&key, options)
+            }
+            None => self.create(&self.new_session_id(self.env.now_ms()), options),
+        }
+    }
+
+    /// Record the `start` event of a new session with id `id`.
+    fn create(&self, id: &str, options: StartOptions) -> Result<Session, SessionError> {
         let op = Op::start(options)?;
         let now = self.env.now_ms();
-        let id = self.new_session_id(now);
-        let (session, _) = self.commit(&id, None, op.events(None)?, now)?;
+        let (session, _) = self.commit(id, None, op.events(None)?, now)?;
         Ok(session)
     }
 
     /// Read a session.
-    pub fn get(&self, id: &str) -> Result<Session, SessionError> {
-        validate::id("session id", id)?;
+    pub fn get(&self, session: impl Into<SessionRef>) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         Ok(self.load(id)?.session)
     }
 
     /// Pause an active session.
-    pub fn pause(&self, id: &str, reason: Option<String>) -> Result<Session, SessionError> {
+    pub fn pause(
+        &self,
+        session: impl Into<SessionRef>,
+        reason: Option<String>,
+    ) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::pause(reason)?).map(|(s, _)| s)
     }
 
     /// Resume a paused session.
-    pub fn resume(&self, id: &str) -> Result<Session, SessionError> {
+    pub fn resume(&self, session: impl Into<SessionRef>) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::Resume).map(|(s, _)| s)
     }
 
     /// Complete an active or paused session with an optional JSON result.
-    pub fn complete(&self, id: &str, result: Option<Value>) -> Result<Session, SessionError> {
+    pub fn complete(
+        &self,
+        session: impl Into<SessionRef>,
+        result: Option<Value>,
+    ) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::complete(result)?).map(|(s, _)| s)
     }
 
     /// Fail an active or paused session.
-    pub fn fail(&self, id: &str, error: String) -> Result<Session, SessionError> {
+    pub fn fail(
+        &self,
+        session: impl Into<SessionRef>,
+        error: String,
+    ) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::fail(error)?).map(|(s, _)| s)
     }
 
@@ -393,28 +479,54 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Count one iteration of an active session. Reaching `max_iterations`
     /// ends the session with `timeout`, recorded in the same atomic append.
-    pub fn iterate(&self, id: &str, data: Option<Value>) -> Result<Session, SessionError> {
+    pub fn iterate(
+        &self,
+        session: impl Into<SessionRef>,
+        data: Option<Value>,
+    ) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::iterate(data)?).map(|(s, _)| s)
     }
 
     /// Record a tool call in an active session's history.
-    pub fn record_tool_call(&self, id: &str, call: ToolCall) -> Result<Event, SessionError> {
+    pub fn record_tool_call(
+        &self,
+        session: impl Into<SessionRef>,
+        call: ToolCall,
+    ) -> Result<Event, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.record(id, Op::tool_call(call)?)
     }
 
     /// Record a learning in an active or paused session's history.
-    pub fn record_learning(&self, id: &str, learning: Learning) -> Result<Event, SessionError> {
+    pub fn record_learning(
+        &self,
+        session: impl Into<SessionRef>,
+        learning: Learning,
+    ) -> Result<Event, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.record(id, Op::learning(learning)?)
     }
 
     /// Record a custom event in an active or paused session's history.
-    pub fn record_event(&self, id: &str, kind: &str, data: Value) -> Result<Event, SessionError> {
+    pub fn record_event(
+        &self,
+        session: impl Into<SessionRef>,
+        kind: &str,
+        data: Value,
+    ) -> Result<Event, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.record(id, Op::record(kind.to_owned(), data)?)
     }
 
     /// Read at most `limit` events from position `from`.
-    pub fn events(&self, id: &str, from: u64, limit: u32) -> Result<EventPage, SessionError> {
-        validate::id("session id", id)?;
+    pub fn events(
+        &self,
+        session: impl Into<SessionRef>,
+        from: u64,
+        limit: u32,
+    ) -> Result<EventPage, SessionError> {
+        let id = &self.resolve(&session.into())?;
         validate::page_limit(limit)?;
         let session = self.load(id)?.session;
         let events = self.read_events(&session, from, limit)?;
@@ -426,8 +538,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     }
 
     /// The last [`RECENT_EVENTS`] events, oldest first.
-    pub fn recent_events(&self, id: &str) -> Result<Vec<Event>, SessionError> {
-        validate::id("session id", id)?;
+    pub fn recent_events(
+        &self,
+        session: impl Into<SessionRef>,
+    ) -> Result<Vec<Event>, SessionError> {
+        let id = &self.resolve(&session.into())?;
         let session = self.load(id)?.session;
         self.recent(&session)
     }
@@ -436,13 +551,21 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
 
     /// Merge a JSON object into the context: top-level keys are replaced, a
     /// `null` value removes its key.
-    pub fn update_context(&self, id: &str, patch: Value) -> Result<Session, SessionError> {
+    pub fn update_context(
+        &self,
+        session: impl Into<SessionRef>,
+        patch: Value,
+    ) -> Result<Session, SessionError> {
+        let id = &self.resolve(&session.into())?;
         self.run(id, Op::update_context(patch)?).map(|(s, _)| s)
     }
 
     /// The session, its recent history and whether it can be resumed.
-    pub fn resumption_context(&self, id: &str) -> Result<Resumption, SessionError> {
-        validate::id("session id", id)?;
+    pub fn resumption_context(
+        &self,
+        session: impl Into<SessionRef>,
+    ) -> Result<Resumption, SessionError> {
+        let id = &self.resolve(&session.into())?;
         let session = self.load(id)?.session;
         let recent_events = self.recent(&session)?;
         Ok(Resumption {
@@ -573,11 +696,18 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         let mut removed = Vec::new();
         for (id, length) in expired {
             if !dry_run {
-                match self.store.remove(SESSIONS, &id, length) {
+                // Loaded for what lives beside the history (its key, its
+                // large values).
+                let session = match self.load(&id) {
+                    Ok(l) if l.session.event_count == length => l.session,
+                    // Changed or removed since the scan: leave it.
+                    Ok(_) | Err(SessionError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                match self.remove_session(&session) {
                     Ok(()) => {}
-                    // Changed since the scan: leave it.
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(SessionError::Conflict(_)) => continue,
+                    Err(e) => return Err(e),
                 }
             }
             removed.push(id);
@@ -586,12 +716,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     }
 
     /// Remove one session and its history, whatever its status.
-    pub fn delete(&self, id: &str) -> Result<(), SessionError> {
-        validate::id("session id", id)?;
+    pub fn delete(&self, session: impl Into<SessionRef>) -> Result<(), SessionError> {
+        let id = &self.resolve(&session.into())?;
         let session = self.load(id)?.session;
-        self.store
-            .remove(SESSIONS, id, session.event_count)
-            .map_err(|e| conflict_for(id, e))
+        self.remove_session(&session)
     }
 
     /// Compare every index entry with the history it summarizes and,
@@ -656,16 +784,35 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// `schema` is the oldest schema among the history's records: a
     /// session migrated from format 1 keeps its format-1 context events,
     /// which [`import`](Self::import) can only read as such.
-    pub fn export(&self, id: &str) -> Result<Value, SessionError> {
-        validate::id("session id", id)?;
+    pub fn export(&self, session: impl Into<SessionRef>) -> Result<Value, SessionError> {
+        let id = &self.resolve(&session.into())?;
         let session = self.load(id)?.session;
         let (events, schema) = self.read_events_versioned(&session, 0, u32::MAX)?;
-        Ok(json!({
+        let mut doc = json!({
             "format": EXPORT_FORMAT,
             "schema": schema,
             "session": session,
             "events": events,
-        }))
+        });
+        // Large values travel with their history, as base64, in order.
+        if session.blobs > 0 {
+            let mut blobs = Vec::with_capacity(session.blobs as usize);
+            let mut size = 0usize;
+            for n in 0..session.blobs {
+                let bytes = self.blob_record(id, n)?;
+                size += bytes.len().div_ceil(3) * 4;
+                if size > validate::MAX_DOCUMENT_BYTES {
+                    return Err(SessionError::LimitExceeded(format!(
+                        "session {id}: its large values are more than an export document \
+                         holds ({} bytes)",
+                        validate::MAX_DOCUMENT_BYTES
+                    )));
+                }
+                blobs.push(Value::String(BASE64.encode(bytes)));
+            }
+            doc["blobs"] = Value::Array(blobs);
+        }
+        Ok(doc)
     }
 
     /// Recreate a session from an exported document. The id is kept and
@@ -805,6 +952,29 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 first_difference(&replayed, &session)
             )));
         }
+        if session.blobs > MAX_IMPORTED_VALUES {
+            return Err(bad(format!(
+                "the history names {} large values; an import takes at most {MAX_IMPORTED_VALUES}",
+                session.blobs
+            )));
+        }
+        if doc.blobs.len() as u64 != session.blobs {
+            return Err(bad(format!(
+                "the history names {} large values but {} are included",
+                session.blobs,
+                doc.blobs.len()
+            )));
+        }
+        let blobs = doc
+            .blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                BASE64
+                    .decode(b)
+                    .map_err(|e| bad(format!("\"blobs\"[{i}] is not base64: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let summary = codec::encode_summary(&session.summary());
         self.store
             .append(SESSIONS, &session.id, 0, &records, &summary)
@@ -815,6 +985,21 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 )),
                 e => e.into(),
             })?;
+        let bound = match blobs.is_empty() {
+            true => Ok(()),
+            false => self
+                .append_blobs_at(&session.id, 0, &blobs)
+                .map_err(|e| conflict_for(&session.id, e)),
+        };
+        let bound = bound.and_then(|()| match &session.key {
+            Some(key) => self.bind_imported_key(key, &session.id),
+            None => Ok(()),
+        });
+        if let Err(e) = bound {
+            // The import did not happen (the key is another session's).
+            let _ = self.remove_session(&session);
+            return Err(e);
+        }
         // A format-1 history does not replay into the state it was
         // exported with, so the state is kept as a snapshot at its end.
         self.snapshot(&session, 0);
@@ -976,17 +1161,20 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     // ----- utilities -----
 
     /// Whether the session can be resumed.
-    pub fn is_resumable(&self, id: &str) -> Result<bool, SessionError> {
+    pub fn is_resumable(&self, session: impl Into<SessionRef>) -> Result<bool, SessionError> {
+        let id = &self.resolve(&session.into())?;
         Ok(self.get(id)?.is_resumable())
     }
 
     /// Milliseconds from creation to end (or now).
-    pub fn duration(&self, id: &str) -> Result<u64, SessionError> {
+    pub fn duration(&self, session: impl Into<SessionRef>) -> Result<u64, SessionError> {
+        let id = &self.resolve(&session.into())?;
         Ok(self.get(id)?.duration_ms(self.env.now_ms()))
     }
 
     /// Progress in percent.
-    pub fn progress(&self, id: &str) -> Result<f64, SessionError> {
+    pub fn progress(&self, session: impl Into<SessionRef>) -> Result<f64, SessionError> {
+        let id = &self.resolve(&session.into())?;
         Ok(self.get(id)?.progress())
     }
 
@@ -1055,6 +1243,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         // One read serves both: it starts at the snapshot's last event.
         let mut next = snapshot_seq.saturating_sub(1);
         let mut verify = snapshot_seq > 0;
+        let mut tail = Vec::new();
         loop {
             let records = self.store.read(SESSIONS, id, next, READ_BATCH)?;
             let mut rest = &records[..];
@@ -1068,6 +1257,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                     state = None;
                     snapshot_seq = 0;
                     next = 0;
+                    tail.clear();
                     continue;
                 }
                 // The snapshot's own last event was read only to verify it.
@@ -1083,6 +1273,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                     )));
                 }
                 state = Some(fold(state, id, &event)?);
+                tail.push(event);
                 next += 1;
             }
             if records.len() < READ_BATCH as usize {
@@ -1096,6 +1287,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             session,
             snapshot_version,
             snapshot_seq,
+            tail,
         })
     }
 
@@ -1373,6 +1565,7 @@ pub fn fold(state: Option<Session>, id: &str, event: &Event) -> Result<Session, 
                 .map_err(|e| damaged(&format!("bad start event: {e}")))?;
             Session {
                 id: id.to_owned(),
+                key: start.key,
                 task: start.task,
                 mode: start.mode,
                 user_id: start.user_id,
@@ -1389,6 +1582,7 @@ pub fn fold(state: Option<Session>, id: &str, event: &Event) -> Result<Session, 
                 ended_at: None,
                 event_count: 0,
                 version: 0,
+                blobs: 0,
             }
         }
         (None, _) => return Err(damaged("the history does not begin with a start event")),
@@ -1432,6 +1626,9 @@ pub fn fold(state: Option<Session>, id: &str, event: &Event) -> Result<Session, 
             s
         }
     };
+    if let Some(end) = blobs::blobs_end(&event.kind, d) {
+        s.blobs = s.blobs.max(end);
+    }
     s.updated_at = event.timestamp.max(s.updated_at);
     s.event_count = event.seq + 1;
     s.version = s.event_count;
@@ -1441,6 +1638,8 @@ pub fn fold(state: Option<Session>, id: &str, event: &Event) -> Result<Session, 
 /// What a `start` event holds.
 #[derive(serde::Deserialize)]
 struct StartData {
+    #[serde(default)]
+    key: Option<String>,
     task: String,
     mode: String,
     user_id: Option<String>,
@@ -1539,7 +1738,7 @@ fn validate_imported(s: &Session) -> Result<(), SessionError> {
 
 /// More than any one event's data can be: a start's task and context, or a
 /// tool call's input and output, each within its own limit.
-const MAX_EVENT_DATA_BYTES: usize = 3 * validate::MAX_JSON_BYTES;
+pub(super) const MAX_EVENT_DATA_BYTES: usize = 3 * validate::MAX_JSON_BYTES;
 
 /// The top level of an export document, its parts left as text: the
 /// history is read from it one event at a time, and anything else in the
@@ -1554,7 +1753,13 @@ struct Document<'a> {
     session: Option<&'a RawValue>,
     #[serde(borrow)]
     events: Option<&'a RawValue>,
+    /// The blob log, base64.
+    #[serde(default)]
+    blobs: Vec<String>,
 }
+
+/// The most large values (blob log records) an imported session may have.
+const MAX_IMPORTED_VALUES: u64 = 100_000;
 
 /// The most text one imported event or session may take, not counting
 /// whitespace outside strings (an export is pretty printed, which can take
@@ -1770,6 +1975,7 @@ fn op_of(e: &Event) -> Result<Op, SessionError> {
             let a: StartData = serde_json::from_value(d.clone())
                 .map_err(|err| shape(&format!("bad start event: {err}")))?;
             Op::start(StartOptions {
+                key: a.key,
                 task: a.task,
                 mode: Some(a.mode),
                 user_id: a.user_id,
@@ -1779,6 +1985,21 @@ fn op_of(e: &Event) -> Result<Op, SessionError> {
             })
         }
         event_kind::ITERATION => Op::iterate(given("data")),
+        event_kind::ITEM => Ok(Op::Items(vec![items::ItemData::of(d)?])),
+        event_kind::ITEM_POP => match d.get("of").and_then(Value::as_u64) {
+            Some(of) => Ok(Op::PopItem(of)),
+            None => Err(shape("an item pop names the item's event in \"of\"")),
+        },
+        event_kind::ITEMS_CLEAR => Ok(Op::ClearItems),
+        event_kind::CHECKPOINT | event_kind::WRITES | event_kind::CHECKPOINTS_DROP => {
+            if !d.is_object() {
+                return Err(shape("checkpoint events hold an object"));
+            }
+            Ok(Op::Checkpointing(vec![NewEvent::new(
+                e.kind.clone(),
+                d.clone(),
+            )]))
+        }
         event_kind::TOOL_CALL => Op::tool_call(
             serde_json::from_value(d.clone())
                 .map_err(|err| shape(&format!("bad tool call: {err}")))?,

@@ -1,0 +1,330 @@
+//! Sessions by key, conversation items and large values, on the
+//! in-memory store.
+
+use serde_json::{Value, json};
+
+use crate::memory::{ManualEnvironment, MemoryOutbox, MemoryStore};
+use crate::*;
+
+type TestEngine = Engine<MemoryStore, MemoryOutbox, ManualEnvironment>;
+
+fn engine() -> TestEngine {
+    Engine::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        ManualEnvironment::at(1_700_000_000_000),
+    )
+}
+
+fn keyed(e: &TestEngine, key: &str) -> Session {
+    e.start(StartOptions {
+        task: "t".into(),
+        key: Some(key.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn texts(values: &[Value]) -> Vec<String> {
+    values.iter().map(Value::to_string).collect()
+}
+
+#[test]
+fn a_key_names_one_session_and_start_with_it_gets_that_session() {
+    let e = engine();
+    let a = keyed(&e, "thread/../../etc/passwd \u{1F600}");
+    assert_eq!(a.key.as_deref(), Some("thread/../../etc/passwd \u{1F600}"));
+    let again = e
+        .start(StartOptions {
+            task: "other task".into(),
+            key: Some("thread/../../etc/passwd \u{1F600}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(again.id, a.id);
+    assert_eq!(again.task, "t", "get-or-create keeps the first options");
+    let other = keyed(&e, "thread-2");
+    assert_ne!(other.id, a.id);
+    // Every operation takes the key where it takes the id.
+    let by_key = SessionRef::key("thread-2");
+    e.iterate(&by_key, None).unwrap();
+    assert_eq!(e.get(&other.id).unwrap().iteration, 1);
+    assert_eq!(e.get(&by_key).unwrap().id, other.id);
+    assert!(e.export(&by_key).unwrap()["session"]["key"] == "thread-2");
+    // A key that looks like an id is a key.
+    assert!(matches!(
+        e.get(SessionRef::key(other.id.clone())),
+        Err(SessionError::NotFound(_))
+    ));
+    assert!(matches!(
+        e.get(SessionRef::key("nope")),
+        Err(SessionError::NotFound(_))
+    ));
+}
+
+#[test]
+fn keys_are_validated() {
+    let e = engine();
+    for bad in ["", "a\nb", "nul\0", &"k".repeat(513)] {
+        let r = e.start(StartOptions {
+            task: "t".into(),
+            key: Some(bad.into()),
+            ..Default::default()
+        });
+        assert!(matches!(r, Err(SessionError::InvalidInput(_))), "{bad:?}");
+        assert!(matches!(
+            e.get(SessionRef::key(bad)),
+            Err(SessionError::InvalidInput(_))
+        ));
+    }
+    // Bad options claim no key.
+    let r = e.start(StartOptions {
+        task: " ".into(),
+        key: Some("k".into()),
+        ..Default::default()
+    });
+    assert!(matches!(r, Err(SessionError::InvalidInput(_))));
+    assert!(e.store().get(KEYS, &keys_name("k")).unwrap().is_none());
+}
+
+fn keys_name(key: &str) -> String {
+    crate::engine::key_name_for_tests(key)
+}
+
+#[test]
+fn deleting_a_keyed_session_frees_its_key_and_its_values() {
+    let e = engine();
+    let a = keyed(&e, "k");
+    let big = json!({ "text": "x".repeat(100_000) });
+    e.add_items(SessionRef::key("k"), &texts(std::slice::from_ref(&big)))
+        .unwrap();
+    assert!(!e.store().read(BLOBS, &a.id, 0, 10).unwrap().is_empty());
+    e.delete(SessionRef::key("k")).unwrap();
+    assert!(e.store().read(BLOBS, &a.id, 0, 10).unwrap().is_empty());
+    assert!(e.store().get(KEYS, &keys_name("k")).unwrap().is_none());
+    let b = keyed(&e, "k");
+    assert_ne!(a.id, b.id);
+    assert!(e.items(SessionRef::key("k"), None).unwrap().is_empty());
+}
+
+#[test]
+fn a_key_bound_by_a_creator_that_died_is_used() {
+    let e = engine();
+    // The key's document names an id whose session was never made.
+    let bound = "0190a0a0-0000-7000-8000-000000000001";
+    let doc = codec::encode(&json!({ "key": "k", "id": bound })).unwrap();
+    e.store().put(KEYS, &keys_name("k"), &doc, 0, true).unwrap();
+    let s = keyed(&e, "k");
+    assert_eq!(s.id, bound);
+    assert_eq!(e.get(SessionRef::key("k")).unwrap().id, bound);
+}
+
+#[test]
+fn a_deleted_session_never_comes_back_with_its_key() {
+    let e = engine();
+    let a = keyed(&e, "k");
+    e.add_items(&a.id, &texts(&[json!("v".repeat(20_000))]))
+        .unwrap();
+    e.delete(&a.id).unwrap();
+    // The key went first: a new start makes a new session, with nothing of
+    // the old one.
+    let b = keyed(&e, "k");
+    assert_ne!(b.id, a.id);
+    assert!(e.items(&b.id, None).unwrap().is_empty());
+    assert!(e.store().read(BLOBS, &a.id, 0, 1).unwrap().is_empty());
+}
+
+#[test]
+fn import_binds_the_key_and_refuses_a_key_in_use() {
+    let e = engine();
+    let a = keyed(&e, "k");
+    e.add_items(
+        &a.id,
+        &texts(&[json!(1), json!({"big": "y".repeat(40_000)})]),
+    )
+    .unwrap();
+    let doc = e.export(&a.id).unwrap().to_string();
+    e.delete(&a.id).unwrap();
+    let back = e.import_text(&doc).unwrap();
+    assert_eq!(back.key.as_deref(), Some("k"));
+    assert_eq!(e.get(SessionRef::key("k")).unwrap().id, a.id);
+    assert_eq!(
+        e.items(SessionRef::key("k"), None).unwrap(),
+        vec![json!(1), json!({"big": "y".repeat(40_000)})]
+    );
+    // Another root with the key taken by another session.
+    let f = Engine::new(
+        MemoryStore::new(),
+        MemoryOutbox::new(),
+        ManualEnvironment::at(1_700_000_500_000),
+    );
+    let mine = keyed(&f, "k");
+    assert_ne!(mine.id, a.id);
+    assert!(matches!(
+        f.import_text(&doc),
+        Err(SessionError::Conflict(_))
+    ));
+    assert!(matches!(f.get(&a.id), Err(SessionError::NotFound(_))));
+    assert!(f.store().read(BLOBS, &a.id, 0, 10).unwrap().is_empty());
+    assert_eq!(f.get(SessionRef::key("k")).unwrap().id, mine.id);
+}
+
+#[test]
+fn items_follow_adds_pops_and_clears() {
+    let e = engine();
+    let s = keyed(&e, "conv");
+    let r = SessionRef::key("conv");
+    assert_eq!(e.pop_item(&r).unwrap(), None);
+    e.add_items(
+        &r,
+        &texts(&[
+            json!({"role": "user", "content": "hi"}),
+            json!(2),
+            json!(null),
+        ]),
+    )
+    .unwrap();
+    e.record_event(&s.id, "note", json!({})).unwrap();
+    e.add_items(&r, &texts(&[json!("four")])).unwrap();
+    assert_eq!(
+        e.items(&r, Some(2)).unwrap(),
+        vec![json!(null), json!("four")]
+    );
+    assert_eq!(e.items(&r, Some(0)).unwrap(), Vec::<Value>::new());
+    assert_eq!(e.pop_item(&r).unwrap(), Some(json!("four")));
+    assert_eq!(e.pop_item(&r).unwrap(), Some(json!(null)));
+    assert_eq!(
+        e.items(&r, None).unwrap(),
+        vec![json!({"role": "user", "content": "hi"}), json!(2)]
+    );
+    e.clear_items(&r).unwrap();
+    assert!(e.items(&r, None).unwrap().is_empty());
+    assert_eq!(e.pop_item(&r).unwrap(), None);
+    e.add_items(&r, &texts(&[json!(5)])).unwrap();
+    assert_eq!(e.items(&r, Some(10)).unwrap(), vec![json!(5)]);
+    // Nothing was rewritten: every step is in the history.
+    let kinds: Vec<String> = e
+        .events(&r, 0, 100)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "start",
+            "item",
+            "item",
+            "item",
+            "note",
+            "item",
+            "item_pop",
+            "item_pop",
+            "items_clear",
+            "item"
+        ]
+    );
+    // Forged item events are refused.
+    assert!(matches!(
+        e.record_event(&r, "item", json!({"item": 1})),
+        Err(SessionError::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn items_are_read_from_the_end_of_a_long_history() {
+    let e = engine();
+    let r = SessionRef::key("long");
+    keyed(&e, "long");
+    for i in 0..3000 {
+        e.add_items(&r, &[json!(i).to_string()]).unwrap();
+    }
+    let before = e.store().reads();
+    assert_eq!(
+        e.items(&r, Some(10)).unwrap(),
+        (2990..3000).map(|i| json!(i)).collect::<Vec<_>>()
+    );
+    // Loading reads the events since the snapshot, the walk one page.
+    assert!(
+        e.store().reads() - before <= 4,
+        "{}",
+        e.store().reads() - before
+    );
+    assert_eq!(e.items(&r, None).unwrap().len(), 3000);
+}
+
+#[test]
+fn large_items_go_to_the_blob_log_and_come_back() {
+    let e = engine();
+    let s = keyed(&e, "big");
+    let big = json!({ "output": "z".repeat(5 << 20) });
+    let small = json!({ "output": "small" });
+    let after = e
+        .add_items(&s.id, &texts(&[small.clone(), big.clone()]))
+        .unwrap();
+    // 5 MiB and a little JSON: six records of at most 1 MiB.
+    assert_eq!(after.blobs, 6);
+    assert!(
+        e.store()
+            .read(BLOBS, &s.id, 0, 10)
+            .unwrap()
+            .iter()
+            .all(|r| r.len() <= 1 << 20)
+    );
+    let events = e.events(&s.id, 0, 10).unwrap().events;
+    assert!(events.iter().all(|e| e.data.to_string().len() < 1024));
+    assert_eq!(e.items(&s.id, None).unwrap(), vec![small, big.clone()]);
+    assert_eq!(e.pop_item(&s.id).unwrap(), Some(big));
+    let too_big = json!("w".repeat(MAX_VALUE_BYTES));
+    assert!(matches!(
+        e.add_items(&s.id, &texts(&[too_big])),
+        Err(SessionError::LimitExceeded(_) | SessionError::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn values_orphaned_by_a_crash_are_skipped_and_removed() {
+    let e = engine();
+    let s = keyed(&e, "o");
+    // A writer that died between its two appends.
+    e.store()
+        .append(BLOBS, &s.id, 0, &[b"orphan".to_vec()], &[])
+        .unwrap();
+    e.add_items(&s.id, &texts(&[json!("q".repeat(20_000))]))
+        .unwrap();
+    assert_eq!(e.get(&s.id).unwrap().blobs, 2);
+    assert_eq!(
+        e.items(&s.id, None).unwrap(),
+        vec![json!("q".repeat(20_000))]
+    );
+    // Many orphans (a copy of a large thread that never committed).
+    let orphans: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("orphan {i}").into_bytes())
+        .collect();
+    e.store().append(BLOBS, &s.id, 2, &orphans, &[]).unwrap();
+    e.add_items(&s.id, &texts(&[json!("r".repeat(20_000))]))
+        .unwrap();
+    assert_eq!(e.get(&s.id).unwrap().blobs, 203);
+    assert_eq!(
+        e.items(&s.id, None).unwrap(),
+        vec![json!("q".repeat(20_000)), json!("r".repeat(20_000))]
+    );
+    e.store()
+        .append(BLOBS, &s.id, 203, &[b"another".to_vec()], &[])
+        .unwrap();
+    e.delete(&s.id).unwrap();
+    assert!(e.store().read(BLOBS, &s.id, 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn items_of_an_ended_session_are_refused() {
+    let e = engine();
+    let s = keyed(&e, "done");
+    e.complete(&s.id, None).unwrap();
+    assert!(matches!(
+        e.add_items(&s.id, &texts(&[json!(1)])),
+        Err(SessionError::InvalidTransition(_))
+    ));
+    assert!(e.items(&s.id, None).unwrap().is_empty());
+}
