@@ -10,7 +10,7 @@ import json
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import sessions
-from wit_world.imports.types import StartOptions, ToolCall
+from wit_world.imports.types import SessionRef_Id, StartOptions, ToolCall
 
 CHECKLIST = ("read the diff", "run the linter")
 
@@ -27,6 +27,7 @@ def _call(f, *args):
 class WitWorld(wit_world.WitWorld):
     def run(self, task: str, config: str) -> str:
         options = StartOptions(
+            key=None,
             task=task,
             mode="python",
             user_id=None,
@@ -36,18 +37,18 @@ class WitWorld(wit_world.WitWorld):
         )
         s = _call(sessions.start, options)
         for item in CHECKLIST:
-            _call(sessions.iterate, s.id, json.dumps({"item": item}))
+            _call(sessions.iterate, SessionRef_Id(s.id), json.dumps({"item": item}))
         call = ToolCall(
             name="lint",
             input=json.dumps({"path": "."}),
             output=json.dumps({"problems": 0}),
             duration_ms=2,
         )
-        _call(sessions.record_tool_call, s.id, call)
-        s = _call(sessions.pause, s.id, "waiting for approval")
+        _call(sessions.record_tool_call, SessionRef_Id(s.id), call)
+        s = _call(sessions.pause, SessionRef_Id(s.id), "waiting for approval")
         return json.dumps({"session": s.id, "status": s.status.name.lower()})
 
     def resume(self, session_id: str) -> str:
-        _call(sessions.resume, session_id)
-        s = _call(sessions.complete, session_id, json.dumps({"approved": True}))
+        _call(sessions.resume, SessionRef_Id(session_id))
+        s = _call(sessions.complete, SessionRef_Id(session_id), json.dumps({"approved": True}))
         return json.dumps({"session": s.id, "status": s.status.name.lower()})

@@ -7,7 +7,7 @@ wit_bindgen::generate!({
 });
 
 use agent::session::sessions;
-use agent::session::types::{SessionError, StartOptions, ToolCall};
+use agent::session::types::{SessionError, SessionRef, StartOptions, ToolCall};
 
 struct ApprovalAgent;
 
@@ -25,6 +25,7 @@ fn message(e: SessionError) -> String {
 impl Guest for ApprovalAgent {
     fn run(task: String, config: String) -> Result<String, String> {
         let s = sessions::start(&StartOptions {
+            key: None,
             task,
             mode: Some("plugin".into()),
             user_id: None,
@@ -33,9 +34,10 @@ impl Guest for ApprovalAgent {
             context: Some(format!(r#"{{"config": {}}}"#, json_string(&config))),
         })
         .map_err(message)?;
-        sessions::iterate(&s.id, Some(r#"{"step":"plan"}"#)).map_err(message)?;
+        sessions::iterate(&SessionRef::Id(s.id.clone()), Some(r#"{"step":"plan"}"#))
+            .map_err(message)?;
         sessions::record_tool_call(
-            &s.id,
+            &SessionRef::Id(s.id.clone()),
             &ToolCall {
                 name: "grep".into(),
                 input: r#"{"pattern":"fn main"}"#.into(),
@@ -44,15 +46,25 @@ impl Guest for ApprovalAgent {
             },
         )
         .map_err(message)?;
-        sessions::iterate(&s.id, Some(r#"{"step":"propose"}"#)).map_err(message)?;
-        let s = sessions::pause(&s.id, Some("waiting for approval")).map_err(message)?;
+        sessions::iterate(&SessionRef::Id(s.id.clone()), Some(r#"{"step":"propose"}"#))
+            .map_err(message)?;
+        let s = sessions::pause(&SessionRef::Id(s.id.clone()), Some("waiting for approval"))
+            .map_err(message)?;
         Ok(format!(r#"{{"session":"{}","status":"paused"}}"#, s.id))
     }
 
     fn resume(session_id: String) -> Result<String, String> {
-        sessions::resume(&session_id).map_err(message)?;
-        sessions::iterate(&session_id, Some(r#"{"step":"apply"}"#)).map_err(message)?;
-        let s = sessions::complete(&session_id, Some(r#"{"applied":true}"#)).map_err(message)?;
+        sessions::resume(&SessionRef::Id(session_id.clone())).map_err(message)?;
+        sessions::iterate(
+            &SessionRef::Id(session_id.clone()),
+            Some(r#"{"step":"apply"}"#),
+        )
+        .map_err(message)?;
+        let s = sessions::complete(
+            &SessionRef::Id(session_id.clone()),
+            Some(r#"{"applied":true}"#),
+        )
+        .map_err(message)?;
         Ok(format!(
             r#"{{"session":"{}","status":"completed","iterations":{}}}"#,
             s.id, s.iteration

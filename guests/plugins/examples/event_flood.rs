@@ -8,13 +8,14 @@ wit_bindgen::generate!({
 });
 
 use agent::session::sessions;
-use agent::session::types::{SessionError, StartOptions};
+use agent::session::types::{SessionError, SessionRef, StartOptions};
 
 struct EventFlood;
 
 impl Guest for EventFlood {
     fn run(task: String, _config: String) -> Result<String, String> {
         let s = sessions::start(&StartOptions {
+            key: None,
             task,
             mode: None,
             user_id: None,
@@ -25,7 +26,7 @@ impl Guest for EventFlood {
         .map_err(|e| format!("{e:?}"))?;
         let mut recorded = 0u64;
         loop {
-            match sessions::record_event(&s.id, "flood", r#"{"x":1}"#) {
+            match sessions::record_event(&SessionRef::Id(s.id.clone()), "flood", r#"{"x":1}"#) {
                 Ok(_) => recorded += 1,
                 Err(SessionError::LimitExceeded(m)) => {
                     return Err(format!("stopped after {recorded} events: {m}"));

@@ -14,6 +14,7 @@ struct InfiniteLoop;
 impl Guest for InfiniteLoop {
     fn run(task: String, _config: String) -> Result<String, String> {
         let started = sessions::start(&StartOptions {
+            key: None,
             task,
             mode: None,
             user_id: None,

@@ -1,6 +1,6 @@
 //! Hostile: tries to read, change and list sessions that are not its own
-//! (their ids come in `config`). Each attempt must fail as if they did not
-//! exist; the result reports what it saw.
+//! (their ids come in `config`, and their keys as `key=...`). Each attempt
+//! must fail as if they did not exist; the result reports what it saw.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -8,7 +8,7 @@ wit_bindgen::generate!({
 });
 
 use agent::session::sessions;
-use agent::session::types::{SessionError, SessionFilter};
+use agent::session::types::{SessionError, SessionFilter, SessionRef};
 
 struct NamespaceEscape;
 
@@ -24,11 +24,15 @@ impl Guest for NamespaceEscape {
     fn run(_task: String, config: String) -> Result<String, String> {
         let mut report = Vec::new();
         for id in config.split(',').filter(|s| !s.is_empty()) {
+            let r = match id.strip_prefix("key=") {
+                Some(key) => SessionRef::Key(key.into()),
+                None => SessionRef::Id(id.into()),
+            };
             report.push(format!(
                 r#""{id}":{{"get":"{}","fail":"{}","delete":"{}"}}"#,
-                seen(sessions::get(id)),
-                seen(sessions::fail(id, "hijacked")),
-                seen(sessions::delete(id)),
+                seen(sessions::get(&r)),
+                seen(sessions::fail(&r, "hijacked")),
+                seen(sessions::delete(&r)),
             ));
         }
         let everything = SessionFilter {

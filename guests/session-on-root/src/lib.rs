@@ -20,6 +20,8 @@ wit_bindgen::generate!({
 #[path = "../../session/src/api.rs"]
 mod api;
 mod delivery;
+#[path = "../../session/src/threads.rs"]
+mod threads;
 
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +35,12 @@ use api::WasiEnvironment;
 
 /// The root the host granted.
 struct HostRoot;
+
+/// The most bytes one `root` call carries. wasmtime-py lifts a `list<u8>`
+/// into a value per byte and wasmtime caps what one host call may copy
+/// (its "hostcall fuel"), which a single call of about 2.6 MiB exhausts;
+/// larger reads and appends are made in pieces of this size.
+const MAX_CALL_BYTES: u64 = 1 << 20;
 
 fn from_wit(e: wit_root::Failure) -> RootError {
     use wit_root::ErrorCode as C;
@@ -59,10 +67,38 @@ impl Root for HostRoot {
         }))
     }
     fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RootError> {
-        wit_root::read(path, offset, len).map_err(from_wit)
+        let first = wit_root::read(path, offset, len.min(MAX_CALL_BYTES)).map_err(from_wit)?;
+        if (first.len() as u64) < MAX_CALL_BYTES.min(len) {
+            return Ok(first);
+        }
+        // A large value (a checkpoint of several MiB) comes in pieces.
+        let mut bytes = first;
+        while (bytes.len() as u64) < len {
+            let at = offset + bytes.len() as u64;
+            let want = (len - bytes.len() as u64).min(MAX_CALL_BYTES);
+            let piece = wit_root::read(path, at, want).map_err(from_wit)?;
+            let short = (piece.len() as u64) < want;
+            bytes.extend_from_slice(&piece);
+            if short {
+                break;
+            }
+        }
+        Ok(bytes)
     }
     fn append(&self, path: &str, bytes: &[u8], sync: bool) -> Result<u64, RootError> {
-        wit_root::append(path, bytes, sync).map_err(from_wit)
+        // A large append goes in pieces, synced once at the end: the
+        // writer holds the log's lock, and a crash between pieces leaves a
+        // torn tail, which the log's framing finds and cuts like any other.
+        let mut pieces = bytes.chunks(MAX_CALL_BYTES as usize).peekable();
+        let mut size = 0;
+        while let Some(piece) = pieces.next() {
+            let last = pieces.peek().is_none();
+            size = wit_root::append(path, piece, sync && last).map_err(from_wit)?;
+        }
+        if bytes.is_empty() {
+            size = wit_root::append(path, bytes, sync).map_err(from_wit)?;
+        }
+        Ok(size)
     }
     fn write_at(&self, path: &str, offset: u64, bytes: &[u8]) -> Result<(), RootError> {
         wit_root::write_at(path, offset, bytes).map_err(from_wit)

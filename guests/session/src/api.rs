@@ -31,9 +31,9 @@ impl core::Environment for WasiEnvironment {
     }
 }
 
-type R<T> = Result<T, wit::SessionError>;
+pub(crate) type R<T> = Result<T, wit::SessionError>;
 
-fn err(e: SessionError) -> wit::SessionError {
+pub(crate) fn err(e: SessionError) -> wit::SessionError {
     match e {
         SessionError::NotFound(m) => wit::SessionError::NotFound(m),
         SessionError::InvalidTransition(m) => wit::SessionError::InvalidTransition(m),
@@ -44,7 +44,7 @@ fn err(e: SessionError) -> wit::SessionError {
     }
 }
 
-fn json(what: &str, text: &str) -> R<Value> {
+pub(crate) fn json(what: &str, text: &str) -> R<Value> {
     core::validate::json(what, text).map_err(err)
 }
 
@@ -72,8 +72,16 @@ fn from_status(s: wit::SessionStatus) -> core::SessionStatus {
     }
 }
 
-fn session(s: core::Session) -> wit::Session {
+pub(crate) fn sref(r: wit::SessionRef) -> core::SessionRef {
+    match r {
+        wit::SessionRef::Id(id) => core::SessionRef::Id(id),
+        wit::SessionRef::Key(key) => core::SessionRef::Key(key),
+    }
+}
+
+pub(crate) fn to_session(s: core::Session) -> wit::Session {
     wit::Session {
+        key: s.key,
         context: Value::Object(s.context).to_string(),
         result: s.result.map(|r| r.to_string()),
         id: s.id,
@@ -103,7 +111,7 @@ fn event(e: core::Event) -> wit::Event {
     }
 }
 
-fn filter(f: wit::SessionFilter) -> core::SessionFilter {
+pub(crate) fn filter(f: wit::SessionFilter) -> core::SessionFilter {
     core::SessionFilter {
         user_id: f.user_id,
         channel_id: f.channel_id,
@@ -131,95 +139,111 @@ impl Guest for Component {
     fn start(o: wit::StartOptions) -> R<wit::Session> {
         let options = core::StartOptions {
             context: opt_json("context", o.context)?,
+            key: o.key,
             task: o.task,
             mode: o.mode,
             user_id: o.user_id,
             channel_id: o.channel_id,
             max_iterations: o.max_iterations,
         };
-        engine().start(options).map(session).map_err(err)
+        engine().start(options).map(to_session).map_err(err)
     }
 
-    fn get(id: String) -> R<wit::Session> {
-        engine().get(&id).map(session).map_err(err)
+    fn get(session: wit::SessionRef) -> R<wit::Session> {
+        engine().get(sref(session)).map(to_session).map_err(err)
     }
 
-    fn pause(id: String, reason: Option<String>) -> R<wit::Session> {
-        engine().pause(&id, reason).map(session).map_err(err)
+    fn pause(session: wit::SessionRef, reason: Option<String>) -> R<wit::Session> {
+        engine()
+            .pause(sref(session), reason)
+            .map(to_session)
+            .map_err(err)
     }
 
-    fn resume(id: String) -> R<wit::Session> {
-        engine().resume(&id).map(session).map_err(err)
+    fn resume(session: wit::SessionRef) -> R<wit::Session> {
+        engine().resume(sref(session)).map(to_session).map_err(err)
     }
 
-    fn complete(id: String, result: Option<String>) -> R<wit::Session> {
+    fn complete(session: wit::SessionRef, result: Option<String>) -> R<wit::Session> {
         let result = opt_json("result", result)?;
-        engine().complete(&id, result).map(session).map_err(err)
+        engine()
+            .complete(sref(session), result)
+            .map(to_session)
+            .map_err(err)
     }
 
-    fn fail(id: String, error: String) -> R<wit::Session> {
-        engine().fail(&id, error).map(session).map_err(err)
+    fn fail(session: wit::SessionRef, error: String) -> R<wit::Session> {
+        engine()
+            .fail(sref(session), error)
+            .map(to_session)
+            .map_err(err)
     }
 
-    fn iterate(id: String, data: Option<String>) -> R<wit::Session> {
+    fn iterate(session: wit::SessionRef, data: Option<String>) -> R<wit::Session> {
         let data = opt_json("iteration data", data)?;
-        engine().iterate(&id, data).map(session).map_err(err)
+        engine()
+            .iterate(sref(session), data)
+            .map(to_session)
+            .map_err(err)
     }
 
-    fn record_tool_call(id: String, call: wit::ToolCall) -> R<wit::Event> {
+    fn record_tool_call(session: wit::SessionRef, call: wit::ToolCall) -> R<wit::Event> {
         let call = core::ToolCall {
             input: json("tool input", &call.input)?,
             output: json("tool output", &call.output)?,
             name: call.name,
             duration_ms: call.duration_ms,
         };
-        engine().record_tool_call(&id, call).map(event).map_err(err)
+        engine()
+            .record_tool_call(sref(session), call)
+            .map(event)
+            .map_err(err)
     }
 
-    fn record_learning(id: String, l: wit::Learning) -> R<wit::Event> {
+    fn record_learning(session: wit::SessionRef, l: wit::Learning) -> R<wit::Event> {
         let learning = core::Learning {
             insight: l.insight,
             expertise_file: l.expertise_file,
         };
         engine()
-            .record_learning(&id, learning)
+            .record_learning(sref(session), learning)
             .map(event)
             .map_err(err)
     }
 
-    fn record_event(id: String, kind: String, data: String) -> R<wit::Event> {
+    fn record_event(session: wit::SessionRef, kind: String, data: String) -> R<wit::Event> {
         let data = json("event data", &data)?;
         engine()
-            .record_event(&id, &kind, data)
+            .record_event(sref(session), &kind, data)
             .map(event)
             .map_err(err)
     }
 
-    fn events(id: String, from: u64, limit: u32) -> R<wit::EventPage> {
-        let page = engine().events(&id, from, limit).map_err(err)?;
+    fn events(session: wit::SessionRef, from: u64, limit: u32) -> R<wit::EventPage> {
+        let page = engine().events(sref(session), from, limit).map_err(err)?;
         Ok(wit::EventPage {
             events: page.events.into_iter().map(event).collect(),
             next_seq: page.next_seq,
         })
     }
 
-    fn recent_events(id: String) -> R<Vec<wit::Event>> {
-        let events = engine().recent_events(&id).map_err(err)?;
+    fn recent_events(session: wit::SessionRef) -> R<Vec<wit::Event>> {
+        let events = engine().recent_events(sref(session)).map_err(err)?;
         Ok(events.into_iter().map(event).collect())
     }
 
-    fn update_context(id: String, patch: String) -> R<wit::Session> {
+    fn update_context(session: wit::SessionRef, patch: String) -> R<wit::Session> {
         let patch = json("context patch", &patch)?;
         engine()
-            .update_context(&id, patch)
-            .map(session)
+            .update_context(sref(session), patch)
+            .map(to_session)
             .map_err(err)
     }
 
-    fn resumption_context(id: String) -> R<wit::Resumption> {
-        let r = engine().resumption_context(&id).map_err(err)?;
+    fn resumption_context(session: wit::SessionRef) -> R<wit::Resumption> {
+        let r = engine().resumption_context(sref(session)).map_err(err)?;
         Ok(wit::Resumption {
-            session: session(r.session),
+            session: to_session(r.session),
             recent_events: r.recent_events.into_iter().map(event).collect(),
             resumable: r.resumable,
         })
@@ -230,7 +254,7 @@ impl Guest for Component {
             .list(&filter(f), cursor.as_deref(), limit)
             .map_err(err)?;
         Ok(wit::SessionPage {
-            sessions: page.sessions.into_iter().map(session).collect(),
+            sessions: page.sessions.into_iter().map(to_session).collect(),
             next_cursor: page.next_cursor,
             unreadable: page.unreadable,
         })
@@ -266,8 +290,8 @@ impl Guest for Component {
         })
     }
 
-    fn delete(id: String) -> R<()> {
-        engine().delete(&id).map_err(err)
+    fn delete(session: wit::SessionRef) -> R<()> {
+        engine().delete(sref(session)).map_err(err)
     }
 
     fn rebuild_index(dry_run: bool) -> R<wit::IndexReport> {
@@ -279,12 +303,15 @@ impl Guest for Component {
         })
     }
 
-    fn export(id: String) -> R<String> {
-        engine().export(&id).map(|v| v.to_string()).map_err(err)
+    fn export(session: wit::SessionRef) -> R<String> {
+        engine()
+            .export(sref(session))
+            .map(|v| v.to_string())
+            .map_err(err)
     }
 
     fn import(document: String) -> R<wit::Session> {
-        engine().import_text(&document).map(session).map_err(err)
+        engine().import_text(&document).map(to_session).map_err(err)
     }
 
     fn set_webhook(c: wit::WebhookConfig) -> R<wit::WebhookConfig> {
@@ -313,15 +340,15 @@ impl Guest for Component {
         engine().disable_webhook(&url).map_err(err)
     }
 
-    fn is_resumable(id: String) -> R<bool> {
-        engine().is_resumable(&id).map_err(err)
+    fn is_resumable(session: wit::SessionRef) -> R<bool> {
+        engine().is_resumable(sref(session)).map_err(err)
     }
 
-    fn duration(id: String) -> R<u64> {
-        engine().duration(&id).map_err(err)
+    fn duration(session: wit::SessionRef) -> R<u64> {
+        engine().duration(sref(session)).map_err(err)
     }
 
-    fn progress(id: String) -> R<f64> {
-        engine().progress(&id).map_err(err)
+    fn progress(session: wit::SessionRef) -> R<f64> {
+        engine().progress(sref(session)).map_err(err)
     }
 }

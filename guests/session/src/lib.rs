@@ -8,6 +8,7 @@ wit_bindgen::generate!({
 });
 
 mod api;
+mod threads;
 
 use agent::session::{notify, store};
 use agent_session_core as core;
