@@ -45,6 +45,7 @@ mod pg_store;
 pub mod plugin;
 pub mod root;
 mod runtime;
+mod threads;
 pub mod webhook;
 
 pub use fs_store::{CheckReport, Durability, FsStore};

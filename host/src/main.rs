@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use agent_session_core::memory::MemoryOutbox;
 use agent_session_core::{
-    Event, Learning, Session, SessionError, SessionFilter, SessionStatus, StartOptions, ToolCall,
-    WebhookConfig, webhook::rfc3339,
+    Event, Learning, Session, SessionError, SessionFilter, SessionRef, SessionStatus, StartOptions,
+    ToolCall, WebhookConfig, webhook::rfc3339,
 };
 use agent_session_host::copy;
 use agent_session_host::plugin::{Outcome, PluginLimits, PluginRuntime};
@@ -112,6 +112,11 @@ enum Command {
     Start {
         /// What the session is for.
         task: String,
+        /// The caller's key for the session (a thread or conversation id):
+        /// if a session has it, that session is printed and left as it is
+        /// (get-or-create); later commands can name it with --key.
+        #[arg(long)]
+        key: Option<String>,
         /// Mode name, e.g. developer (default: "default").
         #[arg(long)]
         mode: Option<String>,
@@ -132,10 +137,14 @@ enum Command {
         quiet: bool,
     },
     /// Show a session (status, progress, duration, context).
-    Show { id: String },
+    Show {
+        #[command(flatten)]
+        id: Target,
+    },
     /// Show a session's history.
     Events {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// First position to show.
         #[arg(long, default_value_t = 0)]
         from: u64,
@@ -148,14 +157,16 @@ enum Command {
     },
     /// Count one iteration of an active session.
     Iterate {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// Data about the iteration, JSON.
         #[arg(long, value_name = "JSON")]
         data: Option<String>,
     },
     /// Record a tool call.
     ToolCall {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// Tool name.
         #[arg(long)]
         name: String,
@@ -171,7 +182,8 @@ enum Command {
     },
     /// Record something the agent learned.
     Learn {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// The insight.
         insight: String,
         /// Where the insight was written down.
@@ -180,7 +192,8 @@ enum Command {
     },
     /// Record a custom event (kind: a-z 0-9 _ - .).
     Record {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         kind: String,
         /// Event data, JSON.
         #[arg(long, value_name = "JSON", default_value = "{}")]
@@ -188,28 +201,38 @@ enum Command {
     },
     /// Show the resumption context, or merge into the context with --set.
     Context {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// JSON object to merge (a null value removes its key).
         #[arg(long, value_name = "JSON")]
         set: Option<String>,
     },
     /// Pause an active session.
     Pause {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         #[arg(long)]
         reason: Option<String>,
     },
     /// Resume a paused session.
-    Resume { id: String },
+    Resume {
+        #[command(flatten)]
+        id: Target,
+    },
     /// Complete a session.
     Complete {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// The result, JSON.
         #[arg(long, value_name = "JSON")]
         result: Option<String>,
     },
     /// Fail a session.
-    Fail { id: String, error: String },
+    Fail {
+        #[command(flatten)]
+        id: Target,
+        error: String,
+    },
     /// List sessions, newest first.
     List {
         #[command(flatten)]
@@ -236,7 +259,10 @@ enum Command {
         dry_run: bool,
     },
     /// Delete one session and its history.
-    Delete { id: String },
+    Delete {
+        #[command(flatten)]
+        id: Target,
+    },
     /// Check the whole root: every log frame, document and index entry.
     ///
     /// Reports torn tails (the last append of a crashed writer), damage,
@@ -269,7 +295,8 @@ enum Command {
     },
     /// Write a session and its history as a portable JSON document.
     Export {
-        id: String,
+        #[command(flatten)]
+        id: Target,
         /// Write to this file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -317,6 +344,33 @@ enum Command {
         #[command(flatten)]
         delivery: DeliveryArgs,
     },
+}
+
+/// The session a command is about: its id, or its key.
+#[derive(Args)]
+struct Target {
+    /// The session's id (or its key, with --key).
+    #[arg(value_name = "SESSION")]
+    session: String,
+    /// SESSION is the key the session was started with (start --key), not
+    /// its id.
+    #[arg(long)]
+    key: bool,
+}
+
+impl From<&Target> for SessionRef {
+    fn from(t: &Target) -> Self {
+        match t.key {
+            true => SessionRef::Key(t.session.clone()),
+            false => SessionRef::Id(t.session.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        SessionRef::from(self).fmt(f)
+    }
 }
 
 #[derive(Subcommand)]
@@ -686,6 +740,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Start {
             task,
+            key,
             mode,
             user,
             channel,
@@ -694,6 +749,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             quiet,
         } => {
             let s = host.start(StartOptions {
+                key,
                 task,
                 mode,
                 user_id: user,
@@ -863,6 +919,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Delete { id } => {
+            // Deleted by id, so that what is printed is what was deleted.
+            let id = match id.key {
+                true => host.get(&id)?.id,
+                false => id.session,
+            };
             host.delete(&id)?;
             if out.json {
                 out.print_json(&json!({ "deleted": id }));

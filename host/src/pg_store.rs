@@ -489,10 +489,21 @@ fn migrate(db: &mut postgres::Client) -> anyhow::Result<()> {
     if schema_version(db)? == SCHEMA_VERSION {
         return Ok(());
     }
+    // Serializes hosts that start at once on a new database: the second
+    // waits here, then finds the tables made. The lock is taken before the
+    // transaction, not in it: a transaction's catalog lookups may use a
+    // view of the catalog from before the lock was granted, and would not
+    // see the tables the first host just made.
+    db.execute("SELECT pg_advisory_lock(7079001)", &[])?;
+    let migrated = migrate_locked(db);
+    let unlocked = db.execute("SELECT pg_advisory_unlock(7079001)", &[]);
+    migrated?;
+    unlocked?;
+    Ok(())
+}
+
+fn migrate_locked(db: &mut postgres::Client) -> anyhow::Result<()> {
     let mut tx = db.transaction()?;
-    // Serializes hosts that start at once on a new database: the
-    // second waits here, then finds the tables made.
-    tx.execute("SELECT pg_advisory_xact_lock(7079001)", &[])?;
     // Read again under the lock: another host may have just migrated.
     let found = schema_version(&mut tx)?;
     if found > SCHEMA_VERSION {

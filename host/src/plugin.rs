@@ -540,79 +540,89 @@ impl sessions::Host for PluginState {
         let r = self.pass(|g, s| g.call_start(s, &options));
         self.touch(|s: &wit::Session| &s.id, r)
     }
-    fn get(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_get(s, &id))
+    fn get(&mut self, session: wit::SessionRef) -> Result<wit::Session, wit::SessionError> {
+        self.pass(|g, s| g.call_get(s, &session))
     }
     fn pause(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         reason: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_pause(s, &id, reason.as_deref()))
+        self.pass(|g, s| g.call_pause(s, &session, reason.as_deref()))
     }
-    fn resume(&mut self, id: String) -> Result<wit::Session, wit::SessionError> {
-        let r = self.pass(|g, s| g.call_resume(s, &id));
+    fn resume(&mut self, session: wit::SessionRef) -> Result<wit::Session, wit::SessionError> {
+        let r = self.pass(|g, s| g.call_resume(s, &session));
         self.touch(|s: &wit::Session| &s.id, r)
     }
     fn complete(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         result: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_complete(s, &id, result.as_deref()))
+        self.pass(|g, s| g.call_complete(s, &session, result.as_deref()))
     }
-    fn fail(&mut self, id: String, error: String) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_fail(s, &id, &error))
+    fn fail(
+        &mut self,
+        session: wit::SessionRef,
+        error: String,
+    ) -> Result<wit::Session, wit::SessionError> {
+        self.pass(|g, s| g.call_fail(s, &session, &error))
     }
     fn iterate(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         data: Option<String>,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_iterate(s, &id, data.as_deref()))
+        self.pass(|g, s| g.call_iterate(s, &session, data.as_deref()))
     }
     fn record_tool_call(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         call: wit::ToolCall,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.pass(|g, s| g.call_record_tool_call(s, &id, &call))
+        self.pass(|g, s| g.call_record_tool_call(s, &session, &call))
     }
     fn record_learning(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         learning: wit::Learning,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.pass(|g, s| g.call_record_learning(s, &id, &learning))
+        self.pass(|g, s| g.call_record_learning(s, &session, &learning))
     }
     fn record_event(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         kind: String,
         data: String,
     ) -> Result<wit::Event, wit::SessionError> {
-        self.pass(|g, s| g.call_record_event(s, &id, &kind, &data))
+        self.pass(|g, s| g.call_record_event(s, &session, &kind, &data))
     }
     fn events(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         from: u64,
         limit: u32,
     ) -> Result<wit::EventPage, wit::SessionError> {
-        self.pass(|g, s| g.call_events(s, &id, from, limit))
+        self.pass(|g, s| g.call_events(s, &session, from, limit))
     }
-    fn recent_events(&mut self, id: String) -> Result<Vec<wit::Event>, wit::SessionError> {
-        self.pass(|g, s| g.call_recent_events(s, &id))
+    fn recent_events(
+        &mut self,
+        session: wit::SessionRef,
+    ) -> Result<Vec<wit::Event>, wit::SessionError> {
+        self.pass(|g, s| g.call_recent_events(s, &session))
     }
     fn update_context(
         &mut self,
-        id: String,
+        session: wit::SessionRef,
         patch: String,
     ) -> Result<wit::Session, wit::SessionError> {
-        self.pass(|g, s| g.call_update_context(s, &id, &patch))
+        self.pass(|g, s| g.call_update_context(s, &session, &patch))
     }
-    fn resumption_context(&mut self, id: String) -> Result<wit::Resumption, wit::SessionError> {
-        self.pass(|g, s| g.call_resumption_context(s, &id))
+    fn resumption_context(
+        &mut self,
+        session: wit::SessionRef,
+    ) -> Result<wit::Resumption, wit::SessionError> {
+        self.pass(|g, s| g.call_resumption_context(s, &session))
     }
     fn list(
         &mut self,
@@ -635,14 +645,14 @@ impl sessions::Host for PluginState {
     ) -> Result<wit::CleanupReport, wit::SessionError> {
         not_granted("cleanup")
     }
-    fn delete(&mut self, id: String) -> Result<(), wit::SessionError> {
-        self.pass(|g, s| g.call_delete(s, &id))
+    fn delete(&mut self, session: wit::SessionRef) -> Result<(), wit::SessionError> {
+        self.pass(|g, s| g.call_delete(s, &session))
     }
     fn rebuild_index(&mut self, _: bool) -> Result<wit::IndexReport, wit::SessionError> {
         not_granted("rebuild-index")
     }
-    fn export(&mut self, id: String) -> Result<String, wit::SessionError> {
-        self.pass(|g, s| g.call_export(s, &id))
+    fn export(&mut self, session: wit::SessionRef) -> Result<String, wit::SessionError> {
+        self.pass(|g, s| g.call_export(s, &session))
     }
     fn import(&mut self, _: String) -> Result<wit::Session, wit::SessionError> {
         not_granted("import")
@@ -673,13 +683,13 @@ impl sessions::Host for PluginState {
     fn disable_webhook(&mut self, _: String) -> Result<bool, wit::SessionError> {
         not_granted("disable-webhook")
     }
-    fn is_resumable(&mut self, id: String) -> Result<bool, wit::SessionError> {
-        self.pass(|g, s| g.call_is_resumable(s, &id))
+    fn is_resumable(&mut self, session: wit::SessionRef) -> Result<bool, wit::SessionError> {
+        self.pass(|g, s| g.call_is_resumable(s, &session))
     }
-    fn duration(&mut self, id: String) -> Result<u64, wit::SessionError> {
-        self.pass(|g, s| g.call_duration(s, &id))
+    fn duration(&mut self, session: wit::SessionRef) -> Result<u64, wit::SessionError> {
+        self.pass(|g, s| g.call_duration(s, &session))
     }
-    fn progress(&mut self, id: String) -> Result<f64, wit::SessionError> {
-        self.pass(|g, s| g.call_progress(s, &id))
+    fn progress(&mut self, session: wit::SessionRef) -> Result<f64, wit::SessionError> {
+        self.pass(|g, s| g.call_progress(s, &session))
     }
 }

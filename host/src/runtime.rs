@@ -23,7 +23,7 @@ use crate::cache;
 use crate::fs_store::{Durability, FsStore};
 use crate::outbox::FsOutbox;
 
-mod bindings {
+pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "session-component",
@@ -430,6 +430,22 @@ impl SessionHost {
         &self,
         f: impl FnOnce(&Guest, &mut wasmtime::Store<HostState>) -> CallResult<T>,
     ) -> Result<Result<T, wit::SessionError>, Error> {
+        self.call_instance(|i, s| f(i.agent_session_sessions(), s))
+    }
+
+    /// A call of any interface the component exports.
+    pub(crate) fn call_in<T>(
+        &self,
+        f: impl FnOnce(&SessionComponent, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<T, Error> {
+        self.call_instance(f)?
+            .map_err(|e| Error::Session(from_wit_error(e)))
+    }
+
+    fn call_instance<T>(
+        &self,
+        f: impl FnOnce(&SessionComponent, &mut wasmtime::Store<HostState>) -> CallResult<T>,
+    ) -> Result<Result<T, wit::SessionError>, Error> {
         let mut warm = match self.inner.idle.lock() {
             Ok(mut idle) => idle.pop(),
             Err(_) => None,
@@ -438,7 +454,7 @@ impl SessionHost {
             Some(w) => w,
             None => self.instantiate()?,
         };
-        let result = f(instance.agent_session_sessions(), &mut store);
+        let result = f(&instance, &mut store);
         match result {
             Ok(r) => {
                 // The component keeps nothing between calls, so a call that
@@ -476,6 +492,7 @@ impl SessionHost {
     /// Start a new active session.
     pub fn start(&self, o: StartOptions) -> Result<Session, Error> {
         let options = wit::StartOptions {
+            key: o.key,
             task: o.task,
             mode: o.mode,
             user_id: o.user_id,
@@ -487,43 +504,70 @@ impl SessionHost {
     }
 
     /// Read a session.
-    pub fn get(&self, id: &str) -> Result<Session, Error> {
+    pub fn get(&self, session: impl Into<core::SessionRef>) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_get(s, id))?.try_into()
     }
 
     /// Pause an active session.
-    pub fn pause(&self, id: &str, reason: Option<&str>) -> Result<Session, Error> {
+    pub fn pause(
+        &self,
+        session: impl Into<core::SessionRef>,
+        reason: Option<&str>,
+    ) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_pause(s, id, reason))?.try_into()
     }
 
     /// Resume a paused session.
-    pub fn resume(&self, id: &str) -> Result<Session, Error> {
+    pub fn resume(&self, session: impl Into<core::SessionRef>) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_resume(s, id))?.try_into()
     }
 
     /// Complete an active or paused session.
-    pub fn complete(&self, id: &str, result: Option<&Value>) -> Result<Session, Error> {
+    pub fn complete(
+        &self,
+        session: impl Into<core::SessionRef>,
+        result: Option<&Value>,
+    ) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         let result = result.map(Value::to_string);
         self.call(|g, s| g.call_complete(s, id, result.as_deref()))?
             .try_into()
     }
 
     /// Fail an active or paused session.
-    pub fn fail(&self, id: &str, error: &str) -> Result<Session, Error> {
+    pub fn fail(
+        &self,
+        session: impl Into<core::SessionRef>,
+        error: &str,
+    ) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_fail(s, id, error))?.try_into()
     }
 
     // ----- iterations and events -----
 
     /// Count one iteration; reaching the bound moves the session to timeout.
-    pub fn iterate(&self, id: &str, data: Option<&Value>) -> Result<Session, Error> {
+    pub fn iterate(
+        &self,
+        session: impl Into<core::SessionRef>,
+        data: Option<&Value>,
+    ) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         let data = data.map(Value::to_string);
         self.call(|g, s| g.call_iterate(s, id, data.as_deref()))?
             .try_into()
     }
 
     /// Record a tool call.
-    pub fn record_tool_call(&self, id: &str, call: &ToolCall) -> Result<Event, Error> {
+    pub fn record_tool_call(
+        &self,
+        session: impl Into<core::SessionRef>,
+        call: &ToolCall,
+    ) -> Result<Event, Error> {
+        let id = &wit_ref(session.into());
         let call = wit::ToolCall {
             name: call.name.clone(),
             input: call.input.to_string(),
@@ -535,7 +579,12 @@ impl SessionHost {
     }
 
     /// Record a learning.
-    pub fn record_learning(&self, id: &str, learning: &Learning) -> Result<Event, Error> {
+    pub fn record_learning(
+        &self,
+        session: impl Into<core::SessionRef>,
+        learning: &Learning,
+    ) -> Result<Event, Error> {
+        let id = &wit_ref(session.into());
         let learning = wit::Learning {
             insight: learning.insight.clone(),
             expertise_file: learning.expertise_file.clone(),
@@ -545,14 +594,26 @@ impl SessionHost {
     }
 
     /// Record a custom event.
-    pub fn record_event(&self, id: &str, kind: &str, data: &Value) -> Result<Event, Error> {
+    pub fn record_event(
+        &self,
+        session: impl Into<core::SessionRef>,
+        kind: &str,
+        data: &Value,
+    ) -> Result<Event, Error> {
+        let id = &wit_ref(session.into());
         let data = data.to_string();
         self.call(|g, s| g.call_record_event(s, id, kind, &data))?
             .try_into()
     }
 
     /// Read at most `limit` events from position `from`.
-    pub fn events(&self, id: &str, from: u64, limit: u32) -> Result<EventPage, Error> {
+    pub fn events(
+        &self,
+        session: impl Into<core::SessionRef>,
+        from: u64,
+        limit: u32,
+    ) -> Result<EventPage, Error> {
+        let id = &wit_ref(session.into());
         let page = self.call(|g, s| g.call_events(s, id, from, limit))?;
         Ok(EventPage {
             events: events(page.events)?,
@@ -561,21 +622,31 @@ impl SessionHost {
     }
 
     /// The last 10 events, oldest first.
-    pub fn recent_events(&self, id: &str) -> Result<Vec<Event>, Error> {
+    pub fn recent_events(&self, session: impl Into<core::SessionRef>) -> Result<Vec<Event>, Error> {
+        let id = &wit_ref(session.into());
         events(self.call(|g, s| g.call_recent_events(s, id))?)
     }
 
     // ----- context -----
 
     /// Merge a JSON object into the context.
-    pub fn update_context(&self, id: &str, patch: &Value) -> Result<Session, Error> {
+    pub fn update_context(
+        &self,
+        session: impl Into<core::SessionRef>,
+        patch: &Value,
+    ) -> Result<Session, Error> {
+        let id = &wit_ref(session.into());
         let patch = patch.to_string();
         self.call(|g, s| g.call_update_context(s, id, &patch))?
             .try_into()
     }
 
     /// The session, its recent history and whether it can be resumed.
-    pub fn resumption_context(&self, id: &str) -> Result<Resumption, Error> {
+    pub fn resumption_context(
+        &self,
+        session: impl Into<core::SessionRef>,
+    ) -> Result<Resumption, Error> {
+        let id = &wit_ref(session.into());
         let r = self.call(|g, s| g.call_resumption_context(s, id))?;
         Ok(Resumption {
             session: r.session.try_into()?,
@@ -639,7 +710,8 @@ impl SessionHost {
     }
 
     /// Remove one session and its history.
-    pub fn delete(&self, id: &str) -> Result<(), Error> {
+    pub fn delete(&self, session: impl Into<core::SessionRef>) -> Result<(), Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_delete(s, id))
     }
 
@@ -655,7 +727,8 @@ impl SessionHost {
     }
 
     /// The session and its history as a portable JSON document.
-    pub fn export(&self, id: &str) -> Result<Value, Error> {
+    pub fn export(&self, session: impl Into<core::SessionRef>) -> Result<Value, Error> {
+        let id = &wit_ref(session.into());
         let text = self.call(|g, s| g.call_export(s, id))?;
         parse_json(&text)
     }
@@ -712,24 +785,34 @@ impl SessionHost {
     // ----- utilities -----
 
     /// Whether the session can be resumed.
-    pub fn is_resumable(&self, id: &str) -> Result<bool, Error> {
+    pub fn is_resumable(&self, session: impl Into<core::SessionRef>) -> Result<bool, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_is_resumable(s, id))
     }
 
     /// Milliseconds from creation to end (or now).
-    pub fn duration(&self, id: &str) -> Result<u64, Error> {
+    pub fn duration(&self, session: impl Into<core::SessionRef>) -> Result<u64, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_duration(s, id))
     }
 
     /// Progress in percent.
-    pub fn progress(&self, id: &str) -> Result<f64, Error> {
+    pub fn progress(&self, session: impl Into<core::SessionRef>) -> Result<f64, Error> {
+        let id = &wit_ref(session.into());
         self.call(|g, s| g.call_progress(s, id))
     }
 }
 
 // ----- WIT values to core values -----
 
-fn parse_json(text: &str) -> Result<Value, Error> {
+pub(crate) fn wit_ref(r: core::SessionRef) -> wit::SessionRef {
+    match r {
+        core::SessionRef::Id(id) => wit::SessionRef::Id(id),
+        core::SessionRef::Key(key) => wit::SessionRef::Key(key),
+    }
+}
+
+pub(crate) fn parse_json(text: &str) -> Result<Value, Error> {
     serde_json::from_str(text)
         .map_err(|e| Error::component(format!("the component returned invalid JSON: {e}")))
 }
@@ -765,7 +848,7 @@ fn to_wit_status(s: core::SessionStatus) -> wit::SessionStatus {
     }
 }
 
-fn to_wit_filter(f: &SessionFilter) -> wit::SessionFilter {
+pub(crate) fn to_wit_filter(f: &SessionFilter) -> wit::SessionFilter {
     wit::SessionFilter {
         user_id: f.user_id.clone(),
         channel_id: f.channel_id.clone(),
@@ -815,6 +898,8 @@ impl TryFrom<wit::Session> for Session {
             context,
             result: s.result.as_deref().map(parse_json).transpose()?,
             id: s.id,
+            key: s.key,
+            blobs: 0,
             task: s.task,
             mode: s.mode,
             user_id: s.user_id,

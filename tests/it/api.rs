@@ -25,6 +25,7 @@ fn lifecycle_through_the_component() {
     let (_dir, h) = host();
     let s = h
         .start(StartOptions {
+            key: None,
             task: "Implement feature X".into(),
             mode: Some("developer".into()),
             user_id: Some("u1".into()),

@@ -10,9 +10,16 @@ fn exports_the_session_api_and_imports_only_store_notify_and_wasi() {
     let component = Component::new(&engine, SESSION_COMPONENT).unwrap();
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
-    assert_eq!(exports, ["agent:session/sessions@0.3.0"]);
+    assert_eq!(
+        exports,
+        [
+            "agent:session/sessions@0.4.0",
+            "agent:session/conversations@0.4.0",
+            "agent:session/checkpoints@0.4.0"
+        ]
+    );
     let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
-    for needed in ["agent:session/store@0.3.0", "agent:session/notify@0.3.0"] {
+    for needed in ["agent:session/store@0.4.0", "agent:session/notify@0.4.0"] {
         assert!(
             imports.iter().any(|i| i == needed),
             "{needed} in {imports:?}"

@@ -18,4 +18,5 @@ mod receiver;
 mod root_cases;
 mod senders;
 mod storage;
+mod threads;
 mod webhooks;
