@@ -1,12 +1,13 @@
 // Types of the agent-session Node API (src/index.js). Hand-written from
-// wit/session.wit (agent:session@0.3.0): keep in sync with it.
+// wit/session.wit (agent:session@0.4.0): keep in sync with it.
 //
 // `openSessions` runs the component in a worker thread: the methods of
 // `Sessions` return Promises of what those of `SyncSessions` (from
 // `openSessionsSync`, on the calling thread) return.
 //
-// WIT -> JS: records are objects with camelCase fields; `option` none is
-// null; u64 is number (an integer argument may be a bigint too); JSON-text
+// WIT -> JS: a `session-ref` is an id (a string) or `{ key }`; records
+// are objects with camelCase fields; `option` none is null (but `popItem`
+// gives undefined for no item); `list<u8>` is a Uint8Array; u64 is number (an integer argument may be a bigint too); JSON-text
 // values are JS values (`Json`); `session-stats` counts are objects from
 // name to count. Failures throw SessionError. The component judges every
 // argument; one its WIT type cannot hold (a number for a string, -1 for a
@@ -40,9 +41,17 @@ export class SessionError extends Error {
   readonly code: SessionErrorCode;
 }
 
+/** How a call names a session: its id (a string), or the key it was
+ * started with (`{ key }`; `{ id }` names an id too). A key that looks
+ * like an id is still a key: the two never mix. */
+export type SessionRef = string | { key: string; id?: undefined } | { id: string; key?: undefined };
+
 /** A session's current state. Times are milliseconds since the Unix epoch. */
 export interface Session {
   id: string;
+  /** The caller's key (a LangGraph thread id, a conversation id), if the
+   * session was started with one. */
+  key: string | null;
   task: string;
   mode: string;
   userId: string | null;
@@ -80,6 +89,11 @@ export interface Event {
 
 /** Arguments of `start`. */
 export interface StartOptions {
+  /** With a key, `start` is get-or-create: the session that has the key is
+   * returned as it is (the other options are not applied); else one is
+   * made with it. Racing starts of one key, in any process, all get the
+   * same session. 1 to 512 bytes, no control characters. */
+  key?: string | null;
   task: string;
   /** "default" when absent. */
   mode?: string | null;
@@ -242,6 +256,87 @@ export interface WebhookDelivery {
   pollMs?: number;
 }
 
+/** Bytes as a framework's serializer made them, with its type tag. */
+export interface TypedValue {
+  type: string;
+  bytes: Uint8Array;
+}
+
+/** A channel's value at a version; `value` null: the channel was emptied. */
+export interface ChannelValue {
+  channel: string;
+  /** A number or a string. */
+  version: number | string;
+  value?: TypedValue | null;
+}
+
+/** A checkpoint to put (LangGraph's rules: wit/session.wit, `checkpoints`). */
+export interface NewCheckpoint {
+  /** Namespace; "" (the root graph) when absent. */
+  ns?: string;
+  id: string;
+  parentId?: string | null;
+  /** The checkpoint without its channel values. */
+  checkpoint: TypedValue;
+  /** A JSON object; {} when absent. */
+  metadata?: { [key: string]: Json };
+  /** The checkpoint's channel versions; {} when absent. */
+  channelVersions?: { [channel: string]: number | string };
+  /** The values of the channels that got a new version; [] when absent. */
+  newValues?: ChannelValue[];
+}
+
+/** A write pending on a checkpoint. */
+export interface PendingWrite {
+  taskId: string;
+  taskPath: string;
+  channel: string;
+  value: TypedValue;
+}
+
+/** A checkpoint as read back. */
+export interface CheckpointTuple {
+  sessionId: string;
+  /** The session's key (the thread id), if it has one. */
+  key: string | null;
+  ns: string;
+  id: string;
+  parentId: string | null;
+  checkpoint: TypedValue;
+  /** A JSON object. */
+  metadata: { [key: string]: Json };
+  /** For each channel of the checkpoint's versions that has a value. */
+  channelValues: [string, TypedValue][];
+  /** Sorted by task path, task id and position. */
+  pendingWrites: PendingWrite[];
+}
+
+/** Which checkpoints `listCheckpoints` returns: newest first within a
+ * thread and namespace. */
+export interface CheckpointQuery {
+  /** One thread; absent: every session `threads` selects. */
+  session?: SessionRef | null;
+  threads?: SessionFilter;
+  /** Only this namespace; absent: every one. */
+  ns?: string | null;
+  /** Only this checkpoint. */
+  id?: string | null;
+  /** Only checkpoints whose id sorts before this one. */
+  before?: string | null;
+  /** Top-level metadata keys that must equal these values (a null matches
+   * a missing key). */
+  metadata?: { [key: string]: Json } | null;
+  /** At most this many, over all pages. */
+  limit?: Integer | null;
+}
+
+/** One page of a checkpoint listing. */
+export interface CheckpointPage {
+  checkpoints: CheckpointTuple[];
+  /** Pass back, with the same query, for the next page; null at the end. */
+  nextCursor: string | null;
+}
+
 /** An exported session: the portable JSON document of `export` / `import`. */
 export type ExportDocument = { [key: string]: Json };
 
@@ -276,23 +371,23 @@ export const DEFAULT_LOCK_TIMEOUT_MS: number;
  * method is synchronous (and blocks the thread while it works). */
 export interface SyncSessions {
   start(options: StartOptions): Session;
-  get(id: string): Session;
-  pause(id: string, reason?: string | null): Session;
-  resume(id: string): Session;
-  complete(id: string, result?: Json): Session;
-  fail(id: string, error: string): Session;
+  get(id: SessionRef): Session;
+  pause(id: SessionRef, reason?: string | null): Session;
+  resume(id: SessionRef): Session;
+  complete(id: SessionRef, result?: Json): Session;
+  fail(id: SessionRef, error: string): Session;
 
-  iterate(id: string, data?: Json): Session;
-  recordToolCall(id: string, call: ToolCall): Event;
-  recordLearning(id: string, learning: Learning): Event;
-  recordEvent(id: string, kind: string, data: Json): Event;
+  iterate(id: SessionRef, data?: Json): Session;
+  recordToolCall(id: SessionRef, call: ToolCall): Event;
+  recordLearning(id: SessionRef, learning: Learning): Event;
+  recordEvent(id: SessionRef, kind: string, data: Json): Event;
   /** At most `limit` (max 1000, default 100) events from position `from` (default 0). */
-  events(id: string, from?: Integer, limit?: Integer): EventPage;
-  recentEvents(id: string): Event[];
+  events(id: SessionRef, from?: Integer, limit?: Integer): EventPage;
+  recentEvents(id: SessionRef): Event[];
 
   /** Merge into the context: top-level keys are replaced, a null value removes the key. */
-  updateContext(id: string, patch: { [key: string]: Json }): Session;
-  resumptionContext(id: string): Resumption;
+  updateContext(id: SessionRef, patch: { [key: string]: Json }): Session;
+  resumptionContext(id: SessionRef): Resumption;
 
   /** Newest first, at most `limit` (max 1000, default 100). */
   list(filter?: SessionFilter, cursor?: string | null, limit?: Integer): SessionPage;
@@ -300,10 +395,47 @@ export interface SyncSessions {
 
   /** Remove ended sessions older than `olderThanDays` (30 when null). */
   cleanup(olderThanDays?: Integer | null, dryRun?: boolean): CleanupReport;
-  delete(id: string): void;
+  delete(id: SessionRef): void;
   rebuildIndex(dryRun?: boolean): IndexReport;
-  export(id: string): ExportDocument;
+  export(id: SessionRef): ExportDocument;
   import(document: ExportDocument): Session;
+
+  /** Add items (JSON values) at the end of the conversation, in one append
+   * (the session must be active or paused). */
+  addItems(id: SessionRef, items: Json[]): Session;
+  /** The last `limit` items (all with null), oldest first. */
+  items(id: SessionRef, limit?: Integer | null): Json[];
+  /** Take the last item off and return it; undefined if there is none (a
+   * null item pops as null). Recorded as an event. */
+  popItem(id: SessionRef): Json | undefined;
+  /** Empty the conversation (recorded as an event). */
+  clearItems(id: SessionRef): Session;
+
+  /** Put a checkpoint in an active or paused session. */
+  putCheckpoint(id: SessionRef, checkpoint: NewCheckpoint): void;
+  /** Put writes (`[channel, value]`) of task `taskId` pending on checkpoint
+   * `checkpointId` of namespace `ns`. */
+  putWrites(
+    id: SessionRef,
+    ns: string,
+    checkpointId: string,
+    taskId: string,
+    taskPath: string,
+    writes: [string, TypedValue][],
+  ): void;
+  /** Checkpoint `checkpointId` of namespace `ns` (default ""), or the latest;
+   * null if there is none (or no such session). */
+  getCheckpoint(id: SessionRef, ns?: string, checkpointId?: string | null): CheckpointTuple | null;
+  /** Checkpoints matching `query`, a page at a time. */
+  listCheckpoints(query?: CheckpointQuery, cursor?: string | null): CheckpointPage;
+  /** Copy every checkpoint and write of `from` into `to` (ids kept); both
+   * must exist. */
+  copyCheckpoints(from: SessionRef, to: SessionRef): void;
+  /** Drop the checkpoints whose metadata `run_id` is one of `runIds` in every
+   * session `threads` selects; how many sessions changed. */
+  dropRuns(threads: SessionFilter, runIds: string[]): number;
+  /** Drop every checkpoint but the latest of each namespace. */
+  pruneCheckpoints(id: SessionRef): void;
 
   /** Set the endpoint; an enabled one must pass `checkWebhookUrl` with the
    * `webhookAllow` exceptions given to `openSessions`. */
@@ -322,11 +454,11 @@ export interface SyncSessions {
    * flight are recorded. */
   stopDelivering(): Promise<void>;
 
-  isResumable(id: string): boolean;
+  isResumable(id: SessionRef): boolean;
   /** Milliseconds from creation to end (or to now). */
-  duration(id: string): number;
+  duration(id: SessionRef): number;
   /** Iteration / max-iterations, from 0 to 100. */
-  progress(id: string): number;
+  progress(id: SessionRef): number;
 
   /** Release this process's outbox segment (ending the process does too);
    * a sender running here stops without waiting for its attempts in flight

@@ -137,6 +137,46 @@ export function strings(v, where) {
   return Array.from(v, (s, i) => str(s, `${where}[${i}]`));
 }
 
+/** A `session-ref` of the argument `param` of `op`: a string is a
+ * session's id, `{ key }` its key (`{ id }` an id too). The string case is
+ * worded as before keys existed (`get: id must be a string`). */
+export function ref(v, op, param = 'session') {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const has = (k) => Object.hasOwn(v, k) && v[k] !== undefined;
+    if (has('key') && !has('id')) return { tag: 'key', val: str(v.key, `${op}: ${param}.key`) };
+    if (has('id') && !has('key')) return { tag: 'id', val: str(v.id, `${op}: ${param}.id`) };
+    refuse(`${op}: ${param} must be an id (a string), { key } or { id }, got ${describe(v)}`);
+  }
+  return { tag: 'id', val: str(v, param === 'session' ? `${op}: id` : `${op}: ${param}`) };
+}
+
+/** An optional `session-ref`. */
+export const optRef = (v, op, param) => (absent(v) ? undefined : ref(v, op, param));
+
+/** A `list<u8>`: a Uint8Array (a Buffer is one), passed as it is. */
+export function bytes(v, where) {
+  need(v instanceof Uint8Array, where, 'bytes (a Uint8Array)', v);
+  return v;
+}
+
+/** A `typed-value`: `{ type, bytes }`, as a serializer made it. */
+export function typed(v, where) {
+  record(v, where);
+  return { type: str(v.type, `${where}.type`), bytes: bytes(v.bytes, `${where}.bytes`) };
+}
+
+/** An array, each element converted by `each(element, where)`. */
+export function array(v, where, each) {
+  need(Array.isArray(v), where, 'an array', v);
+  return Array.from(v, (x, i) => each(x, `${where}[${i}]`));
+}
+
+/** A pair (an array of two), as jco takes a WIT `tuple`. */
+export function pair(v, where) {
+  need(Array.isArray(v) && v.length === 2, where, 'a pair (an array of two)', v);
+  return v;
+}
+
 /** An optional `session-status`: its name. An unknown name cannot be
  * passed (the WIT type is an enum), so it is refused here, with the
  * message of the core's own status parser (`SessionStatus::parse`, what

@@ -18,7 +18,8 @@ const DEFAULT_MODULE = path.join(GEN, 'agent_session_on_root.js');
 
 /**
  * A loaded component: `instantiate(imports)` makes a fresh instance and
- * returns its `sessions` and `delivery` exports.
+ * returns its `sessions`, `conversations`, `checkpoints` and `delivery`
+ * exports.
  * @typedef {{ instantiate: (imports: { root: object }) => Record<string, Function> }} Component
  */
 
@@ -64,8 +65,8 @@ export async function loadComponent(component) {
       if (typeof instance?.then === 'function') {
         throw new Error(`${modulePath} did not instantiate synchronously; transpile it with --instantiation async`);
       }
-      // One namespace: the two interfaces share no function name.
-      return { ...instance.sessions, ...instance.delivery };
+      // One namespace: the interfaces share no function name.
+      return { ...instance.sessions, ...instance.conversations, ...instance.checkpoints, ...instance.delivery };
     },
   };
 }

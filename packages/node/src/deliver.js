@@ -28,7 +28,7 @@ export const DEFAULT_POLL_MS = 1000;
  * often (a look lists the outbox). */
 const KICK_MS = 10;
 
-const VERSION = '0.3.0';
+const VERSION = '0.4.0';
 
 /** A refusal by the address policy, told apart from other lookup errors. */
 class Refused extends Error {}

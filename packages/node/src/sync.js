@@ -8,8 +8,10 @@
 //   const session = s.start({ task: 'write the parser' });
 //   s.iterate(session.id, { step: 1 });
 //
-// Methods mirror the WIT `sessions` interface in camelCase. Values are
-// plain objects with camelCase fields; JSON-text values are JS values;
+// Methods mirror the WIT `sessions`, `conversations` and `checkpoints`
+// interfaces in camelCase; a session is named by its id (a string) or by
+// its key (`{ key }`). Values are plain objects with camelCase fields;
+// JSON-text values are JS values; `list<u8>` is a Uint8Array;
 // u64s are Numbers; `option` none is null. Failures throw `SessionError`:
 // the component judges every argument; one its WIT type cannot hold (a
 // number for a string, -1 for a count, NaN in a JSON value) is refused
@@ -122,6 +124,7 @@ const parse = (text) => (text === undefined || text === null ? null : JSON.parse
 
 const session = (s) => ({
   id: s.id,
+  key: opt(s.key),
   task: s.task,
   mode: s.mode,
   userId: opt(s.userId),
@@ -153,6 +156,12 @@ export const BUILT_IN_KINDS = new Set([
   'error',
   'timeout',
   'context',
+  'item',
+  'item_pop',
+  'items_clear',
+  'checkpoint',
+  'writes',
+  'checkpoints_drop',
 ]);
 
 /** camelCase names, by the snake_case ones met (the engine's few). */
@@ -215,6 +224,29 @@ const delivery = (d) => ({
     refused: t.refused,
   })),
   reason: opt(d.reason),
+});
+
+/** A value read back (`typed-text`: base64, see the WIT) as `{ type, bytes }`. */
+const typedValue = (t) => {
+  // Copied out of Buffer's shared pool, so the value owns its memory.
+  return { type: t.type, bytes: new Uint8Array(Buffer.from(t.base64, 'base64')) };
+};
+
+const checkpointTuple = (t) => ({
+  sessionId: t.sessionId,
+  key: opt(t.key),
+  ns: t.ns,
+  id: t.id,
+  parentId: opt(t.parentId),
+  checkpoint: typedValue(t.checkpoint),
+  metadata: parse(t.metadata),
+  channelValues: t.channelValues.map(([channel, value]) => [channel, typedValue(value)]),
+  pendingWrites: t.pendingWrites.map((w) => ({
+    taskId: w.taskId,
+    taskPath: w.taskPath,
+    channel: w.channel,
+    value: typedValue(w.value),
+  })),
 });
 
 function filter(f, where) {
@@ -286,6 +318,7 @@ export class SyncSessions {
     const o = a.record(options, 'start: options');
     return session(
       this.#call('start', {
+        key: a.optStr(o.key, 'start: options.key'),
         task: a.str(o.task, 'start: options.task'),
         mode: a.optStr(o.mode, 'start: options.mode'),
         userId: a.optStr(o.userId, 'start: options.user-id'),
@@ -298,50 +331,50 @@ export class SyncSessions {
 
   /**
    * Read a session.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {import('../index.d.ts').Session}
    */
   get(id) {
-    return session(this.#call('get', a.str(id, 'get: id')));
+    return session(this.#call('get', a.ref(id, 'get')));
   }
 
   /**
    * Pause an active session.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {string | null} [reason]
    * @returns {import('../index.d.ts').Session}
    */
   pause(id, reason = null) {
-    return session(this.#call('pause', a.str(id, 'pause: id'), a.optStr(reason, 'pause: reason')));
+    return session(this.#call('pause', a.ref(id, 'pause'), a.optStr(reason, 'pause: reason')));
   }
 
   /**
    * Resume a paused session.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {import('../index.d.ts').Session}
    */
   resume(id) {
-    return session(this.#call('resume', a.str(id, 'resume: id')));
+    return session(this.#call('resume', a.ref(id, 'resume')));
   }
 
   /**
    * Complete an active or paused session.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {unknown} [result] a JSON value; null: none
    * @returns {import('../index.d.ts').Session}
    */
   complete(id, result = null) {
-    return session(this.#call('complete', a.str(id, 'complete: id'), a.optJson(result, 'complete: result')));
+    return session(this.#call('complete', a.ref(id, 'complete'), a.optJson(result, 'complete: result')));
   }
 
   /**
    * Fail an active or paused session.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {string} error
    * @returns {import('../index.d.ts').Session}
    */
   fail(id, error) {
-    return session(this.#call('fail', a.str(id, 'fail: id'), a.str(error, 'fail: error')));
+    return session(this.#call('fail', a.ref(id, 'fail'), a.str(error, 'fail: error')));
   }
 
   // --- iterations and events ---
@@ -349,24 +382,24 @@ export class SyncSessions {
   /**
    * Count one iteration of an active session; reaching its max-iterations
    * moves it to `timeout`.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {unknown} [data] a JSON value; null: none
    * @returns {import('../index.d.ts').Session}
    */
   iterate(id, data = null) {
-    return session(this.#call('iterate', a.str(id, 'iterate: id'), a.optJson(data, 'iterate: data')));
+    return session(this.#call('iterate', a.ref(id, 'iterate'), a.optJson(data, 'iterate: data')));
   }
 
   /**
    * Record a tool call in an active session's history.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {import('../index.d.ts').ToolCall} call
    * @returns {import('../index.d.ts').Event}
    */
   recordToolCall(id, call) {
     const c = a.record(call, 'record-tool-call: call');
     return event(
-      this.#call('recordToolCall', a.str(id, 'record-tool-call: id'), {
+      this.#call('recordToolCall', a.ref(id, 'record-tool-call'), {
         name: a.str(c.name, 'record-tool-call: call.name'),
         input: a.json(c.input, 'record-tool-call: call.input'),
         output: a.json(c.output, 'record-tool-call: call.output'),
@@ -377,14 +410,14 @@ export class SyncSessions {
 
   /**
    * Record a learning in an active or paused session's history.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {import('../index.d.ts').Learning} learning
    * @returns {import('../index.d.ts').Event}
    */
   recordLearning(id, learning) {
     const l = a.record(learning, 'record-learning: learning');
     return event(
-      this.#call('recordLearning', a.str(id, 'record-learning: id'), {
+      this.#call('recordLearning', a.ref(id, 'record-learning'), {
         insight: a.str(l.insight, 'record-learning: learning.insight'),
         expertiseFile: a.optStr(l.expertiseFile, 'record-learning: learning.expertise-file'),
       }),
@@ -393,7 +426,7 @@ export class SyncSessions {
 
   /**
    * Record a custom event (its kind not one of the built-in ones).
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {string} kind
    * @param {unknown} data a JSON value
    * @returns {import('../index.d.ts').Event}
@@ -402,7 +435,7 @@ export class SyncSessions {
     return event(
       this.#call(
         'recordEvent',
-        a.str(id, 'record-event: id'),
+        a.ref(id, 'record-event'),
         a.str(kind, 'record-event: kind'),
         a.json(data, 'record-event: data'),
       ),
@@ -411,23 +444,23 @@ export class SyncSessions {
 
   /**
    * Read the history from position `from`, at most `limit` events (max 1000).
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {number} [from]
    * @param {number} [limit]
    * @returns {import('../index.d.ts').EventPage}
    */
   events(id, from = 0, limit = 100) {
-    const page = this.#call('events', a.str(id, 'events: id'), a.u64(from, 'events: from'), a.u32(limit, 'events: limit'));
+    const page = this.#call('events', a.ref(id, 'events'), a.u64(from, 'events: from'), a.u32(limit, 'events: limit'));
     return { events: page.events.map(event), nextSeq: num(page.nextSeq) };
   }
 
   /**
    * The last 10 events, oldest first.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {import('../index.d.ts').Event[]}
    */
   recentEvents(id) {
-    return this.#call('recentEvents', a.str(id, 'recent-events: id')).map(event);
+    return this.#call('recentEvents', a.ref(id, 'recent-events')).map(event);
   }
 
   // --- context ---
@@ -435,21 +468,21 @@ export class SyncSessions {
   /**
    * Merge a JSON object into the session's context: top-level keys are
    * replaced, a null value removes the key.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @param {Record<string, unknown>} patch
    * @returns {import('../index.d.ts').Session}
    */
   updateContext(id, patch) {
-    return session(this.#call('updateContext', a.str(id, 'update-context: id'), a.json(patch, 'update-context: patch')));
+    return session(this.#call('updateContext', a.ref(id, 'update-context'), a.json(patch, 'update-context: patch')));
   }
 
   /**
    * The session, its recent history and whether it can be resumed.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {import('../index.d.ts').Resumption}
    */
   resumptionContext(id) {
-    const r = this.#call('resumptionContext', a.str(id, 'resumption-context: id'));
+    const r = this.#call('resumptionContext', a.ref(id, 'resumption-context'));
     return { session: session(r.session), recentEvents: r.recentEvents.map(event), resumable: r.resumable };
   }
 
@@ -512,10 +545,10 @@ export class SyncSessions {
 
   /**
    * Remove one session and its history.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    */
   delete(id) {
-    this.#call('delete', a.str(id, 'delete: id'));
+    this.#call('delete', a.ref(id, 'delete'));
   }
 
   /**
@@ -531,11 +564,11 @@ export class SyncSessions {
 
   /**
    * The session and its whole history as a portable JSON document.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {import('../index.d.ts').ExportDocument}
    */
   export(id) {
-    return JSON.parse(this.#call('export', a.str(id, 'export: id')));
+    return JSON.parse(this.#call('export', a.ref(id, 'export')));
   }
 
   /**
@@ -546,6 +579,180 @@ export class SyncSessions {
    */
   import(document) {
     return session(this.#call('import', a.json(document, 'import: document')));
+  }
+
+  // --- conversations ---
+
+  /**
+   * Add items (JSON values) at the end of the session's conversation, in
+   * one append. The session must be active or paused.
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @param {unknown[]} items JSON values
+   * @returns {import('../index.d.ts').Session}
+   */
+  addItems(id, items) {
+    return session(
+      this.#call('addItems', a.ref(id, 'add-items'), a.array(items, 'add-items: items', a.json)),
+    );
+  }
+
+  /**
+   * The conversation's last `limit` items (all with null), oldest first.
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @param {number | null} [limit]
+   * @returns {unknown[]}
+   */
+  items(id, limit = null) {
+    return this.#call('items', a.ref(id, 'items'), a.optU32(limit, 'items: limit')).map((t) => JSON.parse(t));
+  }
+
+  /**
+   * Take the conversation's last item off (recorded as an event) and
+   * return it; undefined if there is none (a null item pops as null).
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @returns {unknown}
+   */
+  popItem(id) {
+    const item = this.#call('popItem', a.ref(id, 'pop-item'));
+    return item === undefined || item === null ? undefined : JSON.parse(item);
+  }
+
+  /**
+   * Empty the conversation (recorded as an event).
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @returns {import('../index.d.ts').Session}
+   */
+  clearItems(id) {
+    return session(this.#call('clearItems', a.ref(id, 'clear-items')));
+  }
+
+  // --- checkpoints ---
+
+  /**
+   * Put a checkpoint in an active or paused session (LangGraph's rules:
+   * see wit/session.wit, `checkpoints`).
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @param {import('../index.d.ts').NewCheckpoint} checkpoint
+   */
+  putCheckpoint(id, checkpoint) {
+    const where = 'put-checkpoint: checkpoint';
+    const c = a.record(checkpoint, where);
+    this.#call('putCheckpoint', a.ref(id, 'put-checkpoint'), {
+      ns: a.str(c.ns ?? '', `${where}.ns`),
+      id: a.str(c.id, `${where}.id`),
+      parentId: a.optStr(c.parentId, `${where}.parent-id`),
+      checkpoint: a.typed(c.checkpoint, `${where}.checkpoint`),
+      metadata: a.json(c.metadata ?? {}, `${where}.metadata`),
+      channelVersions: a.json(c.channelVersions ?? {}, `${where}.channel-versions`),
+      newValues: a.array(c.newValues ?? [], `${where}.new-values`, (v, at) => {
+        a.record(v, at);
+        return {
+          channel: a.str(v.channel, `${at}.channel`),
+          version: a.json(v.version, `${at}.version`),
+          value: v.value === undefined || v.value === null ? undefined : a.typed(v.value, `${at}.value`),
+        };
+      }),
+    });
+  }
+
+  /**
+   * Put the writes (`[channel, value]`) of task `taskId` pending on
+   * checkpoint `checkpointId` of namespace `ns`.
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @param {string} ns
+   * @param {string} checkpointId
+   * @param {string} taskId
+   * @param {string} taskPath
+   * @param {[string, import('../index.d.ts').TypedValue][]} writes
+   */
+  putWrites(id, ns, checkpointId, taskId, taskPath, writes) {
+    this.#call(
+      'putWrites',
+      a.ref(id, 'put-writes'),
+      a.str(ns, 'put-writes: ns'),
+      a.str(checkpointId, 'put-writes: checkpoint-id'),
+      a.str(taskId, 'put-writes: task-id'),
+      a.str(taskPath, 'put-writes: task-path'),
+      a.array(writes, 'put-writes: writes', (w, at) => {
+        a.pair(w, at);
+        return [a.str(w[0], `${at}[0]`), a.typed(w[1], `${at}[1]`)];
+      }),
+    );
+  }
+
+  /**
+   * Checkpoint `checkpointId` of namespace `ns`, or the latest one; null if
+   * there is none (or no such session).
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   * @param {string} [ns]
+   * @param {string | null} [checkpointId]
+   * @returns {import('../index.d.ts').CheckpointTuple | null}
+   */
+  getCheckpoint(id, ns = '', checkpointId = null) {
+    const t = this.#call(
+      'getCheckpoint',
+      a.ref(id, 'get-checkpoint'),
+      a.str(ns, 'get-checkpoint: ns'),
+      a.optStr(checkpointId, 'get-checkpoint: id'),
+    );
+    return t === undefined || t === null ? null : checkpointTuple(t);
+  }
+
+  /**
+   * Checkpoints matching `query`, newest first within a thread and
+   * namespace, a page at a time.
+   * @param {import('../index.d.ts').CheckpointQuery} [query]
+   * @param {string | null} [cursor] the previous page's `nextCursor`
+   * @returns {import('../index.d.ts').CheckpointPage}
+   */
+  listCheckpoints(query = {}, cursor = null) {
+    const where = 'list-checkpoints: query';
+    const q = a.record(query, where);
+    const page = this.#call(
+      'listCheckpoints',
+      {
+        session: a.optRef(q.session, 'list-checkpoints', 'query.session'),
+        threads: filter(q.threads ?? {}, `${where}.threads`),
+        ns: a.optStr(q.ns, `${where}.ns`),
+        id: a.optStr(q.id, `${where}.id`),
+        before: a.optStr(q.before, `${where}.before`),
+        metadata: a.optJson(q.metadata, `${where}.metadata`),
+        limit: a.optU32(q.limit, `${where}.limit`),
+      },
+      a.optStr(cursor, 'list-checkpoints: cursor'),
+    );
+    return { checkpoints: page.checkpoints.map(checkpointTuple), nextCursor: opt(page.nextCursor) };
+  }
+
+  /**
+   * Copy every checkpoint and write of session `from` into session `to`
+   * (ids kept), in one append; both must exist.
+   * @param {import('../index.d.ts').SessionRef} from
+   * @param {import('../index.d.ts').SessionRef} to
+   */
+  copyCheckpoints(from, to) {
+    this.#call('copyCheckpoints', a.ref(from, 'copy-checkpoints', 'from'), a.ref(to, 'copy-checkpoints', 'to'));
+  }
+
+  /**
+   * Drop (from every read; recorded as an event) the checkpoints whose
+   * metadata `run_id` is one of `runIds`, with their writes, in every
+   * session `threads` selects.
+   * @param {import('../index.d.ts').SessionFilter} threads
+   * @param {string[]} runIds
+   * @returns {number} how many sessions changed
+   */
+  dropRuns(threads, runIds) {
+    return this.#call('dropRuns', filter(threads, 'drop-runs: threads'), a.strings(runIds, 'drop-runs: run-ids'));
+  }
+
+  /**
+   * Drop every checkpoint but the latest of each namespace (recorded as
+   * an event; the values the latest needs stay).
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
+   */
+  pruneCheckpoints(id) {
+    this.#call('pruneCheckpoints', a.ref(id, 'prune-checkpoints'));
   }
 
   // --- webhooks ---
@@ -617,29 +824,29 @@ export class SyncSessions {
 
   /**
    * Whether the session can be resumed (active or paused).
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {boolean}
    */
   isResumable(id) {
-    return this.#call('isResumable', a.str(id, 'is-resumable: id'));
+    return this.#call('isResumable', a.ref(id, 'is-resumable'));
   }
 
   /**
    * Milliseconds from creation to end (or to now, if not ended).
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {number}
    */
   duration(id) {
-    return num(this.#call('duration', a.str(id, 'duration: id')));
+    return num(this.#call('duration', a.ref(id, 'duration')));
   }
 
   /**
    * Iteration / max-iterations as a percentage from 0 to 100.
-   * @param {string} id
+   * @param {import('../index.d.ts').SessionRef} id the id, or `{ key }`
    * @returns {number}
    */
   progress(id) {
-    return this.#call('progress', a.str(id, 'progress: id'));
+    return this.#call('progress', a.ref(id, 'progress'));
   }
 
   /**

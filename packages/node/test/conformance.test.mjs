@@ -41,12 +41,15 @@ function toApi(record) {
 }
 
 /** An API value in canonical form. The data of the engine's own events
- * has camelCase top-level names in the Node API; canonical is as stored. */
+ * has camelCase top-level names in the Node API; canonical is as stored.
+ * A session's `key` is left out when it has none, as the core's records
+ * leave it out. */
 function canonical(v) {
   if (v === undefined || v === null) return null;
   if (Array.isArray(v)) return v.map(canonical);
   if (typeof v !== 'object') return v;
-  const out = Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), RAW_OUT.has(k) ? x : canonical(x)]));
+  const fields = Object.entries(v).filter(([k, x]) => !(k === 'key' && x === null));
+  const out = Object.fromEntries(fields.map(([k, x]) => [snake(k), RAW_OUT.has(k) ? x : canonical(x)]));
   if (BUILT_IN_KINDS.has(v.kind) && 'seq' in v && out.data && typeof out.data === 'object' && !Array.isArray(out.data)) {
     out.data = Object.fromEntries(Object.entries(out.data).map(([k, x]) => [snake(k), x]));
   }

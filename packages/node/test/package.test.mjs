@@ -32,7 +32,19 @@ test('the tarball installs into an empty project and works there, with its types
   // npm pack (prepack builds gen/ from the component).
   const [packed] = JSON.parse(sh('npm', ['pack', '--json', '--pack-destination', work], PKG));
   const files = packed.files.map((f) => f.path).sort();
-  for (const needed of ['LICENSE', 'README.md', 'index.d.ts', 'seed.d.ts', 'package.json', 'src/index.js', 'src/seed.js']) {
+  for (const needed of [
+    'LICENSE',
+    'README.md',
+    'index.d.ts',
+    'seed.d.ts',
+    'langgraph.d.ts',
+    'openai-agents.d.ts',
+    'package.json',
+    'src/index.js',
+    'src/seed.js',
+    'src/langgraph.js',
+    'src/openai-agents.js',
+  ]) {
     assert.ok(files.includes(needed), `${needed} in the tarball`);
   }
   assert.ok(files.some((f) => /^gen\/.*\.core\.wasm$/.test(f)), 'the component in the tarball');

@@ -14,6 +14,10 @@ import {
   SyncSessions,
   type Event,
   type Delivery,
+  type Json,
+  type TypedValue,
+  type CheckpointTuple,
+  type CheckpointPage,
 } from 'agent-session';
 import {
   configure,
@@ -127,4 +131,39 @@ export async function seedNames(): Promise<void> {
   // @ts-expect-error: the seed's context is not a Promise
   await getSessionContext(session.id).then(() => undefined);
   void [iterations, lists, rate, removed, done, ms, pct];
+}
+
+export async function keysItemsAndCheckpoints(): Promise<number> {
+  const s: Sessions = await openSessions({ dir: './sessions' });
+  const thread: Session = await s.start({ task: 'chat', key: 'thread-1', mode: 'langgraph' });
+  const key: string | null = thread.key;
+  const same: Session = await s.get({ key: 'thread-1' });
+  await s.pause(thread.id, 'by id still');
+  await s.addItems({ key: 'thread-1' }, [{ role: 'user', content: 'hi' }]);
+  const last: Json[] = await s.items({ key: 'thread-1' }, 10);
+  const popped: Json | undefined = await s.popItem({ key: 'thread-1' });
+  const bytes = Uint8Array.from([123, 125]);
+  const value: TypedValue = { type: 'json', bytes };
+  await s.putCheckpoint({ key: 'thread-1' }, {
+    id: 'c1',
+    checkpoint: value,
+    metadata: { source: 'input', step: -1 },
+    channelVersions: { messages: 1 },
+    newValues: [{ channel: 'messages', version: 1, value }],
+  });
+  await s.putWrites({ key: 'thread-1' }, '', 'c1', 'task-1', '', [['messages', value]]);
+  const got: CheckpointTuple | null = await s.getCheckpoint({ key: 'thread-1' });
+  const page: CheckpointPage = await s.listCheckpoints({ threads: { mode: 'langgraph' }, limit: 10 });
+  await s.copyCheckpoints({ key: 'thread-1' }, same.id);
+  const changed: number = await s.dropRuns({ mode: 'langgraph' }, ['run-1']);
+  await s.pruneCheckpoints({ key: 'thread-1' });
+  // @ts-expect-error: a session is named by an id or by { key }, not both
+  await s.get({ key: 'thread-1', id: thread.id });
+  // @ts-expect-error: a value's bytes are a Uint8Array
+  await s.putWrites({ key: 'thread-1' }, '', 'c1', 'task-1', '', [['messages', { type: 'json', bytes: '{}' }]]);
+  const sync: SyncSessions = await openSessionsSync({ dir: './sessions' });
+  const cleared: Session = sync.clearItems({ key: 'thread-1' });
+  await s.close();
+  void [key, last, popped, got?.pendingWrites[0]?.value.bytes, page.nextCursor, changed, cleared];
+  return got?.channelValues.length ?? 0;
 }
