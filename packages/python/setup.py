@@ -16,28 +16,32 @@ from setuptools.command.sdist import sdist
 from setuptools.errors import FileError
 
 HERE = Path(__file__).resolve().parent
-NAME = "agent_session_on_root.wasm"
-PACKAGED = HERE / "agent_session" / "component" / NAME
+# The session-on-root component (directories) and the session component
+# that imports store and notify (PostgreSQL).
+NAMES = ("agent_session_on_root.wasm", "agent_session_guest.wasm")
+COMPONENT = HERE / "agent_session" / "component"
 REPO = HERE.parents[1]
-BUILT = REPO / "target" / "wasm-guest" / "wasm32-wasip2" / "release" / NAME
+RELEASE = REPO / "target" / "wasm-guest" / "wasm32-wasip2" / "release"
 
 
 def stage_component() -> None:
     # Only inside this repository: from an unpacked sdist, parents[1] is
     # some unrelated directory.
     in_repo = (REPO / "scripts" / "python-host.sh").is_file()
-    if in_repo and BUILT.is_file():
-        if not PACKAGED.is_file() or PACKAGED.read_bytes() != BUILT.read_bytes():
-            PACKAGED.parent.mkdir(exist_ok=True)
-            tmp = PACKAGED.with_suffix(".tmp")
-            shutil.copyfile(BUILT, tmp)
-            tmp.replace(PACKAGED)
-    if not PACKAGED.is_file():
-        raise FileError(
-            f"the session component {NAME} is not built: run "
-            "`cargo build --release -p agent-session-host`, then `./scripts/python-host.sh`, "
-            "in the agent-session repository, and build the package again"
-        )
+    for name in NAMES:
+        packaged, built = COMPONENT / name, RELEASE / name
+        if in_repo and built.is_file():
+            if not packaged.is_file() or packaged.read_bytes() != built.read_bytes():
+                packaged.parent.mkdir(exist_ok=True)
+                tmp = packaged.with_suffix(".tmp")
+                shutil.copyfile(built, tmp)
+                tmp.replace(packaged)
+        if not packaged.is_file():
+            raise FileError(
+                f"the session component {name} is not built: run "
+                "`cargo build --release -p agent-session-host`, then `./scripts/python-host.sh`, "
+                "in the agent-session repository, and build the package again"
+            )
 
 
 class BuildPy(build_py):

@@ -11,6 +11,14 @@ CLI and this package can work on the same sessions::
     sessions.iterate(s.id, {"step": 1})
     sessions.complete(s.id, {"pr": 7})
 
+A session started with a key (``start(..., key="thread-7")``, get-or-create)
+is named ``Key("thread-7")`` wherever an id is taken. A session can hold a
+conversation (``add_items``, ``items``, ...) and LangGraph-style
+checkpoints (``put_checkpoint``, ``get_checkpoint``, ...); the adapters
+``agent_session.langgraph.AgentSessionSaver`` and
+``agent_session.openai_agents.AgentSession`` put them under LangGraph and
+the OpenAI Agents SDK.
+
 With asyncio, ``await open_sessions_async(...)`` gives the same methods as
 coroutines (:class:`AsyncSessions`).
 
@@ -23,20 +31,26 @@ agent_session.deliver``, or the Rust CLI's ``agent-session deliver``.
 from typing import TYPE_CHECKING, Any
 
 from ._cache import CacheWarning, cache_dir
-from .sessions import Sessions, component_origin, component_path, open_sessions
+from .sessions import SessionRef, Sessions, component_origin, component_path, open_sessions
 from .types import (
     ERROR_CODES,
     Attempt,
+    ChannelValue,
+    CheckpointPage,
+    CheckpointTuple,
     CleanupReport,
     Delivery,
     Event,
     EventPage,
     IndexReport,
+    Key,
+    PendingWrite,
     Resumption,
     Session,
     SessionError,
     SessionPage,
     SessionStats,
+    TypedValue,
     WebhookConfig,
     Webhooks,
 )
@@ -60,17 +74,24 @@ __all__ = [
     "AsyncSessions",
     "Attempt",
     "CacheWarning",
+    "ChannelValue",
+    "CheckpointPage",
+    "CheckpointTuple",
     "CleanupReport",
     "Delivery",
     "Event",
     "EventPage",
     "IndexReport",
+    "Key",
+    "PendingWrite",
     "Resumption",
     "Session",
     "SessionError",
     "SessionPage",
+    "SessionRef",
     "SessionStats",
     "Sessions",
+    "TypedValue",
     "WebhookConfig",
     "Webhooks",
     "cache_dir",

@@ -19,7 +19,9 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any, List, NoReturn, Optional, Tuple
 
-from .types import SessionError
+from wasmtime.component import Record, Variant
+
+from .types import Key, SessionError, TypedValue
 
 STATUSES = ("active", "paused", "completed", "failed", "timeout")
 U32_MAX = 2**32 - 1
@@ -349,3 +351,40 @@ def json_text(v: Any, where: str) -> str:
 def opt_json(v: Any, where: str) -> Optional[str]:
     """An optional JSON value (None: none)."""
     return None if v is None else json_text(v, where)
+
+
+def session_ref(v: Any, op: str, param: str = "") -> Variant:
+    """A ``session-ref``: an id (a string) or a :class:`Key`. ``param``
+    names the argument when an operation takes two (``copy-checkpoints:
+    from``); else the id is ``<op>: id`` and the key ``<op>: key``."""
+    if isinstance(v, Key):
+        return Variant("key", string(v.key, f"{op}: {param}.key" if param else f"{op}: key"))
+    return Variant("id", string(v, f"{op}: {param}" if param else f"{op}: id"))
+
+
+def opt_session_ref(v: Any, op: str, param: str) -> Optional[Variant]:
+    """An optional ``session-ref`` (None: none)."""
+    return None if v is None else session_ref(v, op, param)
+
+
+def typed_value(v: Any, where: str) -> Record:
+    """A ``typed-value``: a :class:`TypedValue` or a ``(type, bytes)`` pair
+    (what a LangGraph serializer's ``dumps_typed`` returns)."""
+    if isinstance(v, TypedValue):
+        type_, data = v.type, v.bytes
+    elif isinstance(v, tuple) and len(v) == 2:
+        type_, data = v
+    else:
+        _refuse(f"{where} must be a TypedValue or a (type, bytes) pair, got {describe(v)}")
+    r = Record()
+    setattr(r, "type", string(type_, f"{where}.type"))
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    _need(isinstance(data, bytes), f"{where}.bytes", "bytes", data)
+    setattr(r, "bytes", data)
+    return r
+
+
+def opt_typed_value(v: Any, where: str) -> Optional[Record]:
+    """An optional ``typed-value`` (None: none)."""
+    return None if v is None else typed_value(v, where)

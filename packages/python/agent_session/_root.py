@@ -44,6 +44,7 @@ import re
 import secrets
 import stat as st_mode
 import threading
+import weakref
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -54,7 +55,7 @@ from ._values import Err
 
 __all__ = ["Root", "RootError", "root_imports", "ROOT"]
 
-ROOT = "agent:session/root@0.3.0"
+ROOT = "agent:session/root@0.4.0"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
 # Every directory opened beneath the root: never a symbolic link, never
@@ -179,6 +180,8 @@ class Root:
         os.makedirs(self.path, exist_ok=True)
         # The one ambient open: the directory the user chose.
         self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # A root dropped without close() still gives its descriptor back.
+        self._closer = weakref.finalize(self, os.close, self._fd)
         info = os.fstat(self._fd)
         self._owner = info.st_uid
         self._ino = info.st_ino
@@ -206,7 +209,7 @@ class Root:
         for lock_fd in fds:
             os.close(lock_fd)
         if fd >= 0:
-            os.close(fd)
+            self._closer()
 
     def __enter__(self) -> "Root":
         return self

@@ -1,7 +1,7 @@
 """The session-on-root component in wasmtime-py: load it (once per
 process, through the compiled-component cache of ``_cache.py``), grant it
-the directory as the ``root`` capability, call the exported ``sessions``
-and ``delivery`` functions.
+the directory as the ``root`` capability, call the exported ``sessions``,
+``conversations``, ``checkpoints`` and ``delivery`` functions.
 
 The component is the session component with the directory store linked in
 (the one implementation of the on-disk format, the same code the Rust host
@@ -28,8 +28,10 @@ from ._cache import Origin, load
 from ._root import ROOT, Root, root_imports
 
 PACKAGE = "agent:session"
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 SESSIONS = f"{PACKAGE}/sessions@{VERSION}"
+CONVERSATIONS = f"{PACKAGE}/conversations@{VERSION}"
+CHECKPOINTS = f"{PACKAGE}/checkpoints@{VERSION}"
 DELIVERY = f"{PACKAGE}/delivery@{VERSION}"
 
 _engine = Engine()
@@ -86,15 +88,28 @@ class Runtime:
     instantiates again.
     """
 
-    def __init__(self, component: Component, root: Root, durable: bool = True) -> None:
+    def __init__(
+        self,
+        component: Component,
+        root: Any,
+        durable: bool = True,
+        imports: Optional[Dict[str, Dict[str, Any]]] = None,
+    ) -> None:
+        # ``root``: the directory (``Root``), or what ``imports`` is made
+        # over (the PostgreSQL store of ``_postgres.py``, for the session
+        # component that imports ``store`` and ``notify``); either has
+        # ``release_locks()`` and ``close()``.
         self._component = component
         self._root = root
         self._linker = Linker(_engine)
         self._linker.add_wasip2()
+        if imports is None:
+            imports = {ROOT: root_imports(root, durable)}
         with self._linker.root() as linker_root:
-            with linker_root.add_instance(ROOT) as root_import:
-                for name, fn in root_imports(root, durable).items():
-                    root_import.add_func(name, fn)
+            for interface, fns in imports.items():
+                with linker_root.add_instance(interface) as instance:
+                    for name, fn in fns.items():
+                        instance.add_func(name, fn)
         self._live: Optional[Tuple[Store, Instance, Dict[Tuple[str, str], Func]]] = None
 
     def reset(self) -> None:
@@ -124,7 +139,8 @@ class Runtime:
 
     def call_in(self, interface: str, name: str, *args: Any) -> Any:
         """Call the function ``name`` (WIT name) of the exported
-        ``interface`` (``SESSIONS`` or ``DELIVERY``)."""
+        ``interface`` (``SESSIONS``, ``CONVERSATIONS``, ``CHECKPOINTS`` or
+        ``DELIVERY``)."""
         with _calls:
             if self._live is None:
                 self._live = self._instantiate()

@@ -79,11 +79,16 @@ def _list_to_c(original: Callable[..., None]) -> Callable[..., None]:
         raw = ffi.wasmtime_component_vallist_t()
         ffi.wasmtime_component_vallist_new_uninit(raw, n)
         if n:
-            # The array of n u8 values: each element its kind and its byte.
-            image = bytearray(_VAL_SIZE * n)
-            image[_KIND_AT::_VAL_SIZE] = _U8_KIND * n
-            image[_VALUE_AT::_VAL_SIZE] = val
-            ctypes.memmove(raw.data, bytes(image), len(image))
+            # The array of n u8 values, written in place: each element its
+            # kind and its byte (no image of the array in Python: for a
+            # value of several MiB that would be 32 bytes per byte, twice).
+            size = _VAL_SIZE * n
+            address = ctypes.cast(raw.data, ctypes.c_void_p).value or 0
+            ctypes.memset(address, 0, size)
+            array = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+            array[_KIND_AT::_VAL_SIZE] = _U8_KIND * n
+            array[_VALUE_AT::_VAL_SIZE] = val
+            array.release()
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
         ptr.contents.of.list = raw
         return None
@@ -100,7 +105,12 @@ def _list_from_c(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             if n == 0:
                 return b""
-            return ctypes.string_at(c.of.list.data, _VAL_SIZE * n)[_VALUE_AT::_VAL_SIZE]
+            address = ctypes.cast(c.of.list.data, ctypes.c_void_p).value or 0
+            array = memoryview((ctypes.c_char * (_VAL_SIZE * n)).from_address(address)).cast("B")
+            try:
+                return array[_VALUE_AT::_VAL_SIZE].tobytes()
+            finally:
+                array.release()
         finally:
             # u8 elements own nothing: the array is freed as it is.
             ffi.wasmtime_component_vallist_delete(ctypes.byref(c.of.list))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from wasmtime import WasmtimeError
 from wasmtime.component import Record, Variant
 
 from . import _args as a
@@ -14,18 +16,25 @@ from ._args import MISSING
 from ._root import DEFAULT_LOCK_TIMEOUT_MS, Root, RootError
 from ._cache import Origin
 from ._deliver import Deliverer, DeliveryCalls, delivery
-from ._runtime import DELIVERY, Runtime, compiled, origin, record
+from ._postgres import PgStore, is_url, redact, store_imports
+from ._runtime import CHECKPOINTS, CONVERSATIONS, DELIVERY, Runtime, compiled, origin, record
 from .types import (
+    ChannelValue,
+    CheckpointPage,
+    CheckpointTuple,
     CleanupReport,
     Delivery,
     Event,
     EventPage,
     IndexReport,
+    Key,
+    PendingWrite,
     Resumption,
     Session,
     SessionError,
     SessionPage,
     SessionStats,
+    TypedValue,
     WebhookConfig,
     Webhooks,
 )
@@ -35,6 +44,9 @@ COMPONENT_ENV = "AGENT_SESSION_COMPONENT"
 # there in this repository; the wheel carries it), so an installed package
 # needs nothing from the repository.
 PACKAGED_COMPONENT = Path(__file__).resolve().parent / "component" / "agent_session_on_root.wasm"
+# The session component that imports `store` and `notify` (the Rust host's),
+# run on PostgreSQL.
+PACKAGED_GUEST = Path(__file__).resolve().parent / "component" / "agent_session_guest.wasm"
 # Present while the index must be rebuilt (after a migration or a lost index
 # file); the directory store writes it, the host that opens the root runs
 # the rebuild, as the Rust host does.
@@ -44,13 +56,19 @@ REINDEX = "REINDEX"
 NOTIFYING = frozenset(("start", "pause", "resume", "complete", "fail", "iterate", "import"))
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: How a method is told which session: its id, or ``Key(key)``.
+SessionRef = Union[str, Key]
 
 
-def component_path(component: Optional[PathLike] = None) -> Path:
+def component_path(component: Optional[PathLike] = None, *, postgres: bool = False) -> Path:
     """The component to run: ``component``, else ``$AGENT_SESSION_COMPONENT``,
-    else the one in this package. Raises FileNotFoundError if absent."""
-    given = component or os.environ.get(COMPONENT_ENV)
-    path = Path(given) if given else PACKAGED_COMPONENT
+    else the one in this package. Raises FileNotFoundError if absent.
+
+    With ``postgres``: ``component``, else the package's
+    ``agent_session_guest.wasm`` (the component that imports ``store`` and
+    ``notify``; ``$AGENT_SESSION_COMPONENT`` names the on-root one)."""
+    given = component if postgres else component or os.environ.get(COMPONENT_ENV)
+    path = Path(given) if given else PACKAGED_GUEST if postgres else PACKAGED_COMPONENT
     if not path.is_file():
         how = (
             f"pass component= or set {COMPONENT_ENV} to an existing file"
@@ -81,6 +99,16 @@ def open_sessions(
     """The sessions stored in ``directory`` (created if needed), in the same
     format as the Rust host, which may use the directory at the same time.
 
+    A ``directory`` that is a string starting with ``postgres://`` or
+    ``postgresql://`` is a PostgreSQL database instead (as the CLI's
+    ``--store URL``): the sessions are kept in the Rust host's tables, which
+    the Rust CLI must have made (``agent-session --store URL list`` once);
+    needs psycopg 3 (the ``postgres`` extra). There, ``lock_timeout_ms`` is
+    the database's ``lock_timeout``, ``durable=False`` commits
+    asynchronously, and webhook notifications go to the database outbox,
+    delivered by the Rust sender (``agent-session --store URL deliver``):
+    ``webhooks=Webhooks(deliver=True)`` is refused.
+
     ``durable=False`` acknowledges appends before ``fdatasync`` (they survive
     a crash of the process, not of the machine): for tests and throwaway
     sessions. ``webhook_allow``: exceptions to the webhook address policy
@@ -98,6 +126,8 @@ def open_sessions(
     """
     allow = a.strings(webhook_allow, "open_sessions: webhook_allow")
     sending = _sender_options(webhooks, allow)
+    if is_url(directory):
+        return _open_postgres(str(directory), component, durable, allow, lock_timeout_ms, sending)
     path = component_path(component)
     try:
         root = Root(os.fspath(directory), lock_timeout_ms)
@@ -130,6 +160,39 @@ def open_sessions(
             sessions.close()
             raise
         deliverer.run()
+    return sessions
+
+
+def _open_postgres(
+    url: str,
+    component: Optional[PathLike],
+    durable: bool,
+    allow: Sequence[str],
+    lock_timeout_ms: Optional[float],
+    sending: Optional[Webhooks],
+) -> "Sessions":
+    if sending is not None:
+        raise SessionError(
+            "invalid-input",
+            "open_sessions: webhooks=Webhooks(deliver=True) is not available on PostgreSQL: "
+            "notifications are queued in the database outbox, which the Rust sender delivers "
+            f"(agent-session --store {redact(url)} deliver)",
+        )
+    path = component_path(component, postgres=True)
+    try:
+        store = PgStore(url, durable, lock_timeout_ms)
+    except SessionError:
+        raise
+    except Exception as e:
+        raise SessionError("storage", f"opening the session store at {redact(url)}: {e}") from None
+    runtime = Runtime(compiled(str(path)), store, durable, imports=store_imports(store))
+    sessions = Sessions(runtime, allow)
+    sessions._postgres = redact(url)
+    try:
+        sessions.list(limit=1)
+    except BaseException:
+        sessions.close()
+        raise
     return sessions
 
 
@@ -219,6 +282,7 @@ def _field(r: Any, name: str) -> Any:
 def _session(r: Any) -> Session:
     return Session(
         id=r.id,
+        key=r.key,
         task=r.task,
         mode=r.mode,
         user_id=_field(r, "user_id"),
@@ -244,6 +308,61 @@ def _event(r: Any) -> Event:
 
 def _events(rs: Iterable[Any]) -> Tuple[Event, ...]:
     return tuple(_event(r) for r in rs)
+
+
+def _typed(r: Any) -> TypedValue:
+    # A value read back crosses as base64 text (a WIT `typed-text`): one
+    # string, where a `list<u8>` is one wasmtime value per byte, and
+    # wasmtime bounds what one call's result may hold that way (~2.6 MiB).
+    return TypedValue(type=r.type, bytes=base64.b64decode(r.base64))
+
+
+def _checkpoint(r: Any) -> CheckpointTuple:
+    return CheckpointTuple(
+        session_id=_field(r, "session_id"),
+        key=r.key,
+        ns=r.ns,
+        id=r.id,
+        parent_id=_field(r, "parent_id"),
+        checkpoint=_typed(r.checkpoint),
+        metadata=json.loads(r.metadata),
+        channel_values={c: _typed(v) for c, v in _field(r, "channel_values")},
+        pending_writes=tuple(
+            PendingWrite(
+                task_id=_field(w, "task_id"),
+                task_path=_field(w, "task_path"),
+                channel=w.channel,
+                value=_typed(w.value),
+            )
+            for w in _field(r, "pending_writes")
+        ),
+    )
+
+
+def _channel_value(v: Any, where: str) -> Record:
+    if not isinstance(v, ChannelValue):
+        raise SessionError(
+            "invalid-input", f"{where} must be a ChannelValue, got {a.describe(v)}"
+        )
+    return record(
+        channel=a.string(v.channel, f"{where}.channel"),
+        version=a.json_text(v.version, f"{where}.version"),
+        value=a.opt_typed_value(v.value, f"{where}.value"),
+    )
+
+
+def _write(v: Any, where: str) -> Tuple[str, Record]:
+    if not (isinstance(v, (list, tuple)) and len(v) == 2):
+        raise SessionError(
+            "invalid-input", f"{where} must be a (channel, value) pair, got {a.describe(v)}"
+        )
+    return (a.string(v[0], f"{where}.0"), a.typed_value(v[1], f"{where}.1"))
+
+
+def _list_of(v: Any, where: str, what: str) -> Sequence[Any]:
+    if not isinstance(v, (list, tuple)):
+        raise SessionError("invalid-input", f"{where} must be an array of {what}, got {a.describe(v)}")
+    return v
 
 
 def _webhook(r: Any) -> WebhookConfig:
@@ -276,7 +395,9 @@ def _filter(
 
 
 class Sessions:
-    """The session API (the WIT ``sessions`` interface) on one directory.
+    """The session API (the WIT ``sessions``, ``conversations`` and
+    ``checkpoints`` interfaces) on one directory. A session is named by its
+    id or, if it was started with one, by ``Key(key)``.
 
     Every method raises :class:`SessionError` on failure: the component
     judges every argument; one its WIT type cannot hold (a number for a
@@ -293,6 +414,8 @@ class Sessions:
         self._runtime = runtime
         self._webhook_allow = list(webhook_allow)
         self._deliverer: Optional[Deliverer] = None
+        # The (redacted) URL when the store is PostgreSQL.
+        self._postgres: Optional[str] = None
 
     def close(self) -> None:
         """Stop this process's webhook sender, if it runs one (see
@@ -310,12 +433,40 @@ class Sessions:
         self.close()
 
     def _call(self, name: str, *args: Any) -> Any:
-        result = self._runtime.call(name, *args)
+        result = self._limited(self._runtime.call, name, *args)
         if isinstance(result, Variant):
             raise SessionError(result.tag, str(result.payload))
         if name in NOTIFYING and self._deliverer is not None:
             self._deliverer.kick()
         return result
+
+    def _call_in(self, interface: str, name: str, *args: Any) -> Any:
+        result = self._limited(self._runtime.call_in, interface, name, *args)
+        if isinstance(result, Variant):
+            raise SessionError(result.tag, str(result.payload))
+        return result
+
+    def _limited(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``; on PostgreSQL, wasmtime's refusal to lift more
+        than its hostcall fuel allows (about 2.6 MiB of bytes handed to
+        one ``store`` call) is ``limit-exceeded``. Large values never come
+        near it (the component keeps them in records of at most 1 MiB);
+        an operation whose events together are larger (a copy or an
+        import of a long thread, appended all at once) does. Nothing was
+        written: the append never reached the database; the instance is
+        made anew."""
+        try:
+            return call(*args)
+        except WasmtimeError as e:
+            if self._postgres is not None and "fuel allocated for hostcalls" in str(e):
+                raise SessionError(
+                    "limit-exceeded",
+                    "this operation hands the database more than the Python host can pass "
+                    "in one store call on PostgreSQL (wasmtime-py lifts at most about 2.6 MiB "
+                    "of bytes per call; nothing was written): copy or import a thread this "
+                    "large with the Rust host (agent-session --store), or on a directory",
+                ) from None
+            raise
 
     # --- lifecycle ---
 
@@ -323,6 +474,7 @@ class Sessions:
         self,
         task: str = MISSING,
         *,
+        key: Optional[str] = None,
         mode: Optional[str] = None,
         user_id: Optional[str] = None,
         channel_id: Optional[str] = None,
@@ -330,8 +482,15 @@ class Sessions:
         context: Optional[Dict[str, Any]] = None,
     ) -> Session:
         """Start a new active session (mode "default" and 100 iterations
-        when not given; ``context`` a JSON object)."""
+        when not given; ``context`` a JSON object).
+
+        With a ``key`` (1 to 512 bytes of text, no control characters),
+        get-or-create: the session that has the key is returned as it is
+        (the other arguments are not applied), else one is made with it.
+        Racing starts of one key, in any process and host, all get the same
+        session. Every method then takes ``Key(key)`` for it."""
         options = record(
+            key=a.opt_string(key, "start: options.key"),
             task=a.string(task, "start: options.task"),
             mode=a.opt_string(mode, "start: options.mode"),
             user_id=a.opt_string(user_id, "start: options.user-id"),
@@ -341,46 +500,46 @@ class Sessions:
         )
         return _session(self._call("start", options))
 
-    def get(self, id: str) -> Session:
+    def get(self, id: SessionRef) -> Session:
         """Read a session."""
-        return _session(self._call("get", a.string(id, "get: id")))
+        return _session(self._call("get", a.session_ref(id, "get")))
 
-    def pause(self, id: str, reason: Optional[str] = None) -> Session:
+    def pause(self, id: SessionRef, reason: Optional[str] = None) -> Session:
         """Pause an active session."""
         return _session(
-            self._call("pause", a.string(id, "pause: id"), a.opt_string(reason, "pause: reason"))
+            self._call("pause", a.session_ref(id, "pause"), a.opt_string(reason, "pause: reason"))
         )
 
-    def resume(self, id: str) -> Session:
+    def resume(self, id: SessionRef) -> Session:
         """Resume a paused session."""
-        return _session(self._call("resume", a.string(id, "resume: id")))
+        return _session(self._call("resume", a.session_ref(id, "resume")))
 
-    def complete(self, id: str, result: Any = None) -> Session:
+    def complete(self, id: SessionRef, result: Any = None) -> Session:
         """Complete an active or paused session with a JSON ``result``."""
         return _session(
             self._call(
-                "complete", a.string(id, "complete: id"), a.opt_json(result, "complete: result")
+                "complete", a.session_ref(id, "complete"), a.opt_json(result, "complete: result")
             )
         )
 
-    def fail(self, id: str, error: str) -> Session:
+    def fail(self, id: SessionRef, error: str) -> Session:
         """Fail an active or paused session."""
         return _session(
-            self._call("fail", a.string(id, "fail: id"), a.string(error, "fail: error"))
+            self._call("fail", a.session_ref(id, "fail"), a.string(error, "fail: error"))
         )
 
     # --- iterations and events ---
 
-    def iterate(self, id: str, data: Any = None) -> Session:
+    def iterate(self, id: SessionRef, data: Any = None) -> Session:
         """Count one iteration of an active session (JSON ``data``); reaching
         max_iterations moves it to timeout."""
         return _session(
-            self._call("iterate", a.string(id, "iterate: id"), a.opt_json(data, "iterate: data"))
+            self._call("iterate", a.session_ref(id, "iterate"), a.opt_json(data, "iterate: data"))
         )
 
     def record_tool_call(
         self,
-        id: str,
+        id: SessionRef,
         *,
         name: str = MISSING,
         input: Any = MISSING,
@@ -395,10 +554,10 @@ class Sessions:
             output=a.json_text(output, "record-tool-call: call.output"),
             duration_ms=a.u64(duration_ms, "record-tool-call: call.duration-ms"),
         )
-        return _event(self._call("record-tool-call", a.string(id, "record-tool-call: id"), call))
+        return _event(self._call("record-tool-call", a.session_ref(id, "record-tool-call"), call))
 
     def record_learning(
-        self, id: str, *, insight: str = MISSING, expertise_file: Optional[str] = None
+        self, id: SessionRef, *, insight: str = MISSING, expertise_file: Optional[str] = None
     ) -> Event:
         """Record a learning in an active or paused session (``insight`` is
         required)."""
@@ -406,48 +565,48 @@ class Sessions:
             insight=a.string(insight, "record-learning: learning.insight"),
             expertise_file=a.opt_string(expertise_file, "record-learning: learning.expertise-file"),
         )
-        return _event(self._call("record-learning", a.string(id, "record-learning: id"), learning))
+        return _event(self._call("record-learning", a.session_ref(id, "record-learning"), learning))
 
-    def record_event(self, id: str, kind: str, data: Any) -> Event:
+    def record_event(self, id: SessionRef, kind: str, data: Any) -> Event:
         """Record a custom event (a kind that is not built in) with JSON ``data``."""
         return _event(
             self._call(
                 "record-event",
-                a.string(id, "record-event: id"),
+                a.session_ref(id, "record-event"),
                 a.string(kind, "record-event: kind"),
                 a.json_text(data, "record-event: data"),
             )
         )
 
-    def events(self, id: str, from_: int = 0, limit: int = 100) -> EventPage:
+    def events(self, id: SessionRef, from_: int = 0, limit: int = 100) -> EventPage:
         """The history from position ``from_``, at most ``limit`` (max 1000) events."""
         page = self._call(
             "events",
-            a.string(id, "events: id"),
+            a.session_ref(id, "events"),
             a.u64(from_, "events: from"),
             a.u32(limit, "events: limit"),
         )
         return EventPage(events=_events(page.events), next_seq=_field(page, "next_seq"))
 
-    def recent_events(self, id: str) -> Tuple[Event, ...]:
+    def recent_events(self, id: SessionRef) -> Tuple[Event, ...]:
         """The last 10 events, oldest first."""
-        return _events(self._call("recent-events", a.string(id, "recent-events: id")))
+        return _events(self._call("recent-events", a.session_ref(id, "recent-events")))
 
     # --- context ---
 
-    def update_context(self, id: str, patch: Dict[str, Any]) -> Session:
+    def update_context(self, id: SessionRef, patch: Dict[str, Any]) -> Session:
         """Merge a JSON object into the context (a None value removes a key)."""
         return _session(
             self._call(
                 "update-context",
-                a.string(id, "update-context: id"),
+                a.session_ref(id, "update-context"),
                 a.json_text(patch, "update-context: patch"),
             )
         )
 
-    def resumption_context(self, id: str) -> Resumption:
+    def resumption_context(self, id: SessionRef) -> Resumption:
         """The session, its recent history and whether it can be resumed."""
-        r = self._call("resumption-context", a.string(id, "resumption-context: id"))
+        r = self._call("resumption-context", a.session_ref(id, "resumption-context"))
         return Resumption(
             session=_session(r.session),
             recent_events=_events(_field(r, "recent_events")),
@@ -523,9 +682,9 @@ class Sessions:
         )
         return CleanupReport(dry_run=_field(r, "dry_run"), removed=tuple(r.removed))
 
-    def delete(self, id: str) -> None:
+    def delete(self, id: SessionRef) -> None:
         """Remove one session and its history."""
-        self._call("delete", a.string(id, "delete: id"))
+        self._call("delete", a.session_ref(id, "delete"))
 
     def rebuild_index(self, dry_run: bool = False) -> IndexReport:
         """Compare the index with the histories; unless ``dry_run``, refresh
@@ -533,9 +692,9 @@ class Sessions:
         r = self._call("rebuild-index", a.boolean(dry_run, "rebuild-index: dry-run"))
         return IndexReport(sessions=r.sessions, stale=tuple(r.stale), unreadable=tuple(r.unreadable))
 
-    def export(self, id: str) -> Any:
+    def export(self, id: SessionRef) -> Any:
         """The session and its whole history as a portable JSON document."""
-        return json.loads(self._call("export", a.string(id, "export: id")))
+        return json.loads(self._call("export", a.session_ref(id, "export")))
 
     def import_(self, document: Any) -> Session:
         """Recreate a session from an exported document (its id must be free)."""
@@ -598,7 +757,14 @@ class Sessions:
         """Every webhook delivery of this directory, pending and finished,
         oldest first: its attempts (status, error, whether the address
         policy refused it) and why it failed or was discarded. Secrets are
-        not shown. Whichever process sends them."""
+        not shown. Whichever process sends them. Not on PostgreSQL (see
+        ``agent-session --store URL deliveries``)."""
+        if self._postgres is not None:
+            raise SessionError(
+                "invalid-input",
+                "deliveries() is not available on PostgreSQL from Python: the outbox is the "
+                f"Rust sender's (agent-session --store {self._postgres} deliveries)",
+            )
         result = self._runtime.call_in(DELIVERY, "deliveries")
         if isinstance(result, Variant):
             raise SessionError(result.tag, str(result.payload))
@@ -615,14 +781,224 @@ class Sessions:
 
     # --- utilities ---
 
-    def is_resumable(self, id: str) -> bool:
+    def is_resumable(self, id: SessionRef) -> bool:
         """Whether the session is active or paused."""
-        return bool(self._call("is-resumable", a.string(id, "is-resumable: id")))
+        return bool(self._call("is-resumable", a.session_ref(id, "is-resumable")))
 
-    def duration(self, id: str) -> int:
+    def duration(self, id: SessionRef) -> int:
         """Milliseconds from creation to end (or to now)."""
-        return int(self._call("duration", a.string(id, "duration: id")))
+        return int(self._call("duration", a.session_ref(id, "duration")))
 
-    def progress(self, id: str) -> float:
+    def progress(self, id: SessionRef) -> float:
         """Iteration / max_iterations as a percentage."""
-        return float(self._call("progress", a.string(id, "progress: id")))
+        return float(self._call("progress", a.session_ref(id, "progress")))
+
+    # --- conversations (the WIT ``conversations`` interface) ---
+
+    def add_items(self, session: SessionRef, items: Sequence[Any]) -> Session:
+        """Add JSON ``items`` at the end of the session's conversation, in
+        one append (recorded as ``item`` events; items above 16 KiB are kept
+        in the session's blob log). The session must be active or paused."""
+        texts = [
+            a.json_text(item, f"add-items: items[{i}]")
+            for i, item in enumerate(_list_of(items, "add-items: items", "JSON values"))
+        ]
+        return _session(
+            self._call_in(CONVERSATIONS, "add-items", a.session_ref(session, "add-items"), texts)
+        )
+
+    def items(self, session: SessionRef, limit: Optional[int] = None) -> List[Any]:
+        """The last ``limit`` items of the conversation (all with None),
+        oldest first."""
+        texts = self._call_in(
+            CONVERSATIONS,
+            "items",
+            a.session_ref(session, "items"),
+            a.opt_u32(limit, "items: limit"),
+        )
+        return [json.loads(t) for t in texts]
+
+    def pop_item(self, session: SessionRef) -> Any:
+        """Take the last item off the conversation (recorded as an
+        ``item_pop`` event) and return it; None if there is none (so a JSON
+        null item pops as None too, as in the Agents SDK's sessions)."""
+        return _parse_opt(
+            self._call_in(CONVERSATIONS, "pop-item", a.session_ref(session, "pop-item"))
+        )
+
+    def clear_items(self, session: SessionRef) -> Session:
+        """Empty the conversation (recorded as an ``items_clear`` event)."""
+        return _session(
+            self._call_in(CONVERSATIONS, "clear-items", a.session_ref(session, "clear-items"))
+        )
+
+    # --- checkpoints (the WIT ``checkpoints`` interface) ---
+
+    def put_checkpoint(
+        self,
+        session: SessionRef,
+        *,
+        ns: str = "",
+        id: str = MISSING,
+        parent_id: Optional[str] = None,
+        checkpoint: TypedValue = MISSING,
+        metadata: Dict[str, Any] = MISSING,
+        channel_versions: Dict[str, Any] = MISSING,
+        new_values: Sequence[ChannelValue] = (),
+    ) -> None:
+        """Put checkpoint ``id`` of namespace ``ns`` in an active or paused
+        session: ``checkpoint`` (the serialized checkpoint without its
+        channel values), ``metadata`` (a JSON object), the checkpoint's
+        ``channel_versions`` (a JSON object) and the values of the channels
+        that got a new version (``new_values``). See the WIT
+        ``checkpoints`` interface for the rules (LangGraph's)."""
+        where = "put-checkpoint: checkpoint"
+        values = _list_of(new_values, f"{where}.new-values", "ChannelValues")
+        new = record(
+            ns=a.string(ns, f"{where}.ns"),
+            id=a.string(id, f"{where}.id"),
+            parent_id=a.opt_string(parent_id, f"{where}.parent-id"),
+            checkpoint=a.typed_value(checkpoint, f"{where}.checkpoint"),
+            metadata=a.json_text(metadata, f"{where}.metadata"),
+            channel_versions=a.json_text(channel_versions, f"{where}.channel-versions"),
+            new_values=[
+                _channel_value(v, f"{where}.new-values[{i}]") for i, v in enumerate(values)
+            ],
+        )
+        self._call_in(
+            CHECKPOINTS, "put-checkpoint", a.session_ref(session, "put-checkpoint"), new
+        )
+
+    def put_writes(
+        self,
+        session: SessionRef,
+        *,
+        ns: str = "",
+        checkpoint_id: str = MISSING,
+        task_id: str = MISSING,
+        task_path: str = "",
+        writes: Sequence[Tuple[str, TypedValue]] = MISSING,
+    ) -> None:
+        """Put the ``writes`` (``(channel, value)`` pairs) of task
+        ``task_id`` pending on checkpoint ``checkpoint_id`` of namespace
+        ``ns``, in an active or paused session."""
+        pairs = _list_of(writes, "put-writes: writes", "(channel, value) pairs")
+        self._call_in(
+            CHECKPOINTS,
+            "put-writes",
+            a.session_ref(session, "put-writes"),
+            a.string(ns, "put-writes: ns"),
+            a.string(checkpoint_id, "put-writes: checkpoint-id"),
+            a.string(task_id, "put-writes: task-id"),
+            a.string(task_path, "put-writes: task-path"),
+            [_write(w, f"put-writes: writes[{i}]") for i, w in enumerate(pairs)],
+        )
+
+    def get_checkpoint(
+        self, session: SessionRef, ns: str = "", id: Optional[str] = None
+    ) -> Optional[CheckpointTuple]:
+        """Checkpoint ``id`` of namespace ``ns``, or the latest one put with
+        None; None if there is no such checkpoint (or no such session)."""
+        r = self._call_in(
+            CHECKPOINTS,
+            "get-checkpoint",
+            a.session_ref(session, "get-checkpoint"),
+            a.string(ns, "get-checkpoint: ns"),
+            a.opt_string(id, "get-checkpoint: id"),
+        )
+        return None if r is None else _checkpoint(r)
+
+    def list_checkpoints(
+        self,
+        session: Optional[SessionRef] = None,
+        *,
+        user_id: Optional[str] = None,
+        channel_id: Optional[str] = None,
+        mode: Optional[str] = None,
+        status: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
+        updated_after: Optional[int] = None,
+        updated_before: Optional[int] = None,
+        ns: Optional[str] = None,
+        id: Optional[str] = None,
+        before: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> CheckpointPage:
+        """Checkpoints, newest first within a thread and namespace, a page
+        at a time (continue with ``cursor=page.next_cursor`` and the same
+        arguments): of ``session``, or (None) of every session the filter
+        (``user_id`` ... ``updated_before``, as in :meth:`list`) selects;
+        only of namespace ``ns`` (None: every one), only checkpoint ``id``,
+        only those whose id sorts before ``before``, only those whose
+        top-level ``metadata`` keys equal the given ones (a None matches a
+        missing key); at most ``limit`` over all pages."""
+        where = "list-checkpoints: query"
+        query = record(
+            session=a.opt_session_ref(session, "list-checkpoints", "query.session"),
+            threads=_filter(
+                f"{where}.threads", user_id, channel_id, mode, status,
+                created_after, created_before, updated_after, updated_before,
+            ),  # fmt: skip
+            ns=a.opt_string(ns, f"{where}.ns"),
+            id=a.opt_string(id, f"{where}.id"),
+            before=a.opt_string(before, f"{where}.before"),
+            metadata=a.opt_json(metadata, f"{where}.metadata"),
+            limit=a.opt_u32(limit, f"{where}.limit"),
+        )
+        page = self._call_in(
+            CHECKPOINTS,
+            "list-checkpoints",
+            query,
+            a.opt_string(cursor, "list-checkpoints: cursor"),
+        )
+        return CheckpointPage(
+            checkpoints=tuple(_checkpoint(c) for c in page.checkpoints),
+            next_cursor=_field(page, "next_cursor"),
+        )
+
+    def copy_checkpoints(self, from_: SessionRef, to: SessionRef) -> None:
+        """Copy every checkpoint and write of session ``from_`` to the end
+        of session ``to`` (ids kept), in one append; both must exist, and
+        ``to`` be active or paused."""
+        self._call_in(
+            CHECKPOINTS,
+            "copy-checkpoints",
+            a.session_ref(from_, "copy-checkpoints", "from"),
+            a.session_ref(to, "copy-checkpoints", "to"),
+        )
+
+    def drop_runs(
+        self,
+        run_ids: Sequence[str],
+        *,
+        user_id: Optional[str] = None,
+        channel_id: Optional[str] = None,
+        mode: Optional[str] = None,
+        status: Optional[str] = None,
+        created_after: Optional[int] = None,
+        created_before: Optional[int] = None,
+        updated_after: Optional[int] = None,
+        updated_before: Optional[int] = None,
+    ) -> int:
+        """Drop (from every read; recorded as an event) the checkpoints
+        whose metadata ``run_id`` is one of ``run_ids``, with their writes,
+        in every session the filter selects. How many sessions changed."""
+        threads = _filter(
+            "drop-runs: threads", user_id, channel_id, mode, status,
+            created_after, created_before, updated_after, updated_before,
+        )  # fmt: skip
+        return int(
+            self._call_in(
+                CHECKPOINTS, "drop-runs", threads, a.strings(run_ids, "drop-runs: run-ids")
+            )
+        )
+
+    def prune_checkpoints(self, session: SessionRef) -> None:
+        """Drop every checkpoint but the latest of each namespace (recorded
+        as an event; the values the latest needs stay)."""
+        self._call_in(
+            CHECKPOINTS, "prune-checkpoints", a.session_ref(session, "prune-checkpoints")
+        )

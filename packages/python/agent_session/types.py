@@ -1,6 +1,7 @@
-"""The values of the session API (the WIT ``types`` interface) as frozen
-dataclasses with snake_case fields. JSON-text fields (context, result,
-data) hold the parsed Python value; an absent ``option`` is None."""
+"""The values of the session API (the WIT ``types``, ``conversations`` and
+``checkpoints`` interfaces) as frozen dataclasses with snake_case fields.
+JSON-text fields (context, result, data, metadata) hold the parsed Python
+value; an absent ``option`` is None."""
 
 from __future__ import annotations
 
@@ -28,10 +29,24 @@ class SessionError(Exception):
 
 
 @dataclass(frozen=True)
+class Key:
+    """A session named by its key (the WIT ``session-ref`` case ``key``):
+    every method that takes a session takes its id (a ``str``) or
+    ``Key("...")``. A key is the caller's name for a session (a LangGraph
+    thread id, a conversation id): 1 to 512 bytes of text without control
+    characters, given to :meth:`Sessions.start`; a key that looks like an
+    id is still a key."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class Session:
     """A session's current state."""
 
     id: str
+    key: Optional[str]
+    """The caller's key, if the session was started with one."""
     task: str
     mode: str
     user_id: Optional[str]
@@ -195,3 +210,62 @@ class Delivery:
     attempts: Tuple[Attempt, ...]
     reason: Optional[str]
     """Why it failed or was discarded."""
+
+
+@dataclass(frozen=True)
+class TypedValue:
+    """Bytes as a framework's serializer made them, with its type tag (a
+    LangGraph serializer's ``dumps_typed`` pair). Wherever one is taken, a
+    ``(type, bytes)`` tuple is taken too."""
+
+    type: str
+    bytes: bytes
+
+
+@dataclass(frozen=True)
+class ChannelValue:
+    """A channel's value at a version, put with a checkpoint; ``value``
+    None: the channel was emptied."""
+
+    channel: str
+    version: Any
+    """A JSON number or string."""
+    value: Optional[TypedValue]
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A write pending on a checkpoint."""
+
+    task_id: str
+    task_path: str
+    channel: str
+    value: TypedValue
+
+
+@dataclass(frozen=True)
+class CheckpointTuple:
+    """A checkpoint as read back: the checkpoint without its channel
+    values, its channel values (the value stored for each channel at the
+    version the checkpoint has) and the writes pending on it (sorted by
+    task path, task id and position)."""
+
+    session_id: str
+    key: Optional[str]
+    """The session's key (the thread id), if it has one."""
+    ns: str
+    id: str
+    parent_id: Optional[str]
+    checkpoint: TypedValue
+    metadata: Dict[str, Any]
+    channel_values: Dict[str, TypedValue]
+    pending_writes: Tuple[PendingWrite, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointPage:
+    """One page of a checkpoint listing, newest first within a thread and
+    namespace; pass ``next_cursor`` on (with the same query)."""
+
+    checkpoints: Tuple[CheckpointTuple, ...]
+    next_cursor: Optional[str]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from agent_session import SessionError, Sessions
+from agent_session import Key, SessionError, Sessions
 from agent_session._deliver import Answer, DeliveryCalls, Failed, Refused, Response
 
 REPO = Path(__file__).resolve().parents[3]
@@ -54,38 +54,54 @@ def _record(args: List[Any], i: int) -> Dict[str, Any]:
     return _at(args, i) or {}
 
 
+def _ref(args: List[Any], i: int) -> Any:
+    """A canonical ``session-ref``: an id (a string), ``{"key": k}`` (the
+    API's ``Key(k)``) or ``{"id": id}``; anything else as it is (for the
+    API to refuse)."""
+    v = _at(args, i)
+    if isinstance(v, dict) and list(v) == ["key"]:
+        return Key(v["key"])
+    if isinstance(v, dict) and list(v) == ["id"]:
+        return v["id"]
+    return v
+
+
 # The Python API takes WIT records as keyword arguments, so each operation
 # says how its canonical arguments map onto its method.
 _OPS: Dict[str, Callable[[Sessions, List[Any]], Any]] = {
     "start": lambda s, a: s.start(**_record(a, 0)),
-    "get": lambda s, a: s.get(_at(a, 0)),
-    "pause": lambda s, a: s.pause(_at(a, 0), _at(a, 1)),
-    "resume": lambda s, a: s.resume(_at(a, 0)),
-    "complete": lambda s, a: s.complete(_at(a, 0), _at(a, 1)),
-    "fail": lambda s, a: s.fail(_at(a, 0), _at(a, 1)),
-    "iterate": lambda s, a: s.iterate(_at(a, 0), _at(a, 1)),
-    "record-tool-call": lambda s, a: s.record_tool_call(_at(a, 0), **_record(a, 1)),
-    "record-learning": lambda s, a: s.record_learning(_at(a, 0), **_record(a, 1)),
-    "record-event": lambda s, a: s.record_event(_at(a, 0), _at(a, 1), _at(a, 2)),
-    "events": lambda s, a: s.events(_at(a, 0), _at(a, 1), _at(a, 2)),
-    "recent-events": lambda s, a: s.recent_events(_at(a, 0)),
-    "update-context": lambda s, a: s.update_context(_at(a, 0), _at(a, 1)),
-    "resumption-context": lambda s, a: s.resumption_context(_at(a, 0)),
+    "get": lambda s, a: s.get(_ref(a, 0)),
+    "pause": lambda s, a: s.pause(_ref(a, 0), _at(a, 1)),
+    "resume": lambda s, a: s.resume(_ref(a, 0)),
+    "complete": lambda s, a: s.complete(_ref(a, 0), _at(a, 1)),
+    "fail": lambda s, a: s.fail(_ref(a, 0), _at(a, 1)),
+    "iterate": lambda s, a: s.iterate(_ref(a, 0), _at(a, 1)),
+    "record-tool-call": lambda s, a: s.record_tool_call(_ref(a, 0), **_record(a, 1)),
+    "record-learning": lambda s, a: s.record_learning(_ref(a, 0), **_record(a, 1)),
+    "record-event": lambda s, a: s.record_event(_ref(a, 0), _at(a, 1), _at(a, 2)),
+    "events": lambda s, a: s.events(_ref(a, 0), _at(a, 1), _at(a, 2)),
+    "recent-events": lambda s, a: s.recent_events(_ref(a, 0)),
+    "update-context": lambda s, a: s.update_context(_ref(a, 0), _at(a, 1)),
+    "resumption-context": lambda s, a: s.resumption_context(_ref(a, 0)),
     "list": lambda s, a: s.list(**_record(a, 0), cursor=_at(a, 1), limit=_at(a, 2)),
     "stats": lambda s, a: s.stats(**_record(a, 0)),
     "cleanup": lambda s, a: s.cleanup(_at(a, 0), _at(a, 1)),
-    "delete": lambda s, a: s.delete(_at(a, 0)),
+    "delete": lambda s, a: s.delete(_ref(a, 0)),
     "rebuild-index": lambda s, a: s.rebuild_index(_at(a, 0)),
-    "export": lambda s, a: s.export(_at(a, 0)),
+    "export": lambda s, a: s.export(_ref(a, 0)),
     "import": lambda s, a: s.import_(_at(a, 0)),
     "set-webhook": lambda s, a: s.set_webhook(**_record(a, 0)),
     "check-webhook-url": lambda s, a: s.check_webhook_url(a[0], a[1]),
     "get-webhook": lambda s, a: s.get_webhook(),
     "clear-webhook": lambda s, a: s.clear_webhook(),
     "disable-webhook": lambda s, a: s.disable_webhook(_at(a, 0)),
-    "is-resumable": lambda s, a: s.is_resumable(_at(a, 0)),
-    "duration": lambda s, a: s.duration(_at(a, 0)),
-    "progress": lambda s, a: s.progress(_at(a, 0)),
+    "is-resumable": lambda s, a: s.is_resumable(_ref(a, 0)),
+    "duration": lambda s, a: s.duration(_ref(a, 0)),
+    "progress": lambda s, a: s.progress(_ref(a, 0)),
+    "add-items": lambda s, a: s.add_items(_ref(a, 0), _at(a, 1)),
+    "items": lambda s, a: s.items(_ref(a, 0), _at(a, 1)),
+    "pop-item": lambda s, a: s.pop_item(_ref(a, 0)),
+    "clear-items": lambda s, a: s.clear_items(_ref(a, 0)),
 }
 
 
@@ -124,9 +140,14 @@ _DELIVERY_OPS: Dict[str, Callable[[DeliveryCalls, List[Any]], Any]] = {
 
 def canonical(value: Any) -> Any:
     """A Python API value in the canonical form: dataclasses as objects with
-    snake_case keys, tuples as arrays (JSON values are already parsed)."""
+    snake_case keys, tuples as arrays (JSON values are already parsed). A
+    ``key`` that is None is left out, as the core's records leave it out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.name == "key" and getattr(value, f.name) is None)
+        }
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
     if isinstance(value, dict):

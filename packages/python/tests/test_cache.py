@@ -179,7 +179,7 @@ def test_a_sound_entry_loads_a_working_component(
     _cache.load(Engine(), wasm)
     component, origin = _cache.load(Engine(), wasm)
     assert origin == "cache"
-    assert component.get_export_index("agent:session/sessions@0.3.0") is not None
+    assert component.get_export_index("agent:session/sessions@0.4.0") is not None
 
 
 def test_a_cache_that_cannot_be_written_falls_back_to_compiling(tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ def test_a_lifecycle_arrives_once_in_order_and_signed(
     assert all(r.json()["data"]["session"]["id"] == s.id for r in got)
     for r in got:
         r.verify()
-        assert r.headers["user-agent"] == "agent-session/0.3.0"
+        assert r.headers["user-agent"] == "agent-session/0.4.0"
         assert r.headers["content-type"].startswith("application/json")
     assert {r.id for r in got} == {d.id for d in ds}
     assert ds[0].attempts[0].status == 204 and not ds[0].attempts[0].refused

@@ -16,6 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1]
 REPO = PACKAGE.parents[1]
 COMPONENT = "agent_session/component/agent_session_on_root.wasm"
+# The session component run on PostgreSQL (imports store and notify).
+GUEST = "agent_session/component/agent_session_guest.wasm"
 
 
 def clean_env(**extra: str) -> Dict[str, str]:
@@ -37,23 +39,33 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     built = pip_wheel(PACKAGE, out)
     assert built.returncode == 0, built.stdout + built.stderr
-    (whl,) = out.glob("agent_session-0.3.0-*.whl")
+    (whl,) = out.glob("agent_session-0.4.0-*.whl")
     return whl
 
 
 def test_the_wheel_holds_the_package_and_its_component(wheel: Path) -> None:
-    assert wheel.name == "agent_session-0.3.0-py3-none-any.whl"
+    assert wheel.name == "agent_session-0.4.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         assert COMPONENT in names
         assert "agent_session/py.typed" in names
         assert z.read(COMPONENT) == (PACKAGE / COMPONENT).read_bytes()
+        assert GUEST in names and z.read(GUEST) == (PACKAGE / GUEST).read_bytes()
+        assert "agent_session/_postgres.py" in names
         assert not [n for n in names if "test" in n.split("/")[0] or "conftest" in n]
-        assert {n.split("/")[0] for n in names} == {"agent_session", "agent_session-0.3.0.dist-info"}
+        assert {n.split("/")[0] for n in names} == {"agent_session", "agent_session-0.4.0.dist-info"}
         for name in names:
             assert str(REPO).encode() not in z.read(name), f"{name} names the repository"
-        metadata = z.read("agent_session-0.3.0.dist-info/METADATA").decode()
+        metadata = z.read("agent_session-0.4.0.dist-info/METADATA").decode()
     assert "Requires-Dist: wasmtime==50.0.1" in metadata
+    # The frameworks are extras: the adapters are in the wheel, the
+    # frameworks only when asked for.
+    assert "agent_session/langgraph.py" in names and "agent_session/openai_agents.py" in names
+    assert 'Requires-Dist: langgraph-checkpoint<5,>=4.3.2; extra == "langgraph"' in metadata
+    assert 'Requires-Dist: openai-agents<0.25,>=0.24.0; extra == "openai-agents"' in metadata
+    assert 'Requires-Dist: psycopg[binary]<4,>=3.3.9; extra == "postgres"' in metadata
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: wasmtime==50.0.1"]
     assert "Requires-Python: >=3.11" in metadata
     assert "License-Expression: Apache-2.0" in metadata
 
