@@ -638,3 +638,111 @@ fn a_cursor_outlives_its_thread() {
             .all(|c| c.key.as_deref() == Some("t0"))
     );
 }
+
+#[test]
+fn writes_too_large_for_their_event_write_no_values() {
+    let e = engine();
+    let t = thread(&e, "w");
+    e.put_checkpoint(&t, cp("", "1", None, json!({}), &[]))
+        .unwrap();
+    // Each value goes to the blob log, but their channel names cannot fit
+    // in the one event that names them all.
+    let writes: Vec<(String, TypedValue)> = (0..100)
+        .map(|i| (format!("{i:0>4000}"), tv(&"v".repeat(20_000))))
+        .collect();
+    let r = e.put_writes(&t, "", "1", "task", "", writes);
+    assert!(matches!(r, Err(SessionError::LimitExceeded(_))), "{r:?}");
+    let id = e.get(&t).unwrap().id;
+    assert!(e.store().read(BLOBS, &id, 0, 1).unwrap().is_empty());
+    let mut c = cp("", "2", Some("1"), json!({}), &[]);
+    c.new_values = (0..100)
+        .map(|i| ChannelValue {
+            channel: format!("{i:0>4000}"),
+            version: json!(1),
+            value: Some(tv(&"v".repeat(20_000))),
+        })
+        .collect();
+    let r = e.put_checkpoint(&t, c);
+    assert!(matches!(r, Err(SessionError::LimitExceeded(_))), "{r:?}");
+    assert!(e.store().read(BLOBS, &id, 0, 1).unwrap().is_empty());
+}
+
+#[test]
+fn forged_cursors_are_refused() {
+    let e = engine();
+    let t = thread(&e, "f");
+    e.put_checkpoint(&t, cp("", "1", None, json!({}), &[]))
+        .unwrap();
+    let id = e.get(&t).unwrap().id;
+    let q = CheckpointQuery {
+        session: Some(t),
+        ..Default::default()
+    };
+    for bad in [
+        format!("{id}.0.18446744073709551615"),
+        format!("{id}.5.2"),
+        format!("{id}.-1.0"),
+        format!("{id}.0"),
+        "..".into(),
+    ] {
+        assert!(
+            matches!(
+                e.list_checkpoints(&q, Some(&bad)),
+                Err(SessionError::InvalidInput(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        e.list_checkpoints(&q, Some(&format!("{id}.0.0")))
+            .unwrap()
+            .checkpoints
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_page_of_large_values_closes_at_its_byte_bound() {
+    let e = engine();
+    let t = thread(&e, "big");
+    // Twelve checkpoints of 1 MiB each, kept in the blob log: their events
+    // are small, their values are not.
+    let mut parent: Option<String> = None;
+    for i in 0..12 {
+        let id = format!("{i:02}");
+        let mut c = cp("", &id, parent.as_deref(), json!({ "state": i + 1 }), &[]);
+        c.new_values = vec![ChannelValue {
+            channel: "state".into(),
+            version: json!(i + 1),
+            value: Some(tv(&format!("{i}").repeat(1 << 20))),
+        }];
+        e.put_checkpoint(&t, c).unwrap();
+        parent = Some(id);
+    }
+    let q = CheckpointQuery {
+        session: Some(t),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = e.list_checkpoints(&q, cursor.as_deref()).unwrap();
+        pages += 1;
+        let bytes: usize = page
+            .checkpoints
+            .iter()
+            .flat_map(|c| c.channel_values.iter().map(|(_, v)| v.bytes.len()))
+            .sum();
+        assert!(bytes <= 9 << 20, "a page of {bytes} bytes");
+        seen.extend(page.checkpoints.iter().map(|c| c.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..12).rev().map(|i| format!("{i:02}")).collect();
+    assert_eq!(seen, expected);
+    assert!(pages >= 2);
+}

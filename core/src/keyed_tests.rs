@@ -328,3 +328,216 @@ fn items_of_an_ended_session_are_refused() {
     ));
     assert!(e.items(&s.id, None).unwrap().is_empty());
 }
+
+/// A store that runs `hook` once, on the inner store, just before the
+/// first removal of a session's history: another writer's step, landing
+/// between what an operation read and what it removes.
+struct Racing {
+    inner: MemoryStore,
+    hook: std::cell::RefCell<Option<Step>>,
+}
+
+/// Another writer's step, on the store underneath.
+type Step = Box<dyn FnOnce(&MemoryStore)>;
+
+impl Store for Racing {
+    fn append(
+        &self,
+        c: &str,
+        k: &str,
+        seq: u64,
+        r: &[Vec<u8>],
+        s: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.append(c, k, seq, r, s)
+    }
+    fn read(&self, c: &str, k: &str, from: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.read(c, k, from, limit)
+    }
+    fn scan(&self, c: &str, a: Option<&str>, l: u32) -> Result<Vec<IndexEntry>, StoreError> {
+        self.inner.scan(c, a, l)
+    }
+    fn reindex(&self, c: &str, k: &str, s: &[u8]) -> Result<(), StoreError> {
+        self.inner.reindex(c, k, s)
+    }
+    fn keys(&self, c: &str, a: Option<&str>, l: u32) -> Result<Vec<String>, StoreError> {
+        self.inner.keys(c, a, l)
+    }
+    fn get(&self, c: &str, k: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.get(c, k)
+    }
+    fn put(&self, c: &str, k: &str, d: &[u8], v: u64, durable: bool) -> Result<u64, StoreError> {
+        self.inner.put(c, k, d, v, durable)
+    }
+    fn remove(&self, c: &str, k: &str, expected: u64) -> Result<(), StoreError> {
+        if c == SESSIONS
+            && let Some(hook) = self.hook.borrow_mut().take()
+        {
+            hook(&self.inner);
+        }
+        self.inner.remove(c, k, expected)
+    }
+}
+
+/// An engine on a [`Racing`] store, and the id of `key`'s session, whose
+/// hook adds an item to that session (through an engine of its own on the
+/// same store: a writer that found the session before the key went).
+fn racing(key: &'static str) -> (Engine<Racing, MemoryOutbox, ManualEnvironment>, String) {
+    let e = Engine::new(
+        Racing {
+            inner: MemoryStore::new(),
+            hook: std::cell::RefCell::new(None),
+        },
+        MemoryOutbox::new(),
+        ManualEnvironment::at(1_700_000_000_000),
+    );
+    let id = e
+        .start(StartOptions {
+            task: "t".into(),
+            key: Some(key.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .id;
+    e.add_items(SessionRef::key(key), &texts(&[json!("z".repeat(30_000))]))
+        .unwrap();
+    let writes = id.clone();
+    *e.store().hook.borrow_mut() = Some(Box::new(move |store: &MemoryStore| {
+        let writer = Engine::new(
+            store,
+            MemoryOutbox::new(),
+            ManualEnvironment::at(1_700_000_000_500),
+        );
+        writer
+            .add_items(&writes, &texts(&[json!("w".repeat(30_000))]))
+            .unwrap();
+    }));
+    (e, id)
+}
+
+#[test]
+fn a_delete_racing_a_writer_removes_what_the_writer_added() {
+    let (e, id) = racing("r");
+    // The writer resolved the key before the delete took it away, and
+    // appends (a value and an event) as the delete removes the history.
+    e.delete(SessionRef::key("r")).unwrap();
+    assert!(e.store().hook.borrow().is_none(), "the writer ran");
+    assert!(matches!(e.get(&id), Err(SessionError::NotFound(_))));
+    assert!(e.store().read(BLOBS, &id, 0, 10).unwrap().is_empty());
+    assert!(e.store().get(KEYS, &keys_name("r")).unwrap().is_none());
+    // So the key is free, and the next start is a new, empty session.
+    let again = e
+        .start(StartOptions {
+            task: "t".into(),
+            key: Some("r".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_ne!(again.id, id);
+    assert!(e.items(SessionRef::key("r"), None).unwrap().is_empty());
+}
+
+#[test]
+fn a_cleanup_racing_a_writer_leaves_the_session_and_its_key() {
+    let (e, id) = racing("c");
+    e.complete(&id, None).unwrap();
+    e.env().advance(40 * 24 * 60 * 60 * 1000);
+    // Complete sessions take no items: the writer appends a custom event.
+    let writes = id.clone();
+    *e.store().hook.borrow_mut() = Some(Box::new(move |store: &MemoryStore| {
+        let writer = Engine::new(
+            store,
+            MemoryOutbox::new(),
+            ManualEnvironment::at(1_700_000_000_500),
+        );
+        let l = writer.get(&writes).unwrap();
+        let event = codec::encode(&Event {
+            seq: l.event_count,
+            kind: "note".into(),
+            timestamp: 1,
+            data: json!({}),
+        })
+        .unwrap();
+        store
+            .append(SESSIONS, &l.id, l.event_count, &[event], &[])
+            .unwrap();
+    }));
+    let report = e.cleanup(Some(30), false).unwrap();
+    assert!(e.store().hook.borrow().is_none(), "the writer ran");
+    assert!(report.removed.is_empty(), "{report:?}");
+    // The session grew, so it stays, and its key still leads to it.
+    assert_eq!(e.get(SessionRef::key("c")).unwrap().id, id);
+    assert_eq!(
+        e.items(SessionRef::key("c"), None).unwrap(),
+        vec![json!("z".repeat(30_000))]
+    );
+}
+
+#[test]
+fn rebuild_index_binds_keys_again() {
+    let e = engine();
+    let a = keyed(&e, "lost");
+    e.store().remove(KEYS, &keys_name("lost"), 0).unwrap();
+    assert!(matches!(
+        e.get(SessionRef::key("lost")),
+        Err(SessionError::NotFound(_))
+    ));
+    let dry = e.reindex(true).unwrap();
+    assert_eq!(dry.stale, vec![a.id.clone()]);
+    assert!(e.store().get(KEYS, &keys_name("lost")).unwrap().is_none());
+    let done = e.reindex(false).unwrap();
+    assert_eq!(done.stale, vec![a.id.clone()]);
+    assert_eq!(e.get(SessionRef::key("lost")).unwrap().id, a.id);
+    assert!(e.reindex(true).unwrap().stale.is_empty());
+    // A key document naming another live session is reported, not taken.
+    let b = keyed(&e, "other");
+    let doc = codec::encode(&json!({ "key": "lost", "id": b.id })).unwrap();
+    let v = e.store().get(KEYS, &keys_name("lost")).unwrap().unwrap();
+    e.store()
+        .put(KEYS, &keys_name("lost"), &doc, v.version, true)
+        .unwrap();
+    let r = e.reindex(false).unwrap();
+    assert_eq!(r.unreadable.len(), 1, "{r:?}");
+    assert!(r.unreadable[0].starts_with(&a.id), "{r:?}");
+    assert_eq!(e.get(SessionRef::key("lost")).unwrap().id, b.id);
+}
+
+#[test]
+fn an_import_clears_values_a_removed_session_of_its_id_left() {
+    let e = engine();
+    let a = keyed(&e, "i");
+    let big = json!("m".repeat(40_000));
+    e.add_items(&a.id, &texts(std::slice::from_ref(&big)))
+        .unwrap();
+    let doc = e.export(&a.id).unwrap().to_string();
+    // A delete cut short after the history: its values stay behind.
+    let s = e.get(&a.id).unwrap();
+    e.store().remove(KEYS, &keys_name("i"), 0).unwrap();
+    e.store().remove(SESSIONS, &a.id, s.event_count).unwrap();
+    e.store()
+        .append(BLOBS, &a.id, 1, &[b"later".to_vec()], &[])
+        .unwrap();
+    let back = e.import_text(&doc).unwrap();
+    assert_eq!(back.blobs, 1);
+    assert_eq!(e.items(SessionRef::key("i"), None).unwrap(), vec![big]);
+    assert_eq!(e.store().read(BLOBS, &a.id, 0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_blob_log_shorter_than_its_history_is_damage_not_a_race() {
+    let e = engine();
+    let s = keyed(&e, "d");
+    e.add_items(&s.id, &texts(&[json!("d".repeat(40_000))]))
+        .unwrap();
+    // Its values lost (an import cut short between its two appends).
+    e.store().remove(BLOBS, &s.id, 1).unwrap();
+    let more = e.add_items(&s.id, &texts(&[json!("e".repeat(40_000))]));
+    assert!(matches!(more, Err(SessionError::Storage(_))), "{more:?}");
+    assert!(matches!(
+        e.items(&s.id, None),
+        Err(SessionError::Storage(_))
+    ));
+    // It can still be deleted, values and all.
+    e.delete(&s.id).unwrap();
+    assert!(e.store().read(BLOBS, &s.id, 0, 10).unwrap().is_empty());
+}

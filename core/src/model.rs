@@ -453,9 +453,11 @@ pub struct IndexReport {
     /// Sessions whose history was read.
     pub sessions: u64,
     /// Sessions whose index entry differed from their history, was
-    /// missing, or named no session (refreshed unless a dry run).
+    /// missing, or named no session, or whose key was not bound to them
+    /// (refreshed unless a dry run).
     pub stale: Vec<String>,
-    /// Sessions whose history could not be read, with the reason.
+    /// Sessions whose history could not be read, or whose key names
+    /// another session, with the reason.
     pub unreadable: Vec<String>,
 }
 

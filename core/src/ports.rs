@@ -82,6 +82,64 @@ pub trait Store {
     fn remove(&self, collection: &str, key: &str, expected_length: u64) -> Result<(), StoreError>;
 }
 
+/// A borrowed store is a store: two engines (two writers) can share one.
+impl<S: Store + ?Sized> Store for &S {
+    fn append(
+        &self,
+        collection: &str,
+        key: &str,
+        seq: u64,
+        records: &[Vec<u8>],
+        summary: &[u8],
+    ) -> Result<(), StoreError> {
+        (**self).append(collection, key, seq, records, summary)
+    }
+    fn read(
+        &self,
+        collection: &str,
+        key: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        (**self).read(collection, key, from, limit)
+    }
+    fn scan(
+        &self,
+        collection: &str,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        (**self).scan(collection, start_after, limit)
+    }
+    fn reindex(&self, collection: &str, key: &str, summary: &[u8]) -> Result<(), StoreError> {
+        (**self).reindex(collection, key, summary)
+    }
+    fn keys(
+        &self,
+        collection: &str,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        (**self).keys(collection, start_after, limit)
+    }
+    fn get(&self, collection: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
+        (**self).get(collection, key)
+    }
+    fn put(
+        &self,
+        collection: &str,
+        key: &str,
+        data: &[u8],
+        expected_version: u64,
+        durable: bool,
+    ) -> Result<u64, StoreError> {
+        (**self).put(collection, key, data, expected_version, durable)
+    }
+    fn remove(&self, collection: &str, key: &str, expected_length: u64) -> Result<(), StoreError> {
+        (**self).remove(collection, key, expected_length)
+    }
+}
+
 /// Hands lifecycle notifications to a transport. It must be durable when
 /// `enqueue` returns; delivery is the transport's business.
 pub trait Notifier {

@@ -174,6 +174,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 match self.store.append(BLOBS, &s.id, pos, group, &[]) {
                     Ok(()) => pos += group.len() as u64,
                     Err(StoreError::Conflict(_)) => {
+                        if !self.holds_blob(&s.id, pos)? {
+                            return Err(self.short_blob_log(s)?);
+                        }
                         at = self.blob_end(&s.id, pos + 1)?;
                         continue 'attempt;
                     }
@@ -204,13 +207,32 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         Ok(())
     }
 
+    /// Why a blob log is shorter than where a writer appends: the session
+    /// was removed meanwhile, or its values were lost (an import cut
+    /// short); never a reason to try again.
+    fn short_blob_log(&self, s: &Session) -> Result<SessionError, SessionError> {
+        Ok(
+            match self.store.read(super::SESSIONS, &s.id, 0, 1)?.is_empty() {
+                true => SessionError::NotFound(format!("no session with id {}", s.id)),
+                false => SessionError::Storage(format!(
+                    "session {} is damaged: its blob log holds fewer values than its history names \
+                 ({}); export what can be read, or delete it",
+                    s.id, s.blobs
+                )),
+            },
+        )
+    }
+
+    /// Whether position `n` of a session's blob log holds a record.
+    fn holds_blob(&self, id: &str, n: u64) -> Result<bool, SessionError> {
+        Ok(!self.store.read(BLOBS, id, n, 1)?.is_empty())
+    }
+
     /// The length of a session's blob log, at least `from`: the first
     /// position from `from` on that holds nothing (a log has no gaps),
     /// found by reading ahead in doubling steps, then halving.
-    fn blob_end(&self, id: &str, from: u64) -> Result<u64, SessionError> {
-        let holds = |n: u64| -> Result<bool, SessionError> {
-            Ok(!self.store.read(BLOBS, id, n, 1)?.is_empty())
-        };
+    pub(super) fn blob_end(&self, id: &str, from: u64) -> Result<u64, SessionError> {
+        let holds = |n: u64| self.holds_blob(id, n);
         if !holds(from)? {
             return Ok(from);
         }
@@ -260,15 +282,24 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// Remove a session's blob log (the values its history names, and any
     /// orphans past them).
     pub(super) fn remove_blobs(&self, s: &Session) -> Result<(), SessionError> {
-        let length = self.blob_end(&s.id, s.blobs)?;
-        match self.store.remove(BLOBS, &s.id, length) {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict(m)) => Err(SessionError::Conflict(format!(
-                "session {} was removed, but values were added to its blob log meanwhile: {m}",
-                s.id
-            ))),
-            Err(e) => Err(e.into()),
+        // Where the history says the log ends, or (once that was wrong: a
+        // writer still adding, a log cut short) wherever it does.
+        let mut from = s.blobs;
+        for _ in 0..APPEND_ATTEMPTS {
+            if from > 0 && !self.holds_blob(&s.id, from - 1)? {
+                from = 0;
+            }
+            let length = self.blob_end(&s.id, from)?;
+            match self.store.remove(BLOBS, &s.id, length) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) => from = 0,
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(SessionError::Conflict(format!(
+            "session {} was removed, but values kept being added to its blob log",
+            s.id
+        )))
     }
 }
 

@@ -79,6 +79,10 @@ fn invalid(m: impl Into<String>) -> SessionError {
 /// An event holds at most what an import accepts of one: what does not
 /// fit (many channels with long names, large metadata) is refused here
 /// rather than written into a history no export could carry.
+/// A blob position at least as long in JSON as any a log will reach: an
+/// event built with it is as large as the real one can be.
+const PROBE_POSITION: u64 = 1 << 52;
+
 fn event_size(what: &str, data: &Value) -> Result<(), SessionError> {
     let len = validate::json_len(data);
     if len > super::MAX_EVENT_DATA_BYTES {
@@ -140,11 +144,11 @@ fn metadata_matches(filter: &Map<String, Value>, metadata: &Value) -> bool {
 }
 
 /// A value as an event holds it.
-fn value_json(type_: &str, placed: Placed<Vec<u8>>, first_blob: u64) -> Value {
+fn value_json(type_: &str, placed: &Placed<Vec<u8>>, first_blob: u64) -> Value {
     match placed {
         Placed::Inline(bytes) => json!({ "type": type_, "b64": BASE64.encode(bytes) }),
         Placed::Blob(i, parts) => {
-            let mut v = blobs::blob_json(first_blob + i, parts);
+            let mut v = blobs::blob_json(first_blob + i, *parts);
             v.insert("type".into(), json!(type_));
             Value::Object(v)
         }
@@ -349,9 +353,36 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             new_values.push((v.channel, v.version, placed));
         }
         let type_ = cp.checkpoint.type_;
-        let mut parts = Some((checkpoint, new_values));
-        let mut first_blob = None;
-        let mut data = Value::Null;
+        let blob_count = values.blobs.len();
+        let build = |first: u64| -> Value {
+            let values_json: Vec<Value> = new_values
+                .iter()
+                .map(|(channel, version, placed)| {
+                    json!({
+                        "channel": channel,
+                        "version": version,
+                        "value": placed.as_ref().map(|(t, p)| value_json(t, p, first)),
+                    })
+                })
+                .collect();
+            let mut data = json!({
+                "ns": cp.ns,
+                "id": cp.id,
+                "parent": cp.parent_id,
+                "checkpoint": value_json(&type_, &checkpoint, first),
+                "metadata": cp.metadata,
+                "versions": cp.channel_versions,
+                "values": values_json,
+            });
+            if blob_count > 0 {
+                data["blobs"] = json!([first, blob_count]);
+            }
+            data
+        };
+        // Names, metadata and versions that cannot fit are refused before
+        // any value is written.
+        event_size("the checkpoint", &build(PROBE_POSITION))?;
+        let mut data = None;
         self.retrying(id, |engine, loaded| {
             super::require(
                 &loaded.session,
@@ -361,43 +392,23 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 ],
                 "put a checkpoint in",
             )?;
-            if let Some((checkpoint, new_values)) = parts.take() {
-                let first = engine.put_blobs(&loaded.session, &values.blobs)?;
-                first_blob = Some(first);
-                let values_json: Vec<Value> = new_values
-                    .into_iter()
-                    .map(|(channel, version, placed)| {
-                        json!({
-                            "channel": channel,
-                            "version": version,
-                            "value": placed.map(|(t, p)| value_json(&t, p, first)),
-                        })
-                    })
-                    .collect();
-                data = json!({
-                    "ns": cp.ns,
-                    "id": cp.id,
-                    "parent": cp.parent_id,
-                    "checkpoint": value_json(&type_, checkpoint, first),
-                    "metadata": cp.metadata,
-                    "versions": cp.channel_versions,
-                    "values": values_json,
-                });
-                if !values.blobs.is_empty() {
-                    data["blobs"] = json!([first, values.blobs.len()]);
+            let data = match &mut data {
+                Some(d) => d,
+                None => {
+                    let first = engine.put_blobs(&loaded.session, &values.blobs)?;
+                    data.insert(build(first))
                 }
-            }
+            };
             // Where each channel not put now has its value: found again on
             // every attempt, as the history may have grown.
-            let from = engine.value_sources(loaded, &data)?;
+            let from = engine.value_sources(loaded, data)?;
             data["from"] = Value::Object(from);
-            event_size("the checkpoint", &data)?;
+            event_size("the checkpoint", data)?;
             Ok(Some(Op::Checkpointing(vec![NewEvent::new(
                 event_kind::CHECKPOINT,
                 data.clone(),
             )])))
         })?;
-        let _ = first_blob;
         Ok(())
     }
 
@@ -526,6 +537,29 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             let p = values.place(&what, value.bytes, Ok)?;
             placed.push((idx, channel, value.type_, p));
         }
+        let blob_count = values.blobs.len();
+        let build = |first: u64| -> Value {
+            let writes: Vec<Value> = placed
+                .iter()
+                .map(|(idx, channel, t, p)| {
+                    json!({ "idx": idx, "channel": channel, "value": value_json(t, p, first) })
+                })
+                .collect();
+            let mut d = json!({
+                "ns": ns,
+                "checkpoint": checkpoint_id,
+                "task": task_id,
+                "path": task_path,
+                "writes": writes,
+            });
+            if blob_count > 0 {
+                d["blobs"] = json!([first, blob_count]);
+            }
+            d
+        };
+        // Checked before any value is written; the event is this size
+        // whatever the positions turn out to be, or smaller.
+        event_size("the writes", &build(PROBE_POSITION))?;
         let mut data = None;
         self.retrying(id, |engine, loaded| {
             super::require(
@@ -536,31 +570,16 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 ],
                 "put writes in",
             )?;
-            if data.is_none() {
-                let first = engine.put_blobs(&loaded.session, &values.blobs)?;
-                let writes: Vec<Value> = std::mem::take(&mut placed)
-                    .into_iter()
-                    .map(|(idx, channel, t, p)| {
-                        json!({ "idx": idx, "channel": channel, "value": value_json(&t, p, first) })
-                    })
-                    .collect();
-                let mut d = json!({
-                    "ns": ns,
-                    "checkpoint": checkpoint_id,
-                    "task": task_id,
-                    "path": task_path,
-                    "writes": writes,
-                });
-                if !values.blobs.is_empty() {
-                    d["blobs"] = json!([first, values.blobs.len()]);
+            let d = match &data {
+                Some(d) => d,
+                None => {
+                    let first = engine.put_blobs(&loaded.session, &values.blobs)?;
+                    data.insert(build(first))
                 }
-                data = Some(d);
-            }
-            let d = data.clone().unwrap_or_default();
-            event_size("the writes", &d)?;
+            };
             Ok(Some(Op::Checkpointing(vec![NewEvent::new(
                 event_kind::WRITES,
-                d,
+                d.clone(),
             )])))
         })?;
         Ok(())
@@ -660,6 +679,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             let mut full = false;
             let mut to_skip = skip;
             let mut closing: Option<Lookback> = None;
+            let mut pending = 0usize;
             self.walk_back(&loaded, |e| {
                 if let Some(lookback) = &mut closing {
                     walk.visit(e.clone());
@@ -683,12 +703,12 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                     to_skip -= 1;
                     return Ok(true);
                 }
-                bytes += validate::json_len(&cp.data);
+                pending += validate::json_len(&cp.data);
                 returned += 1;
                 matched.push(cp);
                 let done = query.limit.is_some_and(|l| returned >= u64::from(l));
                 full = page.checkpoints.len() + matched.len() == PAGE_CHECKPOINTS
-                    || bytes >= PAGE_BYTES;
+                    || bytes + pending >= PAGE_BYTES;
                 if done || full {
                     // The writes of the last ones may lie a little before
                     // them.
@@ -696,17 +716,28 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 }
                 Ok(true)
             })?;
+            // The values are only known now (large ones, and those found
+            // in earlier checkpoints): the page closes once they pass the
+            // bound too, after at least one checkpoint.
             let mut cache = HashMap::new();
-            let taken = matched.len() as u64;
+            let found = matched.len() as u64;
+            let mut taken = 0u64;
             for cp in matched {
+                if bytes >= PAGE_BYTES && !page.checkpoints.is_empty() {
+                    full = true;
+                    break;
+                }
                 let t = self.tuple(session, &walk, &cp, &mut cache)?;
-                bytes += t.checkpoint.bytes.len()
+                bytes += validate::json_len(&cp.data)
+                    + t.checkpoint.bytes.len()
                     + t.channel_values
                         .iter()
                         .map(|(_, v)| v.bytes.len())
                         .sum::<usize>();
                 page.checkpoints.push(t);
+                taken += 1;
             }
+            returned -= found - taken;
             if full && query.limit.is_none_or(|l| returned < u64::from(l)) {
                 page.next_cursor = Some(format!("{sid}.{}.{returned}", skip + taken));
                 return Ok(page);
@@ -1161,8 +1192,19 @@ fn parse_cursor(c: &str) -> Result<(Option<String>, u64, u64), SessionError> {
         ))
     };
     let mut parts = c.rsplitn(3, '.');
-    let returned = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let skip = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    // Counts a listing can reach (pages of at most PAGE_CHECKPOINTS; a
+    // session's skip is among those returned), so that they stay far from
+    // overflowing.
+    let count = |p: Option<&str>| {
+        p.and_then(|p| p.parse::<u64>().ok())
+            .filter(|n| *n <= u64::from(u32::MAX))
+            .ok_or_else(bad)
+    };
+    let returned = count(parts.next())?;
+    let skip = count(parts.next())?;
+    if skip > returned {
+        return Err(bad());
+    }
     let sid = parts.next().ok_or_else(bad)?;
     validate::id("cursor", sid).map_err(|_| bad())?;
     Ok((Some(sid.to_owned()), skip, returned))

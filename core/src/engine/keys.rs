@@ -188,21 +188,58 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         )))
     }
 
+    /// Whether the session's key document names it; unless `dry_run`, bind
+    /// it when it does not (a store filled by a copy of the histories, a
+    /// document lost). Whether it had to be bound; `conflict` when the key
+    /// names another existing session.
+    pub(super) fn rebind_key(
+        &self,
+        key: &str,
+        id: &str,
+        dry_run: bool,
+    ) -> Result<bool, SessionError> {
+        match self.key_doc(key)? {
+            Some((named, _)) if named == id => Ok(false),
+            Some((named, _)) if dry_run => match self.load(&named) {
+                Ok(_) => Err(SessionError::Conflict(format!(
+                    "key {:?} names session {named}",
+                    validate::truncate(key)
+                ))),
+                Err(SessionError::NotFound(_)) => Ok(true),
+                Err(e) => Err(e),
+            },
+            None if dry_run => Ok(true),
+            _ => self.bind_imported_key(key, id).map(|()| true),
+        }
+    }
+
     /// Remove a session: its key first (if it still names the session;
     /// so no start can find the session again), then its history (if it
     /// still has `session.event_count` events), then its large values.
-    /// A failure part way leaves a session without its key (reachable by
-    /// id), or values no session names; never a key that leads to a
-    /// deleted session's remains.
+    /// A history that grew meanwhile is a `conflict`, and the key is bound
+    /// to the session again. A failure part way leaves a session without
+    /// its key (reachable by id; `rebuild-index` binds it again), or values
+    /// no session names; never a key that leads to a deleted session's
+    /// remains.
     pub(super) fn remove_session(&self, session: &Session) -> Result<(), SessionError> {
+        let mut unbound = None;
         if let Some(key) = &session.key
             && self.key_target(key)?.as_deref() == Some(session.id.as_str())
         {
             self.store.remove(KEYS, &key_name(key), 0)?;
+            unbound = Some(key);
         }
-        self.store
+        if let Err(e) = self
+            .store
             .remove(SESSIONS, &session.id, session.event_count)
-            .map_err(|e| conflict_for(&session.id, e))?;
+        {
+            // The session lives on: so does its key, unless a start made
+            // another session with it in between.
+            if let Some(key) = unbound {
+                let _ = self.bind_key(key, &session.id, 0);
+            }
+            return Err(conflict_for(&session.id, e));
+        }
         self.remove_blobs(session)
     }
 }

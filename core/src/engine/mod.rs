@@ -55,6 +55,9 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 const SCAN_BATCH: u32 = 4096;
 /// Records fetched per store call when reading a history.
 const READ_BATCH: u32 = 1000;
+/// How many times a delete reads a session that grew under it again
+/// before it gives up with `conflict`.
+const DELETE_ATTEMPTS: usize = 16;
 
 /// The session engine over a store, a notifier and an environment.
 ///
@@ -375,8 +378,9 @@ struct Loaded {
     snapshot_version: u64,
     /// History length the snapshot covers.
     snapshot_seq: u64,
-    /// The events read after the snapshot (the end of the history), so
-    /// that a walk back from the end starts without reading them again.
+    /// The last of the events read after the snapshot (the end of the
+    /// history, at most `2 * READ_BATCH`), so that a walk back from the
+    /// end starts without reading them again.
     tail: Vec<Event>,
 }
 
@@ -715,16 +719,32 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         Ok(CleanupReport { dry_run, removed })
     }
 
-    /// Remove one session and its history, whatever its status.
+    /// Remove one session and its history, whatever its status: events
+    /// appended while it is being removed are removed with it.
     pub fn delete(&self, session: impl Into<SessionRef>) -> Result<(), SessionError> {
         let id = &self.resolve(&session.into())?;
-        let session = self.load(id)?.session;
-        self.remove_session(&session)
+        let mut session = self.load(id)?.session;
+        for _ in 0..DELETE_ATTEMPTS {
+            match self.remove_session(&session) {
+                Err(SessionError::Conflict(_)) => {}
+                done => return done,
+            }
+            session = match self.load(id) {
+                Ok(l) => l.session,
+                // Another delete won.
+                Err(SessionError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+        }
+        Err(SessionError::Conflict(format!(
+            "session {id} kept growing while it was being deleted; try again"
+        )))
     }
 
     /// Compare every index entry with the history it summarizes and,
     /// unless `dry_run`, refresh those that differ and drop those of
-    /// sessions that no longer exist.
+    /// sessions that no longer exist; likewise bind every session's key
+    /// to it where the key's document is missing or names no session.
     pub fn reindex(&self, dry_run: bool) -> Result<IndexReport, SessionError> {
         let mut indexed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut after: Option<String> = None;
@@ -756,12 +776,22 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 let current = listed
                     .as_deref()
                     .and_then(|b| codec::decode_summary(key, b).ok());
-                if current.as_ref() != Some(&summary) {
-                    report.stale.push(key.clone());
-                    if !dry_run {
-                        self.store
-                            .reindex(SESSIONS, key, &codec::encode_summary(&summary))?;
+                let mut stale = current.as_ref() != Some(&summary);
+                if stale && !dry_run {
+                    self.store
+                        .reindex(SESSIONS, key, &codec::encode_summary(&summary))?;
+                }
+                if let Some(k) = &session.key {
+                    match self.rebind_key(k, key, dry_run) {
+                        Ok(bound) => stale |= bound,
+                        Err(e @ SessionError::Conflict(_)) => {
+                            report.unreadable.push(format!("{key}: {}", e.message()));
+                        }
+                        Err(e) => return Err(e),
                     }
+                }
+                if stale {
+                    report.stale.push(key.clone());
                 }
             }
             if keys.len() < SCAN_BATCH as usize {
@@ -796,7 +826,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         });
         // Large values travel with their history, as base64, in order.
         if session.blobs > 0 {
-            let mut blobs = Vec::with_capacity(session.blobs as usize);
+            let mut blobs = Vec::with_capacity(session.blobs.min(1024) as usize);
             let mut size = 0usize;
             for n in 0..session.blobs {
                 let bytes = self.blob_record(id, n)?;
@@ -985,11 +1015,18 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 )),
                 e => e.into(),
             })?;
+        // The id is this import's now (it won position 0 of the history):
+        // a blob log already there is what a session of the same id left
+        // behind when it was removed (a delete cut short).
         let bound = match blobs.is_empty() {
             true => Ok(()),
-            false => self
-                .append_blobs_at(&session.id, 0, &blobs)
-                .map_err(|e| conflict_for(&session.id, e)),
+            false => self.blob_end(&session.id, 0).and_then(|left| {
+                if left > 0 {
+                    self.store.remove(BLOBS, &session.id, left)?;
+                }
+                self.append_blobs_at(&session.id, 0, &blobs)
+                    .map_err(|e| conflict_for(&session.id, e))
+            }),
         };
         let bound = bound.and_then(|()| match &session.key {
             Some(key) => self.bind_imported_key(key, &session.id),
@@ -1274,6 +1311,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 }
                 state = Some(fold(state, id, &event)?);
                 tail.push(event);
+                // Only the end is kept (a history replayed without its
+                // snapshot could be long); a walk back reads the rest.
+                if tail.len() >= 2 * READ_BATCH as usize {
+                    tail.drain(..READ_BATCH as usize);
+                }
                 next += 1;
             }
             if records.len() < READ_BATCH as usize {
