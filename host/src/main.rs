@@ -1366,9 +1366,10 @@ fn migrate(
             ("the database", "the directory")
         };
         out!(
-            "copied {} sessions ({} records) and {} settings documents from {a} to {b}",
+            "copied {} sessions ({} records, {} records of large values) and {} settings documents from {a} to {b}",
             report.sessions,
             report.records,
+            report.blob_records,
             report.documents
         );
         out!("verified: counts and checksum {} match", report.checksum);

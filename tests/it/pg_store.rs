@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Barrier};
 
-use agent_session_core::{Store, StoreError};
+use agent_session_core::{SessionRef, Store, StoreError};
 use agent_session_host::{Outbox as _, PG_SCHEMA_VERSION, PgStore};
 
 use crate::common::{fresh_database, fresh_database_with};
@@ -227,6 +227,20 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
     cli_json(root, &["complete", &first, "--result", r#"{"ok":true}"#]);
     let second = cli_json(root, &["start", "short one"]);
     cli_json(root, &["pause", second["id"].as_str().unwrap()]);
+    // A session named by a key, holding a value too large for an event
+    // (kept in its blob log, in records of at most 1 MiB).
+    let big = serde_json::json!({ "text": "x".repeat(1_500_000) });
+    let keyed = {
+        let host = crate::common::host_at(root);
+        host.start(agent_session_core::StartOptions {
+            task: "keyed".into(),
+            key: Some("thread/α".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        host.add_items(SessionRef::key("thread/α"), std::slice::from_ref(&big))
+            .unwrap()
+    };
     cli_json(
         root,
         &[
@@ -242,10 +256,11 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
 
     let url = fresh_database("pg_migrate");
     let to = cli_json(root, &["migrate", "--to", &url]);
-    assert_eq!(to["copied"]["sessions"], 2, "{to}");
-    assert_eq!(to["copied"]["records"], 1 + 20 + 1 + 1 + 1, "{to}");
+    assert_eq!(to["copied"]["sessions"], 3, "{to}");
+    assert_eq!(to["copied"]["records"], 1 + 20 + 1 + 1 + 1 + 2, "{to}");
+    assert_eq!(to["copied"]["blob_records"], 2, "{to}");
     assert_eq!(to["copied"]["documents"], 1, "{to}");
-    assert_eq!(to["indexed"], 2, "{to}");
+    assert_eq!(to["indexed"], 3, "{to}");
 
     // The database serves the same sessions through the component.
     let host = agent_session_host::SessionHost::builder(
@@ -279,6 +294,13 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
         cli_json(root, &["events", &first, "--limit", "100"])["events"]
     );
     assert!(host.get_webhook().unwrap().is_some());
+    // The key was bound again (the index and keys are derived), and the
+    // large value came along.
+    assert_eq!(host.get(SessionRef::key("thread/α")).unwrap().id, keyed.id);
+    assert_eq!(
+        host.items(SessionRef::key("thread/α"), None).unwrap(),
+        vec![big.clone()]
+    );
 
     // And back into a new directory, with the same checksum.
     let back = tempfile::tempdir().unwrap();
@@ -286,6 +308,11 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
     assert_eq!(from["copied"], to["copied"], "{from}");
     assert_eq!(ids(&cli_json(back.path(), &["list"])), ids(&in_dir));
     assert!(cli(back.path(), &["fsck"]).status.success());
+    let back_host = crate::common::host_at(back.path());
+    assert_eq!(
+        back_host.items(SessionRef::key("thread/α"), None).unwrap(),
+        vec![big]
+    );
 
     // A copy never merges into a store that holds sessions.
     let again = cli(root, &["migrate", "--to", &url]);
