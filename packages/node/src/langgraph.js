@@ -56,8 +56,11 @@ export class AgentSessionSaver extends BaseCheckpointSaver {
   }
 
   /** The thread's session, by its key. */
+  // A thread id is a key: LangGraph's own savers store String(thread_id)
+  // too, and the Python adapter str(thread_id), so a number names the same
+  // thread from both.
   static #thread(threadId) {
-    return { key: threadId };
+    return { key: String(threadId) };
   }
 
   async getTuple(config) {
@@ -77,7 +80,7 @@ export class AgentSessionSaver extends BaseCheckpointSaver {
     const c = config?.configurable ?? {};
     if (limit !== undefined && limit !== null && !(limit > 0)) return;
     const query = {
-      session: c.thread_id ? AgentSessionSaver.#thread(c.thread_id) : null,
+      session: c.thread_id === undefined || c.thread_id === null ? null : AgentSessionSaver.#thread(c.thread_id),
       threads: { mode: MODE },
       ns: c.checkpoint_ns ?? null,
       id: c.checkpoint_id || null,

@@ -179,3 +179,15 @@ test('a thread is a session keyed by its id; what LangGraph gets wrong is refuse
   await assert.rejects(put(s, 'thread-x', { x: 2 }), (e) => e.code === 'invalid-transition');
   assert.throws(() => new AgentSessionSaver(42), TypeError);
 });
+
+test('a number as thread id names the thread its text names, as in Python', async (t) => {
+  const s = saver(t, { dir: tempRoot(t) });
+  const r = await put(s, 42, { n: 1 });
+  assert.equal(r.configurable.thread_id, 42);
+  assert.equal((await s.getTuple(config('42'))).checkpoint.id, r.configurable.checkpoint_id);
+  assert.deepEqual(await idsOf(s.list(config(42))), [r.configurable.checkpoint_id]);
+  // 0 is a thread id too, not "every thread".
+  await put(s, 'other', { n: 2 });
+  assert.deepEqual(await idsOf(s.list(config(0))), []);
+  assert.equal((await idsOf(s.list({ configurable: {} }))).length, 2);
+});
