@@ -181,7 +181,7 @@ test('a thread is a session keyed by its id; what LangGraph gets wrong is refuse
 });
 
 test('a number as thread id names the thread its text names, as in Python', async (t) => {
-  const s = saver(t, { dir: tempRoot(t) });
+  const s = saver(t, tempRoot(t));
   const r = await put(s, 42, { n: 1 });
   assert.equal(r.configurable.thread_id, 42);
   assert.equal((await s.getTuple(config('42'))).checkpoint.id, r.configurable.checkpoint_id);
