@@ -330,11 +330,13 @@ fn items_of_an_ended_session_are_refused() {
 }
 
 /// A store that runs `hook` once, on the inner store, just before the
-/// first removal of a session's history: another writer's step, landing
-/// between what an operation read and what it removes.
+/// first removal of a session's history (and `after` once, just after
+/// one): another writer's step, landing between what an operation read
+/// and what it removes.
 struct Racing {
     inner: MemoryStore,
     hook: std::cell::RefCell<Option<Step>>,
+    after: std::cell::RefCell<Option<Step>>,
 }
 
 /// Another writer's step, on the store underneath.
@@ -370,12 +372,19 @@ impl Store for Racing {
         self.inner.put(c, k, d, v, durable)
     }
     fn remove(&self, c: &str, k: &str, expected: u64) -> Result<(), StoreError> {
-        if c == SESSIONS
-            && let Some(hook) = self.hook.borrow_mut().take()
-        {
+        if c != SESSIONS {
+            return self.inner.remove(c, k, expected);
+        }
+        let hook = self.hook.borrow_mut().take();
+        if let Some(hook) = hook {
             hook(&self.inner);
         }
-        self.inner.remove(c, k, expected)
+        let removed = self.inner.remove(c, k, expected);
+        let after = self.after.borrow_mut().take();
+        if let Some(after) = after {
+            after(&self.inner);
+        }
+        removed
     }
 }
 
@@ -387,6 +396,7 @@ fn racing(key: &'static str) -> (Engine<Racing, MemoryOutbox, ManualEnvironment>
         Racing {
             inner: MemoryStore::new(),
             hook: std::cell::RefCell::new(None),
+            after: std::cell::RefCell::new(None),
         },
         MemoryOutbox::new(),
         ManualEnvironment::at(1_700_000_000_000),
@@ -540,4 +550,29 @@ fn a_blob_log_shorter_than_its_history_is_damage_not_a_race() {
     // It can still be deleted, values and all.
     e.delete(&s.id).unwrap();
     assert!(e.store().read(BLOBS, &s.id, 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_key_bound_again_never_names_a_session_another_delete_removed() {
+    let (e, id) = racing("two");
+    // The first delete's removal fails (the writer appended); before it
+    // binds the key again, a second delete (which finds no key) removes
+    // the session.
+    let removes = id.clone();
+    *e.store().after.borrow_mut() = Some(Box::new(move |store: &MemoryStore| {
+        let other = Engine::new(
+            store,
+            MemoryOutbox::new(),
+            ManualEnvironment::at(1_700_000_000_900),
+        );
+        other.delete(&removes).unwrap();
+    }));
+    e.delete(SessionRef::key("two")).unwrap();
+    assert!(e.store().after.borrow().is_none(), "the second delete ran");
+    assert!(matches!(e.get(&id), Err(SessionError::NotFound(_))));
+    assert!(e.store().get(KEYS, &keys_name("two")).unwrap().is_none());
+    assert!(matches!(
+        e.get(SessionRef::key("two")),
+        Err(SessionError::NotFound(_))
+    ));
 }

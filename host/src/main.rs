@@ -1358,6 +1358,7 @@ fn migrate(
             "direction": if into_db { "to" } else { "from" },
             "copied": report,
             "indexed": index.sessions,
+            "unreadable": index.unreadable,
         }));
     } else {
         let (a, b) = if into_db {
@@ -1374,6 +1375,9 @@ fn migrate(
         );
         out!("verified: counts and checksum {} match", report.checksum);
         out!("indexed {} sessions", index.sessions);
+        for u in &index.unreadable {
+            out!("not indexed: {}", term(u));
+        }
     }
     Ok(())
 }

@@ -261,6 +261,7 @@ fn migrate_copies_a_directory_into_postgres_and_back() {
     assert_eq!(to["copied"]["blob_records"], 2, "{to}");
     assert_eq!(to["copied"]["documents"], 1, "{to}");
     assert_eq!(to["indexed"], 3, "{to}");
+    assert_eq!(to["unreadable"], serde_json::json!([]), "{to}");
 
     // The database serves the same sessions through the component.
     let host = agent_session_host::SessionHost::builder(

@@ -215,8 +215,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             match self.store.read(super::SESSIONS, &s.id, 0, 1)?.is_empty() {
                 true => SessionError::NotFound(format!("no session with id {}", s.id)),
                 false => SessionError::Storage(format!(
-                    "session {} is damaged: its blob log holds fewer values than its history names \
-                 ({}); export what can be read, or delete it",
+                    "session {}: its blob log holds fewer values than its history names ({}): \
+                     an import of it is still putting them back, or was cut short (then delete \
+                     the session and import it again)",
                     s.id, s.blobs
                 )),
             },
@@ -294,6 +295,11 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict(_)) => from = 0,
                 Err(e) => return Err(e.into()),
+            }
+            // A session made at the id since (an import of it) owns what
+            // its log holds now.
+            if !self.store.read(super::SESSIONS, &s.id, 0, 1)?.is_empty() {
+                return Ok(());
             }
         }
         Err(SessionError::Conflict(format!(

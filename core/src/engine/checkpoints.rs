@@ -76,13 +76,14 @@ fn invalid(m: impl Into<String>) -> SessionError {
     SessionError::InvalidInput(m.into())
 }
 
+/// A position (in a blob log, or of an event) at least as long in JSON as
+/// any a log will reach: an event built with it is as large as the real
+/// one can be.
+const PROBE_POSITION: u64 = 1 << 52;
+
 /// An event holds at most what an import accepts of one: what does not
 /// fit (many channels with long names, large metadata) is refused here
 /// rather than written into a history no export could carry.
-/// A blob position at least as long in JSON as any a log will reach: an
-/// event built with it is as large as the real one can be.
-const PROBE_POSITION: u64 = 1 << 52;
-
 fn event_size(what: &str, data: &Value) -> Result<(), SessionError> {
     let len = validate::json_len(data);
     if len > super::MAX_EVENT_DATA_BYTES {
@@ -380,8 +381,16 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             data
         };
         // Names, metadata and versions that cannot fit are refused before
-        // any value is written.
-        event_size("the checkpoint", &build(PROBE_POSITION))?;
+        // any value is written: the probe names an event for every channel
+        // not put now, as `from` will at most.
+        let mut probe = build(PROBE_POSITION);
+        let from: Map<String, Value> = versions
+            .keys()
+            .filter(|c| !new_values.iter().any(|(put, _, _)| put == *c))
+            .map(|c| (c.clone(), json!(PROBE_POSITION)))
+            .collect();
+        probe["from"] = Value::Object(from);
+        event_size("the checkpoint", &probe)?;
         let mut data = None;
         self.retrying(id, |engine, loaded| {
             super::require(

@@ -209,8 +209,26 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 Err(e) => Err(e),
             },
             None if dry_run => Ok(true),
-            _ => self.bind_imported_key(key, id).map(|()| true),
+            _ => {
+                self.bind_imported_key(key, id)?;
+                self.unbind_if_gone(key, id)?;
+                Ok(true)
+            }
         }
+    }
+
+    /// After binding `key` to `id` from what was read before: if the
+    /// session has been removed meanwhile (by a delete that found no key
+    /// to remove), remove the binding again, so that no key is left
+    /// naming a deleted session's id.
+    fn unbind_if_gone(&self, key: &str, id: &str) -> Result<(), SessionError> {
+        if self.store.read(SESSIONS, id, 0, 1)?.is_empty()
+            && let Some((named, _)) = self.key_doc(key)?
+            && named == id
+        {
+            self.store.remove(KEYS, &key_name(key), 0)?;
+        }
+        Ok(())
     }
 
     /// Remove a session: its key first (if it still names the session;
@@ -219,8 +237,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     /// A history that grew meanwhile is a `conflict`, and the key is bound
     /// to the session again. A failure part way leaves a session without
     /// its key (reachable by id; `rebuild-index` binds it again), or values
-    /// no session names; never a key that leads to a deleted session's
-    /// remains.
+    /// no session names. A key bound again is checked once more against
+    /// the history (a delete racing this one may have removed it); what
+    /// is left is the window between that check and the removal.
     pub(super) fn remove_session(&self, session: &Session) -> Result<(), SessionError> {
         let mut unbound = None;
         if let Some(key) = &session.key
@@ -235,8 +254,10 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         {
             // The session lives on: so does its key, unless a start made
             // another session with it in between.
-            if let Some(key) = unbound {
-                let _ = self.bind_key(key, &session.id, 0);
+            if let Some(key) = unbound
+                && self.bind_key(key, &session.id, 0)?
+            {
+                self.unbind_if_gone(key, &session.id)?;
             }
             return Err(conflict_for(&session.id, e));
         }

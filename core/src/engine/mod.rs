@@ -784,10 +784,9 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
                 if let Some(k) = &session.key {
                     match self.rebind_key(k, key, dry_run) {
                         Ok(bound) => stale |= bound,
-                        Err(e @ SessionError::Conflict(_)) => {
-                            report.unreadable.push(format!("{key}: {}", e.message()));
-                        }
-                        Err(e) => return Err(e),
+                        // A key naming another session, a damaged key
+                        // document: reported, and the rebuild goes on.
+                        Err(e) => report.unreadable.push(format!("{key}: {}", e.message())),
                     }
                 }
                 if stale {
