@@ -16,6 +16,12 @@ use sha2::{Digest, Sha256};
 /// Records read or appended per call.
 const BATCH: u32 = 1000;
 
+/// Records read or appended per call in `collection`: blob records are up
+/// to 1 MiB each, so fewer of them.
+fn batch(collection: &str) -> u32 {
+    if collection == BLOBS { 8 } else { BATCH }
+}
+
 /// What a copy moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CopyReport {
@@ -181,8 +187,7 @@ fn copy_log(
     key: &str,
     sum: &mut Sha256,
 ) -> Result<u64, CopyError> {
-    // Blob records are up to 1 MiB each: fewer per call.
-    let batch = if collection == BLOBS { 8 } else { BATCH };
+    let batch = batch(collection);
     let mut seq = 0u64;
     loop {
         let records = from
@@ -207,7 +212,7 @@ pub fn summarize(store: &dyn Store) -> Result<CopyReport, CopyError> {
     let mut sum = Sha256::new();
     let mut counts = [(0u64, 0u64); 2];
     for (i, (collection, name)) in LOGS.into_iter().enumerate() {
-        let batch = if collection == BLOBS { 8 } else { BATCH };
+        let batch = batch(collection);
         each_key(store, collection, |key| {
             let mut seq = 0u64;
             loop {

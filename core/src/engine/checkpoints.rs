@@ -393,14 +393,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         event_size("the checkpoint", &probe)?;
         let mut data = None;
         self.retrying(id, |engine, loaded| {
-            super::require(
-                &loaded.session,
-                &[
-                    crate::model::SessionStatus::Active,
-                    crate::model::SessionStatus::Paused,
-                ],
-                "put a checkpoint in",
-            )?;
+            super::require_live(&loaded.session, "put a checkpoint in")?;
             let data = match &mut data {
                 Some(d) => d,
                 None => {
@@ -571,14 +564,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         event_size("the writes", &build(PROBE_POSITION))?;
         let mut data = None;
         self.retrying(id, |engine, loaded| {
-            super::require(
-                &loaded.session,
-                &[
-                    crate::model::SessionStatus::Active,
-                    crate::model::SessionStatus::Paused,
-                ],
-                "put writes in",
-            )?;
+            super::require_live(&loaded.session, "put writes in")?;
             let d = match &data {
                 Some(d) => d,
                 None => {
@@ -812,14 +798,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         }
         let mut first_blob = None;
         self.retrying(&dst_id, |engine, loaded| {
-            super::require(
-                &loaded.session,
-                &[
-                    crate::model::SessionStatus::Active,
-                    crate::model::SessionStatus::Paused,
-                ],
-                "copy checkpoints into",
-            )?;
+            super::require_live(&loaded.session, "copy checkpoints into")?;
             let first = match first_blob {
                 Some(f) => f,
                 None => {

@@ -88,7 +88,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             let first = match first_blob {
                 Some(f) => f,
                 None => {
-                    require_live(&loaded.session, "add items to")?;
+                    super::require_live(&loaded.session, "add items to")?;
                     let f = engine.put_blobs(&loaded.session, &values.blobs)?;
                     first_blob = Some(f);
                     f
@@ -129,7 +129,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
         let id = &self.resolve(&session.into())?;
         let mut taken = None;
         self.retrying(id, |engine, loaded| {
-            require_live(&loaded.session, "pop an item of")?;
+            super::require_live(&loaded.session, "pop an item of")?;
             taken = engine.live_items(loaded, Some(1))?.pop();
             Ok(taken.as_ref().map(|(seq, _)| Op::PopItem(*seq)))
         })?;
@@ -140,7 +140,7 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
     pub fn clear_items(&self, session: impl Into<SessionRef>) -> Result<Session, SessionError> {
         let id = &self.resolve(&session.into())?;
         self.retrying(id, |_, loaded| {
-            require_live(&loaded.session, "clear the items of")?;
+            super::require_live(&loaded.session, "clear the items of")?;
             Ok(Some(Op::ClearItems))
         })
         .map(|done| done.expect("a clear always commits").0)
@@ -229,15 +229,4 @@ impl<S: Store, N: Notifier, E: Environment> Engine<S, N, E> {
             }
         }
     }
-}
-
-fn require_live(s: &Session, verb: &str) -> Result<(), SessionError> {
-    super::require(
-        s,
-        &[
-            crate::model::SessionStatus::Active,
-            crate::model::SessionStatus::Paused,
-        ],
-        verb,
-    )
 }

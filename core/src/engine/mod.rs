@@ -1710,6 +1710,12 @@ fn merge_context(context: &mut Map<String, Value>, patch: &Map<String, Value>) {
     }
 }
 
+/// [`require`] an active or paused session: one that still takes
+/// conversation items and checkpoints.
+fn require_live(s: &Session, verb: &str) -> Result<(), SessionError> {
+    require(s, &[SessionStatus::Active, SessionStatus::Paused], verb)
+}
+
 fn require(s: &Session, allowed: &[SessionStatus], verb: &str) -> Result<(), SessionError> {
     if allowed.contains(&s.status) {
         return Ok(());
